@@ -85,6 +85,7 @@ impl LogFile {
             sync_dir(dir)?;
         }
         let mut buf = Vec::new();
+        file.seek(SeekFrom::Start(0)).map_err(io(&path))?;
         file.read_to_end(&mut buf).map_err(io(&path))?;
         let decoded = decode(&buf).map_err(|(offset, reason)| MetaError::Corrupt {
             location: format!("{} at offset {offset}", path.display()),
