@@ -18,14 +18,20 @@ async fn killed_etcd_is_unavailable_within_timeout_then_recovers() {
     let opts = etcd.options();
     let timeout = opts.request_timeout;
     let store = meta::EtcdStore::connect(opts).await.unwrap();
-    store.put("/f/a", b("1"), PutCondition::Always, None).await.unwrap();
+    store
+        .put("/f/a", b("1"), PutCondition::Always, None)
+        .await
+        .unwrap();
 
     etcd.kill();
     for op in ["get", "put", "range", "lease"] {
         let started = Instant::now();
         let res = match op {
             "get" => store.get("/f/a").await.map(drop),
-            "put" => store.put("/f/b", b("1"), PutCondition::Always, None).await.map(drop),
+            "put" => store
+                .put("/f/b", b("1"), PutCondition::Always, None)
+                .await
+                .map(drop),
             "range" => store.range("/f/", None, 10).await.map(drop),
             _ => store.grant_lease(Duration::from_secs(5)).await.map(drop),
         };
@@ -44,11 +50,16 @@ async fn killed_etcd_is_unavailable_within_timeout_then_recovers() {
 
     etcd.restart().await.unwrap();
     // The same client works again once etcd is back.
-    wait_for("the client to reconnect", Duration::from_secs(30), || async {
-        store.get("/f/a").await.ok().flatten()
-    })
+    wait_for(
+        "the client to reconnect",
+        Duration::from_secs(30),
+        || async { store.get("/f/a").await.ok().flatten() },
+    )
     .await;
-    store.put("/f/c", b("1"), PutCondition::Always, None).await.unwrap();
+    store
+        .put("/f/c", b("1"), PutCondition::Always, None)
+        .await
+        .unwrap();
     assert_eq!(store.get("/f/a").await.unwrap().unwrap().value, b("1"));
 }
 
@@ -61,7 +72,11 @@ async fn connect_to_a_dead_endpoint_fails_with_unavailable() {
     let started = Instant::now();
     let err = meta::EtcdStore::connect(opts).await.unwrap_err();
     assert!(matches!(err, MetaError::Unavailable { .. }), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,17 +84,26 @@ async fn watch_resumes_across_an_etcd_restart_without_losing_events() {
     let mut etcd = EtcdServer::start().await.unwrap();
     let store: Arc<dyn MetadataStore> = Arc::new(etcd.store().await.unwrap());
     let mut w = store.watch("/w/", None).await.unwrap();
-    let v1 = store.put("/w/1", b("a"), PutCondition::Always, None).await.unwrap();
+    let v1 = store
+        .put("/w/1", b("a"), PutCondition::Always, None)
+        .await
+        .unwrap();
     let ev = w.next().await.unwrap().unwrap();
     assert_eq!(ev.kv.version, v1);
 
     etcd.kill();
     etcd.restart().await.unwrap();
     let v2 = wait_for("a put after restart", Duration::from_secs(30), || async {
-        store.put("/w/2", b("b"), PutCondition::Always, None).await.ok()
+        store
+            .put("/w/2", b("b"), PutCondition::Always, None)
+            .await
+            .ok()
     })
     .await;
-    let v3 = store.put("/w/3", b("c"), PutCondition::Always, None).await.unwrap();
+    let v3 = store
+        .put("/w/3", b("c"), PutCondition::Always, None)
+        .await
+        .unwrap();
     for expected in [v2, v3] {
         let ev = tokio::time::timeout(Duration::from_secs(30), w.next())
             .await
