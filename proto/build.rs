@@ -2,14 +2,16 @@
 //! (Debian's `protobuf-compiler`); `PROTOC` overrides the one on PATH.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["protos/meta.proto", "protos/embedded_log.proto"];
+    let protos = [
+        "protos/meta.proto",
+        "protos/embedded_log.proto",
+        "protos/bookie.proto",
+    ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }
     tonic_prost_build::configure()
         .bytes(".")
-        .build_client(false)
-        .build_server(false)
         .compile_protos(&protos, &["protos"])?;
     Ok(())
 }

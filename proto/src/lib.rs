@@ -2,7 +2,8 @@
 //!
 //! - [`meta`]: values stored in the metadata store (ledger metadata, bookie registration,
 //!   cookies, the ledger-id counter). Key layout: `docs/metadata.md`.
-//! - [`embedded`]: records of the embedded metadata store's log file.
+//! - [`embedded`]: records of the embedded metadata store's log file;
+//! - [`bookie`]: the bookie gRPC service (client and server) and its messages.
 //!
 //! Code is generated at build time from `protos/` by `protoc`; payload fields are
 //! `bytes::Bytes` so values move through the system without copies.
@@ -20,4 +21,9 @@ pub mod meta {
 /// The embedded metadata store's log records.
 pub mod embedded {
     include!(concat!(env!("OUT_DIR"), "/magnetar.embedded.rs"));
+}
+
+/// The bookie service and its messages.
+pub mod bookie {
+    include!(concat!(env!("OUT_DIR"), "/magnetar.bookie.rs"));
 }

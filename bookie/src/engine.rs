@@ -1,0 +1,452 @@
+//! The storage engine: journal + ledger storage + the per-ledger rules (master key, fencing,
+//! LAC). The gRPC handlers are thin wrappers over it.
+//!
+//! Add path: verify the writer's checksum; reserve write-cache space (throttle, then
+//! `TooManyRequests`); under the ledger's lock check the master key and the fence, put the
+//! entry in the write cache and queue its journal record; reply when the record is fsynced.
+//! Because the queue order is fixed under the ledger's lock, an add queued before a fence is
+//! durable before the fence's reply, and an add after it is refused.
+//!
+//! Start-up: replay the journal from the checkpoint mark into the write cache, checkpoint,
+//! then open a fresh journal file. Shutdown: stop accepting, checkpoint, stop the journal.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{EntryId, LedgerId};
+use tokio_util::sync::CancellationToken;
+
+use crate::entry::Entry;
+use crate::error::{BookieError, Result};
+use crate::journal::file::{list_files, path_of, read_file};
+use crate::journal::{JournalPosition, JournalRecord, JournalWriter, WriterConfig};
+use crate::storage::{LedgerStorage, StorageConfig, checkpoint};
+
+/// What to do with corruption found in the journal before its tail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Refuse to start, naming the file and offset.
+    #[default]
+    Strict,
+    /// Skip the rest of the damaged file with an error log (acknowledged data may be lost).
+    TolerateCorruption,
+}
+
+/// Engine configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Journal writer settings (its `dir` is the journal directory).
+    pub journal: WriterConfig,
+    /// Ledger storage settings.
+    pub storage: StorageConfig,
+    /// Checkpoint at least this often.
+    pub checkpoint_interval: Duration,
+    /// Journal corruption policy.
+    pub recovery_mode: RecoveryMode,
+}
+
+/// Per-ledger facts for `LedgerInfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerInfo {
+    /// Fenced.
+    pub fenced: bool,
+    /// LAC (-1 none).
+    pub lac: i64,
+    /// Highest entry stored.
+    pub last_entry: Option<EntryId>,
+    /// Entries stored.
+    pub entries: u64,
+    /// Payload bytes stored.
+    pub bytes: u64,
+}
+
+/// Journal + ledger storage.
+#[derive(Debug)]
+pub struct Engine {
+    storage: Arc<LedgerStorage>,
+    journal: JournalWriter,
+    journal_dir: PathBuf,
+    /// Exclusive locks on the journal and ledger directories, held while the engine lives.
+    _locks: Vec<std::fs::File>,
+    checkpoint_interval: Duration,
+    read_only: AtomicBool,
+    shutting_down: AtomicBool,
+}
+
+impl Engine {
+    /// Opens the engine: replays the journal, checkpoints, starts the journal writer.
+    /// Blocking; call from `spawn_blocking` or before the runtime starts serving.
+    pub fn open(config: EngineConfig) -> Result<Engine> {
+        let jdir = config.journal.dir.clone();
+        std::fs::create_dir_all(&jdir).map_err(BookieError::io(&jdir))?;
+        let ldir = config.storage.dir.clone();
+        std::fs::create_dir_all(&ldir).map_err(BookieError::io(&ldir))?;
+        let locks = vec![lock_dir(&jdir)?, lock_dir(&ldir)?];
+        let storage = Arc::new(LedgerStorage::open(config.storage.clone())?);
+        let (end, last_seq, replayed) = replay(&storage, &jdir, config.recovery_mode)?;
+        storage.checkpoint_blocking(end)?;
+        delete_journals_before(&jdir, end.file);
+        tracing::info!(
+            records = replayed,
+            ledgers = storage.ledger_ids().len(),
+            "journal replayed"
+        );
+        let (journal, _thread) = JournalWriter::start(config.journal, last_seq + 1)?;
+        Ok(Engine {
+            storage,
+            journal,
+            journal_dir: jdir,
+            _locks: locks,
+            checkpoint_interval: config.checkpoint_interval,
+            read_only: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+
+    /// Ledger storage, for status and tools.
+    pub fn storage(&self) -> &LedgerStorage {
+        &self.storage
+    }
+
+    /// Refuse (or accept again) normal adds.
+    pub fn set_read_only(&self, read_only: bool) {
+        self.read_only.store(read_only, Ordering::SeqCst);
+    }
+
+    /// Whether normal adds are refused for lack of disk.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only.load(Ordering::SeqCst)
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Adds an entry; resolves when it is durable in the journal.
+    pub async fn add(&self, entry: Entry, master_key: Bytes, recovery: bool) -> Result<()> {
+        if self.is_shutting_down() {
+            return Err(BookieError::ShuttingDown);
+        }
+        if self.is_read_only() && !recovery {
+            return Err(BookieError::ReadOnly);
+        }
+        if !entry.verify() {
+            metrics::counter!("bookie_add_rejected_total", "reason" => "checksum").increment(1);
+            return Err(BookieError::BadRequest(format!(
+                "entry {}:{} fails its checksum",
+                entry.ledger, entry.entry
+            )));
+        }
+        self.storage.reserve(entry.footprint()).await?;
+        let ledger = self.storage.ledger_or_create(entry.ledger);
+        let (lac, id) = (entry.lac, entry.ledger);
+        let durable = {
+            let mut st = ledger.state();
+            if st.deleted {
+                return Err(BookieError::NoLedger { ledger: id });
+            }
+            match &st.meta.master_key {
+                Some(k) if *k != master_key => {
+                    return Err(BookieError::Unauthorized { ledger: id });
+                }
+                Some(_) => {}
+                None => {
+                    st.meta.master_key = Some(master_key.clone());
+                    st.dirty = true;
+                    // Durable before the add: the queue is FIFO and the add waits for itself.
+                    let _ = self.journal.submit(JournalRecord::MasterKey {
+                        ledger: id,
+                        key: master_key,
+                    })?;
+                }
+            }
+            if st.meta.fenced && !recovery {
+                return Err(BookieError::Fenced { ledger: id });
+            }
+            self.storage.insert(entry.clone());
+            self.journal.submit(JournalRecord::Add(entry))?
+        };
+        durable.await?;
+        ledger.observe_lac(lac);
+        Ok(())
+    }
+
+    /// Fences a ledger (creating it if unknown, as a recovering client needs every bookie of
+    /// the ensemble fenced); resolves with the LAC once the fence is durable.
+    pub async fn fence(&self, id: LedgerId, master_key: Bytes) -> Result<i64> {
+        if self.is_shutting_down() {
+            return Err(BookieError::ShuttingDown);
+        }
+        let ledger = self.storage.ledger_or_create(id);
+        let durable = {
+            let mut st = ledger.state();
+            match &st.meta.master_key {
+                Some(k) if *k != master_key => {
+                    return Err(BookieError::Unauthorized { ledger: id });
+                }
+                Some(_) => {}
+                None => {
+                    st.meta.master_key = Some(master_key.clone());
+                    let _ = self.journal.submit(JournalRecord::MasterKey {
+                        ledger: id,
+                        key: master_key,
+                    })?;
+                }
+            }
+            st.meta.fenced = true;
+            st.dirty = true;
+            self.journal.submit(JournalRecord::Fence { ledger: id })?
+        };
+        durable.await?;
+        metrics::counter!("bookie_fences_total").increment(1);
+        self.lac(id).await
+    }
+
+    /// The bookie's LAC for a ledger.
+    pub async fn lac(&self, id: LedgerId) -> Result<i64> {
+        Ok(self.info(id).await?.lac)
+    }
+
+    /// Long-polls the LAC: returns as soon as it exceeds `previous`, or at `timeout`.
+    pub async fn read_lac(&self, id: LedgerId, previous: i64, timeout: Duration) -> Result<i64> {
+        let lac = self.lac(id).await?;
+        if lac > previous || timeout.is_zero() {
+            return Ok(lac);
+        }
+        let ledger = self
+            .storage
+            .ledger(id)
+            .ok_or(BookieError::NoLedger { ledger: id })?;
+        let mut rx = ledger.subscribe_lac();
+        let _ = tokio::time::timeout(
+            timeout.min(Duration::from_secs(60)),
+            rx.wait_for(|l| *l > previous),
+        )
+        .await;
+        Ok(ledger.lac())
+    }
+
+    /// Reads an entry (fencing first if asked) with the bookie's LAC.
+    pub async fn read(
+        &self,
+        id: LedgerId,
+        entry: EntryId,
+        fence: Option<Bytes>,
+    ) -> Result<(Entry, i64)> {
+        let lac = match fence {
+            Some(key) => Some(self.fence(id, key).await?),
+            None => None,
+        };
+        let storage = self.storage.clone();
+        let e = tokio::task::spawn_blocking(move || storage.read_blocking(id, entry))
+            .await
+            .map_err(|e| BookieError::Io {
+                path: "read task".into(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+        let lac = match lac {
+            Some(l) => l,
+            None => self.lac(id).await?,
+        };
+        Ok((e, lac))
+    }
+
+    /// Facts about a ledger. `NoLedger` if this bookie holds nothing of it.
+    pub async fn info(&self, id: LedgerId) -> Result<LedgerInfo> {
+        let ledger = self
+            .storage
+            .ledger(id)
+            .ok_or(BookieError::NoLedger { ledger: id })?;
+        let storage = self.storage.clone();
+        let l = ledger.clone();
+        let (entries, bytes, last_entry) =
+            tokio::task::spawn_blocking(move || storage.info_blocking(&l))
+                .await
+                .map_err(|e| BookieError::Io {
+                    path: "info task".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })??;
+        let fenced = ledger.state().meta.fenced;
+        Ok(LedgerInfo {
+            fenced,
+            lac: ledger.lac(),
+            last_entry,
+            entries,
+            bytes,
+        })
+    }
+
+    /// Deletes a ledger: journaled first (so replay cannot resurrect it), then its files go.
+    pub async fn delete(&self, id: LedgerId) -> Result<()> {
+        if self.is_shutting_down() {
+            return Err(BookieError::ShuttingDown);
+        }
+        self.journal
+            .submit(JournalRecord::Delete { ledger: id })?
+            .await?;
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || storage.delete_blocking(id))
+            .await
+            .map_err(|e| BookieError::Io {
+                path: "delete task".into(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+        Ok(())
+    }
+
+    /// Moves the write cache into ledger files and advances the checkpoint mark; deletes
+    /// journal files the mark has passed.
+    pub async fn checkpoint(&self) -> Result<()> {
+        let pos = self.journal.durable_position();
+        let storage = self.storage.clone();
+        let jdir = self.journal_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            storage.checkpoint_blocking(pos)?;
+            delete_journals_before(&jdir, pos.file);
+            Ok::<_, BookieError>(())
+        })
+        .await
+        .map_err(|e| BookieError::Io {
+            path: "checkpoint task".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+    }
+
+    /// Checkpoints every `checkpoint_interval`, or sooner when the write cache fills.
+    /// Ends when `shutdown` fires.
+    pub async fn run_checkpoints(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.checkpoint_interval) => {}
+                () = self.storage.flush_wanted.notified() => {}
+            }
+            if let Err(e) = self.checkpoint().await {
+                tracing::error!(error = %e, "checkpoint failed; entries stay in the journal and the write cache");
+            }
+        }
+    }
+
+    /// Stops accepting requests and checkpoints. Adds already queued still complete; the
+    /// journal thread ends when the engine is dropped.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.checkpoint().await
+    }
+}
+
+/// Replays every journal record after the checkpoint mark into storage. Returns the end of
+/// the journal, the highest file sequence seen and how many records were applied.
+fn replay(
+    storage: &LedgerStorage,
+    jdir: &std::path::Path,
+    mode: RecoveryMode,
+) -> Result<(JournalPosition, u64, usize)> {
+    let mark = checkpoint::read(storage.dir())?.unwrap_or_default();
+    let seqs = list_files(jdir)?;
+    let mut end = mark;
+    let mut applied = 0usize;
+    let mut last_seq = mark.file;
+    for &seq in seqs.iter().filter(|s| **s >= mark.file) {
+        last_seq = seq;
+        let from = if seq == mark.file { mark.offset } else { 0 };
+        let scan = read_file(jdir, seq, from, |record, _pos| {
+            apply(storage, record)?;
+            applied += 1;
+            Ok(())
+        });
+        let scan = match scan {
+            Ok(s) => s,
+            Err(e @ BookieError::Corrupt { .. }) if mode == RecoveryMode::TolerateCorruption => {
+                tracing::error!(error = %e, "skipping the rest of a corrupt journal file (recovery_mode = tolerate_corruption)");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some((offset, reason)) = &scan.torn {
+            let path = path_of(jdir, seq);
+            tracing::warn!(path = %path.display(), offset, reason = %reason, "truncating torn journal tail");
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(scan.end))
+                .map_err(BookieError::io(&path))?;
+        }
+        end = JournalPosition {
+            file: seq,
+            offset: scan.end,
+        };
+    }
+    last_seq = last_seq.max(seqs.last().copied().unwrap_or(0));
+    Ok((end, last_seq, applied))
+}
+
+fn apply(storage: &LedgerStorage, record: JournalRecord) -> Result<()> {
+    match record {
+        JournalRecord::Add(e) => {
+            let ledger = storage.ledger_or_create(e.ledger);
+            ledger.observe_lac(e.lac);
+            storage.insert(e);
+        }
+        JournalRecord::MasterKey { ledger, key } => {
+            let l = storage.ledger_or_create(ledger);
+            let mut st = l.state();
+            if st.meta.master_key.is_none() {
+                st.meta.master_key = Some(key);
+                st.dirty = true;
+            }
+        }
+        JournalRecord::Fence { ledger } => {
+            let l = storage.ledger_or_create(ledger);
+            let mut st = l.state();
+            st.meta.fenced = true;
+            st.dirty = true;
+        }
+        JournalRecord::Lac { ledger, lac } => {
+            let l = storage.ledger_or_create(ledger);
+            {
+                let mut st = l.state();
+                st.meta.explicit_lac = st.meta.explicit_lac.max(lac);
+                st.dirty = true;
+            }
+            l.observe_lac(lac);
+        }
+        JournalRecord::Delete { ledger } => {
+            storage.delete_blocking(ledger)?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes an exclusive lock on `dir/.lock`, so two bookies never share a directory.
+fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    let path = dir.join(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(BookieError::io(&path))?;
+    f.try_lock().map_err(|e| {
+        BookieError::Config(format!(
+            "{} is in use by another bookie ({e}); stop it or use another directory",
+            dir.display()
+        ))
+    })?;
+    Ok(f)
+}
+
+fn delete_journals_before(jdir: &std::path::Path, file: u64) {
+    if let Ok(seqs) = list_files(jdir) {
+        for seq in seqs.into_iter().filter(|s| *s < file) {
+            let path = path_of(jdir, seq);
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "could not delete an old journal file");
+            }
+        }
+    }
+}

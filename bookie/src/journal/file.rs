@@ -1,0 +1,406 @@
+//! Journal files: `<seq:016x>.jnl` in the journal directory, each a 64-byte header followed by
+//! batches. A batch is what one group commit wrote with one `write` + `fdatasync`:
+//!
+//! ```text
+//! batch:  magic u32 | payload length u32 | record count u32 | crc32c(previous 12 bytes) u32
+//!         then `count` records: body length u32 | crc32c(body) u32 | body
+//! ```
+//!
+//! A batch is valid only if its header and every record check out. Since a batch is written
+//! only after the previous one was fsynced, a bad batch with no valid batch after it is the
+//! torn tail of a crash (nothing in it was acknowledged); a bad batch followed by a valid one
+//! is corruption. Files are zero-filled ahead of the write position, so an all-zero header is
+//! the clean end.
+
+use std::fs::File;
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+
+use super::record::JournalRecord;
+use crate::error::{BookieError, Result};
+use crate::format::{
+    BATCH_HEADER_LEN, BATCH_MAGIC, JOURNAL_HEADER_LEN, JOURNAL_MAGIC, JOURNAL_VERSION,
+    MAX_BATCH_LEN, MAX_RECORD_LEN, RECORD_HEADER_LEN,
+};
+
+/// A point in the journal: file sequence number and byte offset within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct JournalPosition {
+    /// The file's sequence number.
+    pub file: u64,
+    /// Byte offset within the file.
+    pub offset: u64,
+}
+
+/// File name of journal file `seq`.
+pub fn file_name(seq: u64) -> String {
+    format!("{seq:016x}.jnl")
+}
+
+/// Sequence numbers of the journal files in `dir`, ascending.
+pub fn list_files(dir: &Path) -> Result<Vec<u64>> {
+    let mut seqs = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(BookieError::io(dir))? {
+        let entry = entry.map_err(BookieError::io(dir))?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".jnl")) else {
+            continue;
+        };
+        if let Ok(seq) = u64::from_str_radix(stem, 16) {
+            seqs.push(seq);
+        }
+    }
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+/// The 64-byte file header.
+pub fn header(seq: u64) -> [u8; JOURNAL_HEADER_LEN] {
+    let mut h = [0u8; JOURNAL_HEADER_LEN];
+    h[..8].copy_from_slice(JOURNAL_MAGIC);
+    h[8..12].copy_from_slice(&JOURNAL_VERSION.to_le_bytes());
+    h[16..24].copy_from_slice(&seq.to_le_bytes());
+    let crc = common::checksum::crc32c(&h[..JOURNAL_HEADER_LEN - 4]);
+    h[JOURNAL_HEADER_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+fn check_header(path: &Path, h: &[u8], seq: u64) -> Result<()> {
+    let corrupt = |reason: String| BookieError::Corrupt {
+        location: format!("{} at offset 0", path.display()),
+        reason,
+    };
+    if h.len() < JOURNAL_HEADER_LEN || &h[..8] != JOURNAL_MAGIC {
+        return Err(corrupt("not a Magnetar journal file (bad magic)".into()));
+    }
+    let crc = u32::from_le_bytes(h[JOURNAL_HEADER_LEN - 4..].try_into().unwrap_or_default());
+    if common::checksum::crc32c(&h[..JOURNAL_HEADER_LEN - 4]) != crc {
+        return Err(corrupt("journal header checksum mismatch".into()));
+    }
+    let version = u32::from_le_bytes(h[8..12].try_into().unwrap_or_default());
+    if version != JOURNAL_VERSION {
+        return Err(BookieError::UnsupportedVersion {
+            path: path.to_owned(),
+            found: version,
+            supported: JOURNAL_VERSION,
+        });
+    }
+    let found = u64::from_le_bytes(h[16..24].try_into().unwrap_or_default());
+    if found != seq {
+        return Err(corrupt(format!(
+            "header says file {found}, name says {seq}"
+        )));
+    }
+    Ok(())
+}
+
+/// Builds one batch into `out` (cleared first) from encoded record bodies.
+pub fn encode_batch<'a>(records: impl IntoIterator<Item = &'a JournalRecord>, out: &mut BytesMut) {
+    out.clear();
+    out.resize(BATCH_HEADER_LEN, 0);
+    let mut count = 0u32;
+    for r in records {
+        let start = out.len();
+        out.resize(start + RECORD_HEADER_LEN, 0);
+        r.encode(out);
+        let body_len = out.len() - start - RECORD_HEADER_LEN;
+        let crc = common::checksum::crc32c(&out[start + RECORD_HEADER_LEN..]);
+        out[start..start + 4].copy_from_slice(&(body_len as u32).to_le_bytes());
+        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+        count += 1;
+    }
+    let payload_len = (out.len() - BATCH_HEADER_LEN) as u32;
+    out[..4].copy_from_slice(&BATCH_MAGIC.to_le_bytes());
+    out[4..8].copy_from_slice(&payload_len.to_le_bytes());
+    out[8..12].copy_from_slice(&count.to_le_bytes());
+    let hcrc = common::checksum::crc32c(&out[..12]);
+    out[12..16].copy_from_slice(&hcrc.to_le_bytes());
+}
+
+/// Parsed batch header.
+struct BatchHeader {
+    payload_len: usize,
+    count: u32,
+}
+
+/// `Ok(None)`: an all-zero header (clean end). `Err`: not a valid batch header.
+fn parse_batch_header(h: &[u8]) -> std::result::Result<Option<BatchHeader>, String> {
+    if h.iter().all(|b| *b == 0) {
+        return Ok(None);
+    }
+    let word = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().unwrap_or_default());
+    if word(0) != BATCH_MAGIC {
+        return Err("bad batch magic".into());
+    }
+    if common::checksum::crc32c(&h[..12]) != word(12) {
+        return Err("batch header checksum mismatch".into());
+    }
+    let payload_len = word(4) as usize;
+    if payload_len > MAX_BATCH_LEN {
+        return Err(format!(
+            "batch of {payload_len} bytes exceeds {MAX_BATCH_LEN}"
+        ));
+    }
+    Ok(Some(BatchHeader {
+        payload_len,
+        count: word(8),
+    }))
+}
+
+/// Splits and checks a batch payload into records; any defect rejects the whole batch.
+fn parse_batch(payload: Bytes, count: u32) -> std::result::Result<Vec<JournalRecord>, String> {
+    let mut records = Vec::with_capacity(count.min(1 << 16) as usize);
+    let mut pos = 0usize;
+    for i in 0..count {
+        if payload.len() - pos < RECORD_HEADER_LEN {
+            return Err(format!("record {i} header runs past the batch"));
+        }
+        let len = u32::from_le_bytes(payload[pos..pos + 4].try_into().unwrap_or_default()) as usize;
+        let crc = u32::from_le_bytes(payload[pos + 4..pos + 8].try_into().unwrap_or_default());
+        if len > MAX_RECORD_LEN || payload.len() - pos - RECORD_HEADER_LEN < len {
+            return Err(format!("record {i} length {len} runs past the batch"));
+        }
+        let body = payload.slice(pos + RECORD_HEADER_LEN..pos + RECORD_HEADER_LEN + len);
+        common::checksum::verify(&body, crc).map_err(|e| format!("record {i}: {e}"))?;
+        records.push(JournalRecord::decode(body).map_err(|e| format!("record {i}: {e}"))?);
+        pos += RECORD_HEADER_LEN + len;
+    }
+    if pos != payload.len() {
+        return Err("batch has bytes after its last record".into());
+    }
+    Ok(records)
+}
+
+/// What reading one journal file found.
+#[derive(Debug)]
+pub struct FileScan {
+    /// Offset just past the last valid batch.
+    pub end: u64,
+    /// Where the torn tail began and why, if the file ended in one.
+    pub torn: Option<(u64, String)>,
+}
+
+/// Reads journal file `seq` from `from` (at least the header length), calling `visit` for
+/// every record of every valid batch with the position just past its batch.
+/// A torn tail ends the scan; corruption before the tail is an error naming file and offset.
+pub fn read_file(
+    dir: &Path,
+    seq: u64,
+    from: u64,
+    mut visit: impl FnMut(JournalRecord, JournalPosition) -> Result<()>,
+) -> Result<FileScan> {
+    let path = dir.join(file_name(seq));
+    let mut file = File::open(&path).map_err(BookieError::io(&path))?;
+    let file_len = file.metadata().map_err(BookieError::io(&path))?.len();
+    let mut h = [0u8; JOURNAL_HEADER_LEN];
+    read_full(&mut file, &mut h, &path)?;
+    check_header(&path, &h, seq)?;
+    let mut offset = from.max(JOURNAL_HEADER_LEN as u64);
+    file.seek(SeekFrom::Start(offset))
+        .map_err(BookieError::io(&path))?;
+    loop {
+        if file_len - offset.min(file_len) < BATCH_HEADER_LEN as u64 {
+            let rest = read_rest(&mut file, &path)?;
+            let torn =
+                (!rest.iter().all(|b| *b == 0)).then(|| (offset, "partial batch header".into()));
+            return Ok(FileScan { end: offset, torn });
+        }
+        let mut bh = [0u8; BATCH_HEADER_LEN];
+        read_full(&mut file, &mut bh, &path)?;
+        let bad = match parse_batch_header(&bh) {
+            Ok(None) => {
+                return Ok(FileScan {
+                    end: offset,
+                    torn: None,
+                });
+            }
+            Ok(Some(b)) if (b.payload_len as u64) > file_len - offset - BATCH_HEADER_LEN as u64 => {
+                format!(
+                    "batch of {} bytes runs past the end of the file",
+                    b.payload_len
+                )
+            }
+            Ok(Some(b)) => {
+                let mut payload = BytesMut::zeroed(b.payload_len);
+                read_full(&mut file, &mut payload, &path)?;
+                match parse_batch(payload.freeze(), b.count) {
+                    Ok(records) => {
+                        offset += (BATCH_HEADER_LEN + b.payload_len) as u64;
+                        let pos = JournalPosition { file: seq, offset };
+                        for r in records {
+                            visit(r, pos)?;
+                        }
+                        continue;
+                    }
+                    Err(reason) => reason,
+                }
+            }
+            Err(reason) => reason,
+        };
+        // A bad batch: torn tail, unless a valid batch follows it.
+        file.seek(SeekFrom::Start(offset + 1))
+            .map_err(BookieError::io(&path))?;
+        let rest = read_rest(&mut file, &path)?;
+        if let Some(at) = find_valid_batch(&rest) {
+            return Err(BookieError::Corrupt {
+                location: format!("{} at offset {offset}", path.display()),
+                reason: format!(
+                    "{bad}, yet a valid batch follows at offset {}; set `journal.recovery_mode = \"tolerate_corruption\"` to skip it",
+                    offset + 1 + at as u64
+                ),
+            });
+        }
+        return Ok(FileScan {
+            end: offset,
+            torn: Some((offset, bad)),
+        });
+    }
+}
+
+fn find_valid_batch(buf: &[u8]) -> Option<usize> {
+    let magic = BATCH_MAGIC.to_le_bytes();
+    let mut from = 0;
+    while let Some(i) = buf[from..].windows(4).position(|w| w == magic) {
+        let at = from + i;
+        if buf.len() - at >= BATCH_HEADER_LEN
+            && let Ok(Some(h)) = parse_batch_header(&buf[at..at + BATCH_HEADER_LEN])
+        {
+            let start = at + BATCH_HEADER_LEN;
+            if buf.len() - start >= h.payload_len {
+                let payload = Bytes::copy_from_slice(&buf[start..start + h.payload_len]);
+                if parse_batch(payload, h.count).is_ok() {
+                    return Some(at);
+                }
+            }
+        }
+        from = at + 1;
+    }
+    None
+}
+
+fn read_full(file: &mut File, buf: &mut [u8], path: &Path) -> Result<()> {
+    file.read_exact(buf).map_err(|e| match e.kind() {
+        ErrorKind::UnexpectedEof => BookieError::Corrupt {
+            location: path.display().to_string(),
+            reason: "file shorter than its header".into(),
+        },
+        _ => BookieError::Io {
+            path: path.to_owned(),
+            source: e,
+        },
+    })
+}
+
+fn read_rest(file: &mut File, path: &Path) -> Result<Vec<u8>> {
+    let mut rest = Vec::new();
+    file.read_to_end(&mut rest).map_err(BookieError::io(path))?;
+    Ok(rest)
+}
+
+/// Path of journal file `seq` in `dir`.
+pub fn path_of(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(file_name(seq))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use common::{EntryId, LedgerId};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::entry::Entry;
+
+    fn add(l: u64, e: u64) -> JournalRecord {
+        JournalRecord::Add(Entry::new(
+            LedgerId(l),
+            EntryId(e),
+            -1,
+            e * 10,
+            Bytes::from(vec![e as u8; 10 + e as usize]),
+        ))
+    }
+
+    /// A file with three batches, followed by `zeros` bytes of preallocated space.
+    fn write_file(dir: &Path, zeros: usize) -> (Vec<u8>, Vec<JournalRecord>) {
+        let mut img = header(7).to_vec();
+        let mut all = Vec::new();
+        let mut buf = BytesMut::new();
+        for b in 0..3u64 {
+            let recs: Vec<_> = (0..3).map(|i| add(1, b * 3 + i)).collect();
+            encode_batch(&recs, &mut buf);
+            img.extend_from_slice(&buf);
+            all.extend(recs);
+        }
+        img.extend(std::iter::repeat_n(0u8, zeros));
+        std::fs::File::create(dir.join(file_name(7)))
+            .unwrap()
+            .write_all(&img)
+            .unwrap();
+        (img, all)
+    }
+
+    fn scan(dir: &Path) -> Result<(Vec<JournalRecord>, FileScan)> {
+        let mut got = Vec::new();
+        let s = read_file(dir, 7, 0, |r, _| {
+            got.push(r);
+            Ok(())
+        })?;
+        Ok((got, s))
+    }
+
+    #[test]
+    fn reads_every_record_and_stops_at_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let (img, all) = write_file(dir.path(), 4096);
+        let (got, s) = scan(dir.path()).unwrap();
+        assert_eq!(got, all);
+        assert_eq!(s.end as usize, img.len() - 4096);
+        assert!(s.torn.is_none());
+    }
+
+    #[test]
+    fn corruption_followed_by_a_valid_batch_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut img, _) = write_file(dir.path(), 0);
+        img[JOURNAL_HEADER_LEN + BATCH_HEADER_LEN + 12] ^= 1; // first batch's first record
+        std::fs::write(dir.path().join(file_name(7)), &img).unwrap();
+        let err = scan(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("offset 64"), "{err}");
+    }
+
+    proptest! {
+        /// Truncating anywhere yields a prefix of whole batches, never a panic or an error.
+        #[test]
+        fn truncation_is_a_torn_tail(cut in JOURNAL_HEADER_LEN..2000usize) {
+            let dir = tempfile::tempdir().unwrap();
+            let (img, all) = write_file(dir.path(), 0);
+            let cut = cut.min(img.len());
+            std::fs::write(dir.path().join(file_name(7)), &img[..cut]).unwrap();
+            let (got, _) = scan(dir.path()).unwrap();
+            prop_assert_eq!(got.len() % 3, 0);
+            prop_assert_eq!(&got[..], &all[..got.len()]);
+        }
+
+        /// A flipped byte anywhere gives `Corrupt` or a shorter prefix, never wrong records.
+        #[test]
+        fn flipped_byte_is_detected(at in 0usize..2000, bit in 0u8..8) {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut img, all) = write_file(dir.path(), 0);
+            let at = at % img.len();
+            img[at] ^= 1 << bit;
+            std::fs::write(dir.path().join(file_name(7)), &img).unwrap();
+            match scan(dir.path()) {
+                Ok((got, _)) => {
+                    prop_assert!(got.len() < all.len());
+                    prop_assert_eq!(&got[..], &all[..got.len()]);
+                }
+                Err(BookieError::Corrupt { .. } | BookieError::UnsupportedVersion { .. }) => {}
+                Err(e) => prop_assert!(false, "unexpected error {e}"),
+            }
+        }
+    }
+}

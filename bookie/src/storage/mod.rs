@@ -1,0 +1,407 @@
+//! Ledger storage: where entries live once the journal has them.
+//!
+//! - [`write_cache`]: entries not yet in ledger files, bounded in memory;
+//! - [`ledger_file`]: one data file per ledger with an in-memory index (deletion = unlink);
+//! - [`ledger_meta`]: per-ledger fenced flag, master key and explicit LAC;
+//! - [`checkpoint`]: the journal position up to which ledger storage is durable.
+//!
+//! Checkpoint path: capture the journal's durable position, swap the write-cache generations,
+//! append each ledger's entries to its file, fsync the files, write changed ledger state,
+//! then write the mark. Entries enter the cache before they are journaled, so everything the
+//! journal holds before the captured position is in the swapped generation.
+
+pub mod checkpoint;
+pub mod ledger_file;
+pub mod ledger_meta;
+pub mod write_cache;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use common::{EntryId, LedgerId};
+use tokio::sync::{Notify, watch};
+
+use self::ledger_file::LedgerFile;
+use self::ledger_meta::LedgerMeta;
+use self::write_cache::WriteCache;
+use crate::entry::{Entry, NO_ENTRY};
+use crate::error::{BookieError, Result};
+use crate::journal::JournalPosition;
+
+/// Sizing of ledger storage.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// The ledger directory.
+    pub dir: PathBuf,
+    /// Memory for the write cache (both generations).
+    pub write_cache_bytes: usize,
+    /// How long an add may wait for the cache to drain before `TooManyRequests`.
+    pub max_throttle: Duration,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Mutable state of one ledger.
+#[derive(Debug, Default)]
+pub struct LedgerState {
+    /// What survives restarts.
+    pub meta: LedgerMeta,
+    /// `meta` changed since the last checkpoint.
+    pub dirty: bool,
+    /// Deleted; nothing may be written for it any more.
+    pub deleted: bool,
+}
+
+/// One ledger on this bookie.
+#[derive(Debug)]
+pub struct Ledger {
+    /// Its id.
+    pub id: LedgerId,
+    state: Mutex<LedgerState>,
+    file: Mutex<Option<LedgerFile>>,
+    /// Highest LAC seen (piggybacked or explicit); long-pollers watch it.
+    lac: watch::Sender<i64>,
+}
+
+impl Ledger {
+    fn new(id: LedgerId, meta: LedgerMeta) -> Self {
+        let lac = meta.explicit_lac;
+        Ledger {
+            id,
+            state: Mutex::new(LedgerState {
+                meta,
+                dirty: false,
+                deleted: false,
+            }),
+            file: Mutex::new(None),
+            lac: watch::channel(lac).0,
+        }
+    }
+
+    /// Locks the ledger's state. Held briefly; never across I/O or `.await`.
+    pub fn state(&self) -> MutexGuard<'_, LedgerState> {
+        lock(&self.state)
+    }
+
+    /// The bookie's LAC for this ledger.
+    pub fn lac(&self) -> i64 {
+        *self.lac.borrow()
+    }
+
+    /// Raises the LAC (never lowers it).
+    pub fn observe_lac(&self, lac: i64) {
+        self.lac.send_if_modified(|cur| {
+            if lac > *cur {
+                *cur = lac;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Watches LAC changes (long-poll reads).
+    pub fn subscribe_lac(&self) -> watch::Receiver<i64> {
+        self.lac.subscribe()
+    }
+}
+
+/// Ledger storage for one ledger directory.
+#[derive(Debug)]
+pub struct LedgerStorage {
+    config: StorageConfig,
+    files_dir: PathBuf,
+    cache: Mutex<WriteCache>,
+    ledgers: Mutex<HashMap<LedgerId, Arc<Ledger>>>,
+    checkpoint_lock: Mutex<()>,
+    /// Signalled when a checkpoint frees cache space.
+    space_freed: Notify,
+    /// Signalled when the active generation is half the budget: time to checkpoint.
+    pub flush_wanted: Notify,
+}
+
+impl LedgerStorage {
+    /// Opens storage in `config.dir`, loading every ledger's state (not its data).
+    pub fn open(config: StorageConfig) -> Result<Self> {
+        let files_dir = config.dir.join("ledgers");
+        std::fs::create_dir_all(&files_dir).map_err(BookieError::io(&files_dir))?;
+        let mut ledgers = HashMap::new();
+        for entry in std::fs::read_dir(&files_dir).map_err(BookieError::io(&files_dir))? {
+            let entry = entry.map_err(BookieError::io(&files_dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some((stem, ext)) = name.split_once('.') else {
+                continue;
+            };
+            let Ok(id) = stem.parse::<u64>() else {
+                continue;
+            };
+            if !matches!(ext, "dat" | "meta") || ledgers.contains_key(&LedgerId(id)) {
+                continue;
+            }
+            let meta =
+                ledger_meta::read(&files_dir, &meta_name(LedgerId(id)))?.unwrap_or(LedgerMeta {
+                    explicit_lac: NO_ENTRY,
+                    ..Default::default()
+                });
+            ledgers.insert(LedgerId(id), Arc::new(Ledger::new(LedgerId(id), meta)));
+        }
+        Ok(LedgerStorage {
+            config,
+            files_dir,
+            cache: Mutex::new(WriteCache::default()),
+            ledgers: Mutex::new(ledgers),
+            checkpoint_lock: Mutex::new(()),
+            space_freed: Notify::new(),
+            flush_wanted: Notify::new(),
+        })
+    }
+
+    /// The ledger directory.
+    pub fn dir(&self) -> &Path {
+        &self.config.dir
+    }
+
+    /// A known ledger.
+    pub fn ledger(&self, id: LedgerId) -> Option<Arc<Ledger>> {
+        lock(&self.ledgers).get(&id).cloned()
+    }
+
+    /// A ledger, created (empty, unfenced, no key) if unknown.
+    pub fn ledger_or_create(&self, id: LedgerId) -> Arc<Ledger> {
+        lock(&self.ledgers)
+            .entry(id)
+            .or_insert_with(|| {
+                Arc::new(Ledger::new(
+                    id,
+                    LedgerMeta {
+                        explicit_lac: NO_ENTRY,
+                        ..Default::default()
+                    },
+                ))
+            })
+            .clone()
+    }
+
+    /// Every ledger id held here, ascending.
+    pub fn ledger_ids(&self) -> Vec<LedgerId> {
+        let mut ids: Vec<_> = lock(&self.ledgers).keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Waits (up to `max_throttle`) until the cache can take `bytes` more; then
+    /// `TooManyRequests`. Memory stays bounded: adds are never buffered without limit.
+    pub async fn reserve(&self, bytes: usize) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + self.config.max_throttle;
+        loop {
+            let notified = self.space_freed.notified();
+            let (total, active) = {
+                let c = lock(&self.cache);
+                (c.bytes(), c.active.bytes)
+            };
+            if active + bytes > self.config.write_cache_bytes / 2 {
+                self.flush_wanted.notify_one();
+            }
+            if total + bytes <= self.config.write_cache_bytes {
+                return Ok(());
+            }
+            metrics::counter!("bookie_write_cache_throttled_total").increment(1);
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                metrics::counter!("bookie_add_rejected_total", "reason" => "write_cache_full")
+                    .increment(1);
+                return Err(BookieError::TooManyRequests(format!(
+                    "write cache full ({} bytes); raise `ledger_storage.write_cache_size` or add bookies",
+                    self.config.write_cache_bytes
+                )));
+            }
+        }
+    }
+
+    /// Puts an entry in the write cache (call [`LedgerStorage::reserve`] first).
+    pub fn insert(&self, entry: Entry) {
+        lock(&self.cache).insert(entry);
+    }
+
+    /// Reads an entry: write cache, then the ledger's file. Blocking (file I/O).
+    pub fn read_blocking(&self, id: LedgerId, entry: EntryId) -> Result<Entry> {
+        if let Some(e) = lock(&self.cache).get(id, entry) {
+            return Ok(e);
+        }
+        let ledger = self
+            .ledger(id)
+            .ok_or(BookieError::NoLedger { ledger: id })?;
+        let mut file = lock(&ledger.file);
+        self.load_file(&ledger, &mut file)?;
+        // Checked after the file: a checkpoint may have moved it from the cache meanwhile.
+        if let Some(e) = lock(&self.cache).get(id, entry) {
+            return Ok(e);
+        }
+        match file
+            .as_ref()
+            .map(|f| f.read(id, entry))
+            .transpose()?
+            .flatten()
+        {
+            Some(e) => Ok(e),
+            None => Err(BookieError::NoEntry { ledger: id, entry }),
+        }
+    }
+
+    /// (entries, payload bytes, last entry) of a ledger. Blocking.
+    pub fn info_blocking(&self, ledger: &Ledger) -> Result<(u64, u64, Option<EntryId>)> {
+        let mut file = lock(&ledger.file);
+        self.load_file(ledger, &mut file)?;
+        let cache = lock(&self.cache);
+        let cached_last = cache.last_entry(ledger.id).map(EntryId);
+        let (mut n, mut bytes, file_last) = match file.as_ref() {
+            Some(f) => (f.entries() as u64, f.bytes(), f.last_entry()),
+            None => (0, 0, None),
+        };
+        for generation in [Some(&cache.active.entries), cache.flushing.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            for ((_, e), entry) in generation.range((ledger.id.0, 0)..=(ledger.id.0, u64::MAX)) {
+                if !file.as_ref().is_some_and(|f| f.contains(EntryId(*e))) {
+                    n += 1;
+                    bytes += entry.payload.len() as u64;
+                }
+            }
+        }
+        Ok((n, bytes, cached_last.max(file_last)))
+    }
+
+    /// Opens a ledger's file if not yet open, and raises its LAC from the last stored entry.
+    fn load_file(&self, ledger: &Ledger, file: &mut Option<LedgerFile>) -> Result<()> {
+        if file.is_none()
+            && let Some(f) = LedgerFile::open(&self.files_dir, ledger.id, false)?
+        {
+            if let Some(last) = f.last_entry()
+                && let Ok(Some(e)) = f.read(ledger.id, last)
+            {
+                ledger.observe_lac(e.lac);
+            }
+            *file = Some(f);
+        }
+        Ok(())
+    }
+
+    /// Deletes a ledger's entries and files; the disk space returns at once. Blocking.
+    pub fn delete_blocking(&self, id: LedgerId) -> Result<bool> {
+        let ledger = lock(&self.ledgers).remove(&id);
+        if let Some(l) = &ledger {
+            l.state().deleted = true;
+            *lock(&l.file) = None;
+        }
+        lock(&self.cache).remove_ledger(id);
+        let mut existed = ledger.is_some();
+        for name in [ledger_file::data_file_name(id), meta_name(id)] {
+            match std::fs::remove_file(self.files_dir.join(&name)) {
+                Ok(()) => existed = true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(BookieError::io(self.files_dir.join(name))(e)),
+            }
+        }
+        Ok(existed)
+    }
+
+    /// Writes the write cache to ledger files and records `pos` as the checkpoint. Blocking.
+    pub fn checkpoint_blocking(&self, pos: JournalPosition) -> Result<()> {
+        let _only_one = lock(&self.checkpoint_lock);
+        let snapshot = {
+            let mut c = lock(&self.cache);
+            let generation = std::mem::take(&mut c.active);
+            let snap = Arc::new(generation.entries);
+            c.flushing = Some(snap.clone());
+            c.flushing_bytes = generation.bytes;
+            snap
+        };
+        let result = self.write_snapshot(&snapshot, pos);
+        {
+            let mut c = lock(&self.cache);
+            c.flushing = None;
+            c.flushing_bytes = 0;
+            if result.is_err() {
+                // Keep the entries readable (and flushable later); newer copies win.
+                for (k, e) in snapshot.iter() {
+                    if !c.active.entries.contains_key(k) {
+                        c.insert(e.clone());
+                    }
+                }
+            }
+        }
+        self.space_freed.notify_waiters();
+        result
+    }
+
+    fn write_snapshot(&self, snapshot: &write_cache::CacheMap, pos: JournalPosition) -> Result<()> {
+        let mut touched = Vec::new();
+        let mut iter = snapshot.iter().peekable();
+        while let Some(((lid, _), _)) = iter.peek() {
+            let id = LedgerId(*lid);
+            let mut group = Vec::new();
+            while let Some(((l, _), e)) = iter.peek() {
+                if *l != id.0 {
+                    break;
+                }
+                group.push(*e);
+                iter.next();
+            }
+            let Some(ledger) = self.ledger(id) else {
+                continue;
+            };
+            let mut file = lock(&ledger.file);
+            if ledger.state().deleted {
+                continue;
+            }
+            if file.is_none() {
+                *file = LedgerFile::open(&self.files_dir, id, true)?;
+            }
+            if let Some(f) = file.as_mut() {
+                f.append(&group)?;
+            }
+            drop(file);
+            touched.push(ledger);
+        }
+        for ledger in &touched {
+            if let Some(f) = lock(&ledger.file).as_ref() {
+                f.sync()?;
+            }
+        }
+        let dirty: Vec<(LedgerId, LedgerMeta)> = lock(&self.ledgers)
+            .values()
+            .filter_map(|l| {
+                let mut st = l.state();
+                (st.dirty && !st.deleted).then(|| {
+                    st.dirty = false;
+                    (l.id, st.meta.clone())
+                })
+            })
+            .collect();
+        for (id, meta) in &dirty {
+            if let Err(e) = ledger_meta::write(&self.files_dir, &meta_name(*id), meta) {
+                if let Some(l) = self.ledger(*id) {
+                    l.state().dirty = true;
+                }
+                return Err(e);
+            }
+        }
+        checkpoint::write(&self.config.dir, pos)?;
+        metrics::counter!("bookie_checkpoints_total").increment(1);
+        Ok(())
+    }
+
+    /// Bytes currently in the write cache.
+    pub fn cache_bytes(&self) -> usize {
+        lock(&self.cache).bytes()
+    }
+}
+
+fn meta_name(id: LedgerId) -> String {
+    format!("{:020}.meta", id.0)
+}

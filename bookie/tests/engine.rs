@@ -1,0 +1,213 @@
+//! Engine behaviour in-process: durability across reopen, fencing, master keys, deletion,
+//! bounded write cache.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bookie::engine::{EngineConfig, RecoveryMode};
+use bookie::journal::WriterConfig;
+use bookie::storage::StorageConfig;
+use bookie::{BookieError, Engine, Entry};
+use bytes::Bytes;
+use common::{EntryId, LedgerId};
+
+fn config(dir: &Path, cache: usize) -> EngineConfig {
+    EngineConfig {
+        journal: WriterConfig {
+            dir: dir.join("journal"),
+            max_group_wait: Duration::from_millis(2),
+            max_group_bytes: 512 << 10,
+            max_group_entries: 10_000,
+            flush_when_queue_empty: true,
+            max_file_bytes: 1 << 20,
+            preallocate_bytes: 64 << 10,
+            queue_capacity: 10_000,
+        },
+        storage: StorageConfig {
+            dir: dir.join("ledgers"),
+            write_cache_bytes: cache,
+            max_throttle: Duration::from_millis(100),
+        },
+        checkpoint_interval: Duration::from_secs(3600),
+        recovery_mode: RecoveryMode::Strict,
+    }
+}
+
+async fn open(dir: &Path) -> Engine {
+    let c = config(dir, 64 << 20);
+    tokio::task::spawn_blocking(move || Engine::open(c))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+fn entry(l: u64, e: u64) -> Entry {
+    Entry::new(
+        LedgerId(l),
+        EntryId(e),
+        e as i64 - 1,
+        (e + 1) * 100,
+        Bytes::from(format!("ledger {l} entry {e}").into_bytes()),
+    )
+}
+
+const KEY: Bytes = Bytes::from_static(b"key");
+
+#[tokio::test]
+async fn entries_survive_reopen_from_journal_and_from_ledger_files() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let eng = open(dir.path()).await;
+        for e in 0..50 {
+            eng.add(entry(1, e), KEY, false).await.unwrap();
+        }
+        eng.checkpoint().await.unwrap(); // 0..50 now in ledger files
+        for e in 50..100 {
+            eng.add(entry(1, e), KEY, false).await.unwrap();
+        }
+        // Dropped without a checkpoint: 50..100 only in the journal.
+    }
+    let eng = open(dir.path()).await;
+    for e in 0..100 {
+        let (got, lac) = eng.read(LedgerId(1), EntryId(e), None).await.unwrap();
+        assert_eq!(got, entry(1, e));
+        assert_eq!(lac, 98);
+    }
+    let info = eng.info(LedgerId(1)).await.unwrap();
+    assert_eq!((info.entries, info.last_entry), (100, Some(EntryId(99))));
+    assert!(matches!(
+        eng.read(LedgerId(1), EntryId(100), None).await,
+        Err(BookieError::NoEntry { .. })
+    ));
+    assert!(matches!(
+        eng.read(LedgerId(2), EntryId(0), None).await,
+        Err(BookieError::NoLedger { .. })
+    ));
+}
+
+#[tokio::test]
+async fn fence_refuses_normal_adds_survives_restart_and_admits_recovery_adds() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let eng = open(dir.path()).await;
+        eng.add(entry(3, 0), KEY, false).await.unwrap();
+        let lac = eng.fence(LedgerId(3), KEY).await.unwrap();
+        assert_eq!(lac, -1);
+        assert!(matches!(
+            eng.add(entry(3, 1), KEY, false).await,
+            Err(BookieError::Fenced { .. })
+        ));
+        // A fence on a ledger this bookie never saw creates it fenced.
+        eng.fence(LedgerId(4), KEY).await.unwrap();
+    }
+    for _ in 0..2 {
+        let eng = open(dir.path()).await;
+        assert!(matches!(
+            eng.add(entry(3, 1), KEY, false).await,
+            Err(BookieError::Fenced { .. })
+        ));
+        assert!(matches!(
+            eng.add(entry(4, 0), KEY, false).await,
+            Err(BookieError::Fenced { .. })
+        ));
+        assert!(eng.info(LedgerId(3)).await.unwrap().fenced);
+        eng.checkpoint().await.unwrap(); // second round reads the fence from ledger state
+    }
+    let eng = open(dir.path()).await;
+    eng.add(entry(3, 1), KEY, true).await.unwrap();
+    assert_eq!(
+        eng.read(LedgerId(3), EntryId(1), None).await.unwrap().0,
+        entry(3, 1)
+    );
+}
+
+#[tokio::test]
+async fn wrong_master_key_and_bad_checksum_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let eng = open(dir.path()).await;
+    eng.add(entry(5, 0), KEY, false).await.unwrap();
+    let err = eng
+        .add(entry(5, 1), Bytes::from_static(b"other"), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BookieError::Unauthorized { .. }), "{err}");
+    let err = eng
+        .fence(LedgerId(5), Bytes::from_static(b"other"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BookieError::Unauthorized { .. }), "{err}");
+    let mut bad = entry(5, 1);
+    bad.payload = Bytes::from_static(b"tampered");
+    let err = eng.add(bad, KEY, false).await.unwrap_err();
+    assert!(matches!(err, BookieError::BadRequest(_)), "{err}");
+}
+
+#[tokio::test]
+async fn delete_frees_disk_at_once_and_is_not_resurrected_by_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger_files = dir.path().join("ledgers/ledgers");
+    {
+        let eng = open(dir.path()).await;
+        for e in 0..20 {
+            eng.add(entry(7, e), KEY, false).await.unwrap();
+            eng.add(entry(8, e), KEY, false).await.unwrap();
+        }
+        eng.checkpoint().await.unwrap();
+        assert!(ledger_files.join(format!("{:020}.dat", 7)).exists());
+        eng.add(entry(7, 20), KEY, false).await.unwrap(); // journal only
+        eng.delete(LedgerId(7)).await.unwrap();
+        assert!(!ledger_files.join(format!("{:020}.dat", 7)).exists());
+        assert!(eng.info(LedgerId(7)).await.is_err());
+    }
+    let eng = open(dir.path()).await;
+    assert!(matches!(
+        eng.info(LedgerId(7)).await,
+        Err(BookieError::NoLedger { .. })
+    ));
+    assert_eq!(eng.info(LedgerId(8)).await.unwrap().entries, 20);
+}
+
+#[tokio::test]
+async fn full_write_cache_throttles_then_rejects() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path(), 4096);
+    let eng = tokio::task::spawn_blocking(move || Engine::open(c))
+        .await
+        .unwrap()
+        .unwrap();
+    let big = |e: u64| Entry::new(LedgerId(9), EntryId(e), -1, 0, Bytes::from(vec![1u8; 1500]));
+    eng.add(big(0), KEY, false).await.unwrap();
+    eng.add(big(1), KEY, false).await.unwrap();
+    // No checkpoint runs (no background task): the third add cannot fit.
+    let err = eng.add(big(2), KEY, false).await.unwrap_err();
+    assert!(matches!(err, BookieError::TooManyRequests(_)), "{err}");
+    eng.checkpoint().await.unwrap();
+    eng.add(big(2), KEY, false).await.unwrap();
+}
+
+#[tokio::test]
+async fn read_lac_long_polls_until_a_newer_lac() {
+    let dir = tempfile::tempdir().unwrap();
+    let eng = std::sync::Arc::new(open(dir.path()).await);
+    eng.add(entry(10, 0), KEY, false).await.unwrap();
+    assert_eq!(
+        eng.read_lac(LedgerId(10), -5, Duration::ZERO)
+            .await
+            .unwrap(),
+        -1
+    );
+    let poller = {
+        let eng = eng.clone();
+        tokio::spawn(async move {
+            eng.read_lac(LedgerId(10), -1, Duration::from_secs(10))
+                .await
+        })
+    };
+    eng.add(entry(10, 1), KEY, false).await.unwrap(); // carries lac 0
+    let lac = tokio::time::timeout(Duration::from_secs(5), poller)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(lac, 0);
+}
