@@ -23,7 +23,7 @@ use crate::entry::Entry;
 use crate::error::{BookieError, Result};
 use crate::journal::file::{list_files, path_of, read_file};
 use crate::journal::{JournalPosition, JournalRecord, JournalWriter, WriterConfig};
-use crate::storage::{LedgerStorage, StorageConfig, checkpoint};
+use crate::storage::{LedgerState, LedgerStorage, StorageConfig, checkpoint};
 
 /// What to do with corruption found in the journal before its tail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -149,21 +149,7 @@ impl Engine {
             if st.deleted {
                 return Err(BookieError::NoLedger { ledger: id });
             }
-            match &st.meta.master_key {
-                Some(k) if *k != master_key => {
-                    return Err(BookieError::Unauthorized { ledger: id });
-                }
-                Some(_) => {}
-                None => {
-                    st.meta.master_key = Some(master_key.clone());
-                    st.dirty = true;
-                    // Durable before the add: the queue is FIFO and the add waits for itself.
-                    let _ = self.journal.submit(JournalRecord::MasterKey {
-                        ledger: id,
-                        key: master_key,
-                    })?;
-                }
-            }
+            self.check_master_key(&mut st, id, master_key)?;
             if st.meta.fenced && !recovery {
                 return Err(BookieError::Fenced { ledger: id });
             }
@@ -175,6 +161,25 @@ impl Engine {
         Ok(())
     }
 
+    /// Refuses a wrong master key; records (and journals) the first one a ledger sees. The
+    /// key record needs no waiting: the queue is FIFO, so it is durable before whatever record
+    /// the caller queues next and waits for.
+    fn check_master_key(&self, st: &mut LedgerState, id: LedgerId, key: Bytes) -> Result<()> {
+        match &st.meta.master_key {
+            Some(k) if *k != key => Err(BookieError::Unauthorized { ledger: id }),
+            Some(_) => Ok(()),
+            None => {
+                st.meta.master_key = Some(key.clone());
+                st.dirty = true;
+                drop(
+                    self.journal
+                        .submit(JournalRecord::MasterKey { ledger: id, key })?,
+                );
+                Ok(())
+            }
+        }
+    }
+
     /// Fences a ledger (creating it if unknown, as a recovering client needs every bookie of
     /// the ensemble fenced); resolves with the LAC once the fence is durable.
     pub async fn fence(&self, id: LedgerId, master_key: Bytes) -> Result<i64> {
@@ -184,19 +189,7 @@ impl Engine {
         let ledger = self.storage.ledger_or_create(id);
         let durable = {
             let mut st = ledger.state();
-            match &st.meta.master_key {
-                Some(k) if *k != master_key => {
-                    return Err(BookieError::Unauthorized { ledger: id });
-                }
-                Some(_) => {}
-                None => {
-                    st.meta.master_key = Some(master_key.clone());
-                    let _ = self.journal.submit(JournalRecord::MasterKey {
-                        ledger: id,
-                        key: master_key,
-                    })?;
-                }
-            }
+            self.check_master_key(&mut st, id, master_key)?;
             st.meta.fenced = true;
             st.dirty = true;
             self.journal.submit(JournalRecord::Fence { ledger: id })?
