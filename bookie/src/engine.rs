@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -74,6 +74,17 @@ pub struct Engine {
     checkpoint_interval: Duration,
     read_only: AtomicBool,
     shutting_down: AtomicBool,
+    /// Adds between acceptance and reply; shutdown waits for them.
+    in_flight: AtomicUsize,
+}
+
+/// Counts an add as in flight until dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Engine {
@@ -103,6 +114,7 @@ impl Engine {
             checkpoint_interval: config.checkpoint_interval,
             read_only: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
         })
     }
 
@@ -128,6 +140,8 @@ impl Engine {
 
     /// Adds an entry; resolves when it is durable in the journal.
     pub async fn add(&self, entry: Entry, master_key: Bytes, recovery: bool) -> Result<()> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let _in_flight = InFlight(&self.in_flight);
         if self.is_shutting_down() {
             return Err(BookieError::ShuttingDown);
         }
@@ -328,6 +342,11 @@ impl Engine {
     /// journal thread ends when the engine is dropped.
     pub async fn shutdown(&self) -> Result<()> {
         self.shutting_down.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        while self.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tick.tick().await;
+        }
         self.checkpoint().await
     }
 }

@@ -1,7 +1,9 @@
 //! `magnetar`: the one binary. Subcommands only parse flags, load configuration, install
-//! telemetry and call into the libraries (`meta`, and later `bookie` and `broker`).
+//! telemetry and call into the libraries (`meta`, `bookie`, and later `broker`).
 
-use clap::Parser;
+mod commands;
+
+use clap::{Parser, Subcommand};
 
 /// Magnetar: a Pulsar-compatible messaging system in Rust — stateless brokers, bookies that
 /// store replicated ledgers, etcd for metadata.
@@ -13,21 +15,36 @@ use clap::Parser;
     long_about = "Magnetar: a Pulsar-compatible messaging system in Rust.\n\n\
         Stateless brokers speak the Pulsar binary protocol to unmodified Pulsar clients and \
         write each topic as a chain of ledgers, striped across bookies; etcd holds all \
-        metadata.\n\n\
-        Server subcommands (standalone, broker, bookie) and tools (ledgers, admin, perf) \
-        are added as they are built; see the README.",
+        metadata.",
     arg_required_else_help = true
 )]
 struct Cli {
-    /// Log filter in RUST_LOG syntax (overrides RUST_LOG).
+    /// Log filter in RUST_LOG syntax.
     #[arg(long, global = true, env = "MAGNETAR_LOG", default_value = "info")]
     log: String,
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a bookie: the storage node that journals and stores ledger entries.
+    Bookie(commands::bookie::Args),
+}
+
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     common::telemetry::init_tracing(&cli.log, common::telemetry::LogFormat::Text);
-    Ok(())
+    let result = match cli.command {
+        Command::Bookie(args) => commands::bookie::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("magnetar: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(test)]

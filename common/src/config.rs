@@ -54,9 +54,13 @@ where
         set(&mut merged, key, scalar(&defaults, key, value))?;
     }
     let de = Value::Table(merged);
-    serde_path_to_error::deserialize(de).map_err(|e| Error::ConfigValue {
-        key: e.path().to_string(),
-        message: e.inner().to_string(),
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let message = e.inner().to_string();
+        Error::ConfigValue {
+            key: e.path().to_string(),
+            // The deserializer appends the path on a second line; the key is already named.
+            message: message.lines().next().unwrap_or_default().to_owned(),
+        }
     })
 }
 

@@ -43,7 +43,7 @@ pub enum MetaError {
     /// The store did not answer in time or could not be reached.
     #[error(
         "metadata store at {endpoints} unavailable (no answer within {timeout:?}): {reason}; \
-         check that etcd is running and `meta.endpoints` is right"
+         check that etcd is running and reachable (`--meta-url`)"
     )]
     Unavailable {
         /// The endpoints tried.

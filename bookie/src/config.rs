@@ -1,0 +1,252 @@
+//! The bookie's configuration: `config/bookie.toml` is the documentation (every key with its
+//! default) and is compiled in; a test checks it equals [`BookieConfig::default`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::config::{ByteSize, duration};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{EngineConfig, RecoveryMode};
+use crate::error::{BookieError, Result};
+use crate::journal::WriterConfig;
+use crate::storage::StorageConfig;
+
+/// The commented default configuration file.
+pub const DEFAULT_TOML: &str = include_str!("../config/bookie.toml");
+
+/// Everything `magnetar bookie` reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BookieConfig {
+    /// Bookie id; empty = advertised service address.
+    pub bookie_id: String,
+    /// gRPC listen address.
+    pub bind: String,
+    /// HTTP listen address.
+    pub http_bind: String,
+    /// Host advertised to clients; empty = host of `bind`.
+    pub advertised_address: String,
+    /// Metadata store.
+    pub meta: MetaSection,
+    /// Journal.
+    pub journal: JournalSection,
+    /// Ledger storage.
+    pub ledger_storage: LedgerStorageSection,
+    /// Disk usage thresholds.
+    pub disk: DiskSection,
+}
+
+/// `[meta]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetaSection {
+    /// `etcd://HOST:PORT[,HOST:PORT]`.
+    pub url: String,
+    /// Cluster name (key root `/magnetar/<cluster>/`).
+    pub cluster: String,
+    /// How long to keep trying to reach etcd at start.
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// Bound on each metadata call.
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+    /// Registration lease TTL.
+    #[serde(with = "duration")]
+    pub lease_ttl: Duration,
+}
+
+/// `[journal]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JournalSection {
+    /// Journal directory.
+    pub dir: PathBuf,
+    /// Group commit: longest wait.
+    #[serde(with = "duration")]
+    pub max_group_wait: Duration,
+    /// Group commit: bytes per group.
+    pub max_group_bytes: ByteSize,
+    /// Group commit: records per group.
+    pub max_group_entries: usize,
+    /// Write when the queue is empty.
+    pub flush_when_queue_empty: bool,
+    /// Roll files past this size.
+    pub max_file_size: ByteSize,
+    /// Zero-fill ahead.
+    pub preallocate: ByteSize,
+    /// Queue bound.
+    pub queue_capacity: usize,
+    /// "strict" or "tolerate_corruption".
+    pub recovery_mode: String,
+}
+
+/// `[ledger_storage]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerStorageSection {
+    /// Ledger directory.
+    pub dir: PathBuf,
+    /// Write cache memory.
+    pub write_cache_size: ByteSize,
+    /// Add throttle before rejection.
+    #[serde(with = "duration")]
+    pub max_throttle: Duration,
+    /// Checkpoint period.
+    #[serde(with = "duration")]
+    pub checkpoint_interval: Duration,
+}
+
+/// `[disk]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiskSection {
+    /// Read-only above this used fraction.
+    pub usage_threshold: f64,
+    /// Writable again below this used fraction.
+    pub usage_lwm_threshold: f64,
+    /// Check period.
+    #[serde(with = "duration")]
+    pub check_interval: Duration,
+}
+
+impl Default for BookieConfig {
+    fn default() -> Self {
+        BookieConfig {
+            bookie_id: String::new(),
+            bind: "127.0.0.1:3181".into(),
+            http_bind: "127.0.0.1:8000".into(),
+            advertised_address: String::new(),
+            meta: MetaSection::default(),
+            journal: JournalSection::default(),
+            ledger_storage: LedgerStorageSection::default(),
+            disk: DiskSection::default(),
+        }
+    }
+}
+
+impl Default for MetaSection {
+    fn default() -> Self {
+        MetaSection {
+            url: String::new(),
+            cluster: meta::keys::DEFAULT_CLUSTER.into(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for JournalSection {
+    fn default() -> Self {
+        JournalSection {
+            dir: "data/journal".into(),
+            max_group_wait: Duration::from_millis(2),
+            max_group_bytes: ByteSize(512 << 10),
+            max_group_entries: 10_000,
+            flush_when_queue_empty: true,
+            max_file_size: ByteSize(512 << 20),
+            preallocate: ByteSize(16 << 20),
+            queue_capacity: 65_536,
+            recovery_mode: "strict".into(),
+        }
+    }
+}
+
+impl Default for LedgerStorageSection {
+    fn default() -> Self {
+        LedgerStorageSection {
+            dir: "data/ledgers".into(),
+            write_cache_size: ByteSize(128 << 20),
+            max_throttle: Duration::from_secs(1),
+            checkpoint_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for DiskSection {
+    fn default() -> Self {
+        DiskSection {
+            usage_threshold: 0.95,
+            usage_lwm_threshold: 0.90,
+            check_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl BookieConfig {
+    /// Cross-field checks; the error names the key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, why: &str| Err(BookieError::Config(format!("`{key}`: {why}")));
+        if self.meta.url.is_empty() {
+            return bad("meta.url", "required (--meta-url etcd://HOST:PORT)");
+        }
+        if let Err(e) = self.meta.url.parse::<meta::MetaUrl>() {
+            return bad("meta.url", &e.to_string());
+        }
+        if !(0.0..=1.0).contains(&self.disk.usage_threshold) {
+            return bad("disk.usage_threshold", "must be between 0 and 1");
+        }
+        if self.disk.usage_lwm_threshold > self.disk.usage_threshold {
+            return bad(
+                "disk.usage_lwm_threshold",
+                "must not exceed disk.usage_threshold",
+            );
+        }
+        if self.journal.dir == self.ledger_storage.dir {
+            return bad("ledger_storage.dir", "must differ from journal.dir");
+        }
+        if self.journal.max_group_entries == 0 || self.journal.queue_capacity == 0 {
+            return bad("journal.max_group_entries", "must be > 0");
+        }
+        if self.ledger_storage.write_cache_size.0 < 1 << 20 {
+            return bad("ledger_storage.write_cache_size", "must be at least 1MiB");
+        }
+        self.recovery_mode()?;
+        Ok(())
+    }
+
+    fn recovery_mode(&self) -> Result<RecoveryMode> {
+        match self.journal.recovery_mode.as_str() {
+            "strict" => Ok(RecoveryMode::Strict),
+            "tolerate_corruption" => Ok(RecoveryMode::TolerateCorruption),
+            other => Err(BookieError::Config(format!(
+                "`journal.recovery_mode`: {other:?} is not \"strict\" or \"tolerate_corruption\""
+            ))),
+        }
+    }
+
+    /// The engine settings this config describes.
+    pub fn engine(&self) -> Result<EngineConfig> {
+        Ok(EngineConfig {
+            journal: WriterConfig {
+                dir: self.journal.dir.clone(),
+                max_group_wait: self.journal.max_group_wait,
+                max_group_bytes: self.journal.max_group_bytes.0 as usize,
+                max_group_entries: self.journal.max_group_entries,
+                flush_when_queue_empty: self.journal.flush_when_queue_empty,
+                max_file_bytes: self.journal.max_file_size.0,
+                preallocate_bytes: self.journal.preallocate.0,
+                queue_capacity: self.journal.queue_capacity,
+            },
+            storage: StorageConfig {
+                dir: self.ledger_storage.dir.clone(),
+                write_cache_bytes: self.ledger_storage.write_cache_size.0 as usize,
+                max_throttle: self.ledger_storage.max_throttle,
+            },
+            checkpoint_interval: self.ledger_storage.checkpoint_interval,
+            recovery_mode: self.recovery_mode()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_defaults_equal_code_defaults() {
+        let parsed: BookieConfig = toml::from_str(DEFAULT_TOML).unwrap();
+        assert_eq!(parsed, BookieConfig::default());
+    }
+}

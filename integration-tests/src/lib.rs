@@ -1,0 +1,15 @@
+//! The cluster harness: real `etcd` and real `magnetar` processes on ephemeral loopback
+//! ports, with kill -9, SIGTERM, SIGSTOP/SIGCONT and restart, and logs kept when a test
+//! fails. Tests wait for conditions with deadlines (`meta::testing::wait_for`), never for a
+//! fixed time.
+//!
+//! - [`bin`]: locates (and builds, once per test process) the `magnetar` binary;
+//! - [`process`]: a child process that prints a `ready:` line, with signal helpers;
+//! - [`bookie`]: a bookie process and a small gRPC client for it.
+
+pub mod bin;
+pub mod bookie;
+pub mod process;
+
+pub use bookie::{BookieClient, BookieProcess};
+pub use meta::testing::{EtcdServer, wait_for};
