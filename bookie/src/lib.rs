@@ -24,6 +24,7 @@ pub mod entry;
 pub mod error;
 pub mod format;
 pub mod journal;
+pub mod perf;
 pub mod registration;
 pub mod server;
 pub mod storage;

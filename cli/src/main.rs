@@ -30,6 +30,9 @@ struct Cli {
 enum Command {
     /// Run a bookie: the storage node that journals and stores ledger entries.
     Bookie(commands::bookie::Args),
+    /// Benchmarks: journal and bookie throughput and latency percentiles.
+    #[command(subcommand)]
+    Perf(commands::perf::Perf),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +40,7 @@ fn main() -> std::process::ExitCode {
     common::telemetry::init_tracing(&cli.log, common::telemetry::LogFormat::Text);
     let result = match cli.command {
         Command::Bookie(args) => commands::bookie::run(args),
+        Command::Perf(perf) => commands::perf::run(perf),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

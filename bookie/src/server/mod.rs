@@ -135,30 +135,11 @@ pub async fn start(
     let deregister = CancellationToken::new();
     let mut tasks = Vec::new();
 
-    // tonic ignores the builder's tcp_nodelay with serve_with_incoming: set it per socket,
-    // or small calls wait ~40 ms on Nagle + delayed ACK.
-    let incoming = TcpListenerStream::new(grpc).map(|s| {
-        if let Ok(s) = &s {
-            let _ = s.set_nodelay(true);
-        }
-        s
-    });
-    let svc = BookieServer::new(service::BookieService {
-        shared: shared.clone(),
-    })
-    .max_decoding_message_size(64 << 20)
-    .max_encoding_message_size(64 << 20);
-    let stop = serving.clone();
-    tasks.push(tokio::spawn(async move {
-        let res = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .add_service(svc)
-            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-            .await;
-        if let Err(e) = res {
-            tracing::error!(error = %e, "bookie gRPC server failed");
-        }
-    }));
+    tasks.push(tokio::spawn(serve_grpc(
+        shared.clone(),
+        grpc,
+        serving.clone(),
+    )));
     let app = http::router(shared.clone(), metrics);
     let stop = serving.clone();
     tasks.push(tokio::spawn(async move {
@@ -218,6 +199,29 @@ pub async fn start(
         deregister,
         tasks,
     })
+}
+
+/// Serves the bookie gRPC service on `listener` until `stop` fires.
+pub async fn serve_grpc(shared: Arc<Shared>, listener: TcpListener, stop: CancellationToken) {
+    // tonic ignores the builder's tcp_nodelay with serve_with_incoming: set it per socket,
+    // or small calls wait ~40 ms on Nagle + delayed ACK.
+    let incoming = TcpListenerStream::new(listener).map(|s| {
+        if let Ok(s) = &s {
+            let _ = s.set_nodelay(true);
+        }
+        s
+    });
+    let svc = BookieServer::new(service::BookieService { shared })
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    let res = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(svc)
+        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+        .await;
+    if let Err(e) = res {
+        tracing::error!(error = %e, "bookie gRPC server failed");
+    }
 }
 
 impl RunningBookie {

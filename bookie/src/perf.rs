@@ -1,0 +1,206 @@
+//! Benchmarks behind `magnetar perf journal` and `magnetar perf bookie` (the shapes of
+//! BookKeeper's `bkperf journal append` and `benchmark bookie`): a fixed number of adds kept
+//! outstanding for a fixed time, reporting throughput and latency percentiles.
+//! Programs, not tests: nothing here asserts a number.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{EntryId, LedgerId};
+use proto::bookie::bookie_client::BookieClient;
+use proto::bookie::{AddRequest, StatusCode};
+use tokio::sync::{Mutex, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::entry::Entry;
+use crate::error::{BookieError, Result};
+use crate::journal::{JournalRecord, JournalWriter, WriterConfig};
+
+/// One benchmark run's figures.
+#[derive(Debug, Clone)]
+pub struct PerfResult {
+    /// Adds completed.
+    pub ops: u64,
+    /// Payload bytes completed.
+    pub bytes: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Sorted add latencies.
+    latencies: Vec<Duration>,
+}
+
+impl PerfResult {
+    /// Adds per second.
+    pub fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Payload MB/s (10^6 bytes).
+    pub fn mb_per_sec(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.elapsed.as_secs_f64()
+    }
+
+    /// Latency at quantile `q` (0..=1).
+    pub fn latency(&self, q: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((self.latencies.len() - 1) as f64 * q).round() as usize;
+        self.latencies[i]
+    }
+
+    fn from_samples(samples: Vec<Vec<Duration>>, bytes_per_op: usize, elapsed: Duration) -> Self {
+        let mut latencies: Vec<Duration> = samples.into_iter().flatten().collect();
+        latencies.sort_unstable();
+        PerfResult {
+            ops: latencies.len() as u64,
+            bytes: (latencies.len() * bytes_per_op) as u64,
+            elapsed,
+            latencies,
+        }
+    }
+}
+
+/// Journal settings for benchmarks: BookKeeper's defaults, files in `dir`.
+pub fn journal_config(dir: &Path) -> WriterConfig {
+    WriterConfig {
+        dir: dir.to_owned(),
+        max_group_wait: Duration::from_millis(2),
+        max_group_bytes: 512 << 10,
+        max_group_entries: 10_000,
+        flush_when_queue_empty: true,
+        max_file_bytes: 512 << 20,
+        preallocate_bytes: 16 << 20,
+        queue_capacity: 65_536,
+    }
+}
+
+/// Appends `entry_size`-byte entries to a journal (`config.dir`) from `outstanding` concurrent
+/// writers for `duration`.
+pub async fn journal(
+    config: WriterConfig,
+    entry_size: usize,
+    outstanding: usize,
+    duration: Duration,
+) -> Result<PerfResult> {
+    let dir = config.dir.clone();
+    let dir = dir.as_path();
+    std::fs::create_dir_all(dir).map_err(BookieError::io(dir))?;
+    let first = crate::journal::file::list_files(dir)?
+        .last()
+        .map_or(1, |s| s + 1);
+    let (journal, _thread) = JournalWriter::start(config, first)?;
+    let payload = Bytes::from(vec![0xa5u8; entry_size]);
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = Vec::new();
+    for w in 0..outstanding {
+        let (journal, payload) = (journal.clone(), payload.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut id = 0u64;
+            while Instant::now() < deadline {
+                let e = Entry::new(LedgerId(w as u64), EntryId(id), -1, 0, payload.clone());
+                let t = Instant::now();
+                journal.append(JournalRecord::Add(e)).await?;
+                lat.push(t.elapsed());
+                id += 1;
+            }
+            Ok::<_, BookieError>(lat)
+        }));
+    }
+    let mut samples = Vec::new();
+    for t in tasks {
+        samples.push(t.await.map_err(|e| BookieError::Config(e.to_string()))??);
+    }
+    let elapsed = start.elapsed();
+    drop(journal);
+    for seq in crate::journal::file::list_files(dir)? {
+        let _ = std::fs::remove_file(crate::journal::file::path_of(dir, seq));
+    }
+    Ok(PerfResult::from_samples(samples, entry_size, elapsed))
+}
+
+/// Sends `entry_size`-byte adds to the bookie at `addr` over one stream, keeping
+/// `outstanding` in flight, for `duration`.
+pub async fn bookie(
+    addr: SocketAddr,
+    ledger: u64,
+    entry_size: usize,
+    outstanding: usize,
+    duration: Duration,
+) -> Result<PerfResult> {
+    let err = |e: String| BookieError::Config(format!("bookie at {addr}: {e}"));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| err(e.to_string()))?
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let mut client = BookieClient::new(channel).max_encoding_message_size(64 << 20);
+    let (tx, rx) = mpsc::channel::<AddRequest>(outstanding.max(1) * 2);
+    let mut responses = client
+        .add_entries(ReceiverStream::new(rx))
+        .await
+        .map_err(|e| err(e.to_string()))?
+        .into_inner();
+    let payload = Bytes::from(vec![0x5au8; entry_size]);
+    let sent_at: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let window = Arc::new(tokio::sync::Semaphore::new(outstanding.max(1)));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let sender = {
+        let (sent_at, window) = (sent_at.clone(), window.clone());
+        tokio::spawn(async move {
+            let mut id = 0u64;
+            while Instant::now() < deadline {
+                let Ok(p) = window.acquire().await else { break };
+                p.forget();
+                let e = Entry::new(
+                    LedgerId(ledger),
+                    EntryId(id),
+                    id as i64 - 1,
+                    0,
+                    payload.clone(),
+                );
+                sent_at.lock().await.push(Instant::now());
+                let req = AddRequest {
+                    request_id: id,
+                    entry: Some(e.to_proto()),
+                    master_key: Bytes::from_static(b"perf"),
+                    recovery: false,
+                };
+                if tx.send(req).await.is_err() {
+                    break;
+                }
+                id += 1;
+            }
+            id
+        })
+    };
+    let mut lat = Vec::new();
+    let mut failures = 0u64;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(30), responses.message()).await;
+        let Ok(Ok(Some(r))) = msg else { break };
+        window.add_permits(1);
+        let t = sent_at.lock().await[r.request_id as usize];
+        if r.status() == StatusCode::Ok {
+            lat.push(t.elapsed());
+        } else {
+            failures += 1;
+        }
+        if sender.is_finished() && lat.len() as u64 + failures >= sent_at.lock().await.len() as u64
+        {
+            break;
+        }
+    }
+    let elapsed = start.elapsed();
+    if failures > 0 {
+        tracing::warn!(failures, "some adds failed during the benchmark");
+    }
+    Ok(PerfResult::from_samples(vec![lat], entry_size, elapsed))
+}

@@ -1,0 +1,149 @@
+//! `magnetar perf`: benchmarks as programs. `journal` measures the journal alone (group
+//! commit + fdatasync); `bookie` measures adds through the gRPC service, against a running
+//! bookie (`--bookie ADDR`) or one started in-process on a temporary directory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bookie::perf::PerfResult;
+
+/// `magnetar perf` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Perf {
+    /// Journal append throughput and latency (group commit, fdatasync).
+    Journal(Matrix),
+    /// Bookie add throughput and latency over gRPC.
+    Bookie {
+        /// A running bookie's gRPC address; default: start one in-process under --dir.
+        #[arg(long)]
+        bookie: Option<SocketAddr>,
+        #[command(flatten)]
+        matrix: Matrix,
+    },
+}
+
+/// The run matrix shared by the benchmarks.
+#[derive(Debug, clap::Args)]
+pub struct Matrix {
+    /// Directory on the disk to measure (a temporary subdirectory is used and removed).
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Entry sizes in bytes.
+    #[arg(long, value_delimiter = ',', default_values_t = [1024usize, 65536])]
+    sizes: Vec<usize>,
+    /// Outstanding adds.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16, 256])]
+    outstanding: Vec<usize>,
+    /// Length of each run.
+    #[arg(long, default_value = "5s", value_parser = humantime_duration)]
+    duration: Duration,
+    /// One JSON object per run instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Journal: bytes zero-filled ahead of the write position (0: plain appends).
+    #[arg(long, default_value = "16MiB")]
+    preallocate: common::config::ByteSize,
+}
+
+fn humantime_duration(s: &str) -> Result<Duration, String> {
+    s.parse::<humantime::Duration>()
+        .map(Into::into)
+        .map_err(|e| e.to_string())
+}
+
+fn print(kind: &str, size: usize, outstanding: usize, r: &PerfResult, json: bool) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    if json {
+        println!(
+            "{{\"bench\":\"{kind}\",\"entry_size\":{size},\"outstanding\":{outstanding},\"adds_per_sec\":{:.1},\"mb_per_sec\":{:.2},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3},\"max_ms\":{:.3}}}",
+            r.ops_per_sec(),
+            r.mb_per_sec(),
+            ms(r.latency(0.5)),
+            ms(r.latency(0.99)),
+            ms(r.latency(0.999)),
+            ms(r.latency(1.0))
+        );
+    } else {
+        println!(
+            "{kind:<8} {size:>6} B  outstanding {outstanding:>3}  {:>9.0} adds/s  {:>8.1} MB/s  p50 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  max {:>7.3} ms",
+            r.ops_per_sec(),
+            r.mb_per_sec(),
+            ms(r.latency(0.5)),
+            ms(r.latency(0.99)),
+            ms(r.latency(0.999)),
+            ms(r.latency(1.0))
+        );
+    }
+}
+
+/// Runs a benchmark.
+pub fn run(perf: Perf) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        match perf {
+            Perf::Journal(m) => {
+                let tmp = tempfile::Builder::new()
+                    .prefix("magnetar-perf-")
+                    .tempdir_in(&m.dir)?;
+                for &size in &m.sizes {
+                    for &out in &m.outstanding {
+                        let mut config = bookie::perf::journal_config(tmp.path());
+                        config.preallocate_bytes = m.preallocate.0;
+                        let r = bookie::perf::journal(config, size, out, m.duration).await?;
+                        print("journal", size, out, &r, m.json);
+                    }
+                }
+                Ok(())
+            }
+            Perf::Bookie {
+                bookie: addr,
+                matrix: m,
+            } => {
+                let tmp = tempfile::Builder::new()
+                    .prefix("magnetar-perf-")
+                    .tempdir_in(&m.dir)?;
+                let (addr, _server) = match addr {
+                    Some(a) => (a, None),
+                    None => {
+                        let (a, s) = in_process_bookie(tmp.path()).await?;
+                        (a, Some(s))
+                    }
+                };
+                let mut ledger = 1;
+                for &size in &m.sizes {
+                    for &out in &m.outstanding {
+                        let r = bookie::perf::bookie(addr, ledger, size, out, m.duration).await?;
+                        print("bookie", size, out, &r, m.json);
+                        ledger += 1;
+                    }
+                }
+                Ok(())
+            }
+        }
+    })
+}
+
+/// A bookie engine and gRPC server in this process (no metadata store needed).
+async fn in_process_bookie(
+    dir: &std::path::Path,
+) -> anyhow::Result<(SocketAddr, tokio_util::sync::DropGuard)> {
+    let mut config = bookie::BookieConfig::default();
+    config.journal.dir = dir.join("journal");
+    config.ledger_storage.dir = dir.join("ledgers");
+    let engine_config = config.engine()?;
+    let engine =
+        Arc::new(tokio::task::spawn_blocking(move || bookie::Engine::open(engine_config)).await??);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let shared = Arc::new(bookie::server::Shared {
+        engine: engine.clone(),
+        bookie_id: common::BookieId::new(addr.to_string())?,
+    });
+    tokio::spawn(bookie::server::serve_grpc(shared, listener, stop.clone()));
+    tokio::spawn(engine.run_checkpoints(stop.clone()));
+    Ok((addr, stop.drop_guard()))
+}
