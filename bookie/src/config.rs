@@ -77,6 +77,8 @@ pub struct JournalSection {
     pub preallocate: ByteSize,
     /// Queue bound.
     pub queue_capacity: usize,
+    /// Old journal files kept for reuse.
+    pub recycle_files: usize,
     /// "strict" or "tolerate_corruption".
     pub recovery_mode: String,
 }
@@ -145,9 +147,10 @@ impl Default for JournalSection {
             max_group_bytes: ByteSize(512 << 10),
             max_group_entries: 10_000,
             flush_when_queue_empty: true,
-            max_file_size: ByteSize(512 << 20),
+            max_file_size: ByteSize(256 << 20),
             preallocate: ByteSize(16 << 20),
             queue_capacity: 65_536,
+            recycle_files: 4,
             recovery_mode: "strict".into(),
         }
     }
@@ -228,6 +231,7 @@ impl BookieConfig {
                 max_file_bytes: self.journal.max_file_size.0,
                 preallocate_bytes: self.journal.preallocate.0,
                 queue_capacity: self.journal.queue_capacity,
+                recycle_files: self.journal.recycle_files,
             },
             storage: StorageConfig {
                 dir: self.ledger_storage.dir.clone(),

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::entry::Entry;
 use crate::error::{BookieError, Result};
 use crate::journal::file::{list_files, path_of, read_file};
+use crate::journal::recycle;
 use crate::journal::{JournalPosition, JournalRecord, JournalWriter, WriterConfig};
 use crate::storage::{LedgerState, LedgerStorage, StorageConfig, checkpoint};
 
@@ -69,6 +70,7 @@ pub struct Engine {
     storage: Arc<LedgerStorage>,
     journal: JournalWriter,
     journal_dir: PathBuf,
+    recycle_files: usize,
     /// Exclusive locks on the journal and ledger directories, held while the engine lives.
     _locks: Vec<std::fs::File>,
     checkpoint_interval: Duration,
@@ -99,7 +101,8 @@ impl Engine {
         let storage = Arc::new(LedgerStorage::open(config.storage.clone())?);
         let (end, last_seq, replayed) = replay(&storage, &jdir, config.recovery_mode)?;
         storage.checkpoint_blocking(end)?;
-        delete_journals_before(&jdir, end.file);
+        let recycle = config.journal.recycle_files;
+        recycle::retire_before(&jdir, end.file, recycle);
         tracing::info!(
             records = replayed,
             ledgers = storage.ledger_ids().len(),
@@ -110,6 +113,7 @@ impl Engine {
             storage,
             journal,
             journal_dir: jdir,
+            recycle_files: recycle,
             _locks: locks,
             checkpoint_interval: config.checkpoint_interval,
             read_only: AtomicBool::new(false),
@@ -311,9 +315,10 @@ impl Engine {
         let pos = self.journal.durable_position();
         let storage = self.storage.clone();
         let jdir = self.journal_dir.clone();
+        let keep = self.recycle_files;
         tokio::task::spawn_blocking(move || {
             storage.checkpoint_blocking(pos)?;
-            delete_journals_before(&jdir, pos.file);
+            recycle::retire_before(&jdir, pos.file, keep);
             Ok::<_, BookieError>(())
         })
         .await
@@ -450,15 +455,4 @@ fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File> {
         ))
     })?;
     Ok(f)
-}
-
-fn delete_journals_before(jdir: &std::path::Path, file: u64) {
-    if let Ok(seqs) = list_files(jdir) {
-        for seq in seqs.into_iter().filter(|s| *s < file) {
-            let path = path_of(jdir, seq);
-            if let Err(e) = std::fs::remove_file(&path) {
-                tracing::warn!(path = %path.display(), error = %e, "could not delete an old journal file");
-            }
-        }
-    }
 }

@@ -8,8 +8,8 @@ pub const JOURNAL_VERSION: u32 = 1;
 pub const JOURNAL_HEADER_LEN: usize = 64;
 /// Magic at the start of every journal batch ("MGBT").
 pub const BATCH_MAGIC: u32 = 0x5442_474d;
-/// Batch header: magic, payload length, record count, header crc.
-pub const BATCH_HEADER_LEN: usize = 16;
+/// Batch header: magic, payload length, record count, file sequence, header crc.
+pub const BATCH_HEADER_LEN: usize = 24;
 /// Record frame header: body length, body crc.
 pub const RECORD_HEADER_LEN: usize = 8;
 /// Largest journal record body accepted (checked before allocating).

@@ -72,9 +72,10 @@ pub fn journal_config(dir: &Path) -> WriterConfig {
         max_group_bytes: 512 << 10,
         max_group_entries: 10_000,
         flush_when_queue_empty: true,
-        max_file_bytes: 512 << 20,
+        max_file_bytes: 256 << 20,
         preallocate_bytes: 16 << 20,
         queue_capacity: 65_536,
+        recycle_files: 4,
     }
 }
 
@@ -92,7 +93,24 @@ pub async fn journal(
     let first = crate::journal::file::list_files(dir)?
         .last()
         .map_or(1, |s| s + 1);
+    let keep = config.recycle_files;
+    warm_up_recycled_files(dir, keep, config.max_file_bytes)?;
     let (journal, _thread) = JournalWriter::start(config, first)?;
+    // What the bookie's checkpoint does: retire files it has passed, for reuse.
+    let retire = {
+        let (journal, dir) = (journal.clone(), dir.to_owned());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let file = journal.durable_position().file;
+                let dir = dir.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    crate::journal::recycle::retire_before(&dir, file, keep)
+                })
+                .await;
+            }
+        })
+    };
     let payload = Bytes::from(vec![0xa5u8; entry_size]);
     let start = Instant::now();
     let deadline = start + duration;
@@ -117,11 +135,31 @@ pub async fn journal(
         samples.push(t.await.map_err(|e| BookieError::Config(e.to_string()))??);
     }
     let elapsed = start.elapsed();
+    retire.abort();
     drop(journal);
-    for seq in crate::journal::file::list_files(dir)? {
-        let _ = std::fs::remove_file(crate::journal::file::path_of(dir, seq));
-    }
+    let _ = std::fs::remove_dir_all(dir);
     Ok(PerfResult::from_samples(samples, entry_size, elapsed))
+}
+
+/// Leaves `n` full-size retired journal files in `dir`, as a bookie that has run for a while
+/// has, so the benchmark measures the steady state (writes overwrite recycled files) rather
+/// than a fresh disk.
+fn warm_up_recycled_files(dir: &Path, n: usize, size: u64) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let zeros = vec![0u8; 1 << 20];
+    for i in 0..n {
+        let path = dir.join(format!("{:016x}.free", u64::MAX - i as u64));
+        let f = std::fs::File::create(&path).map_err(BookieError::io(&path))?;
+        let mut at = 0;
+        while at < size {
+            let n = ((size - at) as usize).min(zeros.len());
+            f.write_all_at(&zeros[..n], at)
+                .map_err(BookieError::io(&path))?;
+            at += n as u64;
+        }
+        f.sync_all().map_err(BookieError::io(&path))?;
+    }
+    Ok(())
 }
 
 /// Sends `entry_size`-byte adds to the bookie at `addr` over one stream, keeping

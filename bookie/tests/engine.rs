@@ -22,6 +22,7 @@ fn config(dir: &Path, cache: usize) -> EngineConfig {
             max_file_bytes: 1 << 20,
             preallocate_bytes: 64 << 10,
             queue_capacity: 10_000,
+            recycle_files: 2,
         },
         storage: StorageConfig {
             dir: dir.join("ledgers"),

@@ -150,6 +150,14 @@ async fn t51_sigkill_mid_stream_loses_no_acknowledged_entry() {
         "{} entries acknowledged",
         all_acked.len()
     );
+    // The kills landed across journal rolls and recycled files, not in one fresh file.
+    let seqs = bookie::journal::file::list_files(&bk.journal_dir()).unwrap();
+    let newest = *seqs.last().unwrap();
+    assert!(newest >= 5, "journal never rolled (newest file {newest})");
+    eprintln!(
+        "{} entries acknowledged over 5 kills, none lost; newest journal file {newest}",
+        all_acked.len()
+    );
 }
 
 /// The end of the valid data in the newest journal file, and that file's path.
@@ -179,7 +187,12 @@ async fn t52_torn_journal_tail_is_truncated_and_everything_before_it_served() {
     let (path, end) = journal_tail(&bk);
     let mut batch = bytes::BytesMut::new();
     let extra = [bookie::journal::JournalRecord::Add(entry(7, 300, 4000))];
-    bookie::journal::file::encode_batch(&extra, &mut batch);
+    let seq = bookie::journal::file::list_files(&bk.journal_dir())
+        .unwrap()
+        .last()
+        .copied()
+        .unwrap();
+    bookie::journal::file::encode_batch(seq, &extra, &mut batch);
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&f, &batch[..batch.len() / 2], end).unwrap();
     drop(f);
@@ -215,7 +228,7 @@ async fn t53_corruption_before_the_tail_stops_start_up_naming_file_and_offset() 
     bk.kill9();
     let (path, _) = journal_tail(&bk);
     let mut bytes = std::fs::read(&path).unwrap();
-    bytes[64 + 16 + 8 + 20] ^= 0xff; // inside the first batch's first record
+    bytes[64 + 24 + 8 + 20] ^= 0xff; // inside the first batch's first record
     std::fs::write(&path, &bytes).unwrap();
     let err = bk.start_expecting_failure().unwrap();
     assert!(

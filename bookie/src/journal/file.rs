@@ -2,15 +2,17 @@
 //! batches. A batch is what one group commit wrote with one `write` + `fdatasync`:
 //!
 //! ```text
-//! batch:  magic u32 | payload length u32 | record count u32 | crc32c(previous 12 bytes) u32
+//! batch:  magic u32 | payload length u32 | record count u32 | file sequence u64 |
+//!         crc32c(previous 20 bytes) u32
 //!         then `count` records: body length u32 | crc32c(body) u32 | body
 //! ```
 //!
 //! A batch is valid only if its header and every record check out. Since a batch is written
 //! only after the previous one was fsynced, a bad batch with no valid batch after it is the
 //! torn tail of a crash (nothing in it was acknowledged); a bad batch followed by a valid one
-//! is corruption. Files are zero-filled ahead of the write position, so an all-zero header is
-//! the clean end.
+//! is corruption. The end of the data is an all-zero header (space zero-filled ahead) or a
+//! valid batch of another file sequence: journal files are recycled, and what follows the
+//! new data in a recycled file is the old incarnation's.
 
 use std::fs::File;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
@@ -96,8 +98,12 @@ fn check_header(path: &Path, h: &[u8], seq: u64) -> Result<()> {
     Ok(())
 }
 
-/// Builds one batch into `out` (cleared first) from encoded record bodies.
-pub fn encode_batch<'a>(records: impl IntoIterator<Item = &'a JournalRecord>, out: &mut BytesMut) {
+/// Builds one batch of journal file `seq` into `out` (cleared first).
+pub fn encode_batch<'a>(
+    seq: u64,
+    records: impl IntoIterator<Item = &'a JournalRecord>,
+    out: &mut BytesMut,
+) {
     out.clear();
     out.resize(BATCH_HEADER_LEN, 0);
     let mut count = 0u32;
@@ -115,14 +121,16 @@ pub fn encode_batch<'a>(records: impl IntoIterator<Item = &'a JournalRecord>, ou
     out[..4].copy_from_slice(&BATCH_MAGIC.to_le_bytes());
     out[4..8].copy_from_slice(&payload_len.to_le_bytes());
     out[8..12].copy_from_slice(&count.to_le_bytes());
-    let hcrc = common::checksum::crc32c(&out[..12]);
-    out[12..16].copy_from_slice(&hcrc.to_le_bytes());
+    out[12..20].copy_from_slice(&seq.to_le_bytes());
+    let hcrc = common::checksum::crc32c(&out[..20]);
+    out[20..24].copy_from_slice(&hcrc.to_le_bytes());
 }
 
 /// Parsed batch header.
 struct BatchHeader {
     payload_len: usize,
     count: u32,
+    seq: u64,
 }
 
 /// `Ok(None)`: an all-zero header (clean end). `Err`: not a valid batch header.
@@ -134,7 +142,7 @@ fn parse_batch_header(h: &[u8]) -> std::result::Result<Option<BatchHeader>, Stri
     if word(0) != BATCH_MAGIC {
         return Err("bad batch magic".into());
     }
-    if common::checksum::crc32c(&h[..12]) != word(12) {
+    if common::checksum::crc32c(&h[..20]) != word(20) {
         return Err("batch header checksum mismatch".into());
     }
     let payload_len = word(4) as usize;
@@ -146,6 +154,7 @@ fn parse_batch_header(h: &[u8]) -> std::result::Result<Option<BatchHeader>, Stri
     Ok(Some(BatchHeader {
         payload_len,
         count: word(8),
+        seq: u64::from_le_bytes(h[12..20].try_into().unwrap_or_default()),
     }))
 }
 
@@ -243,7 +252,7 @@ pub fn read_file(
         file.seek(SeekFrom::Start(offset + 1))
             .map_err(BookieError::io(&path))?;
         let rest = read_rest(&mut file, &path)?;
-        if let Some(at) = find_valid_batch(&rest) {
+        if let Some(at) = find_valid_batch(&rest, seq) {
             return Err(BookieError::Corrupt {
                 location: format!("{} at offset {offset}", path.display()),
                 reason: format!(
@@ -259,13 +268,15 @@ pub fn read_file(
     }
 }
 
-fn find_valid_batch(buf: &[u8]) -> Option<usize> {
+/// Offset of the first valid batch of file `seq` in `buf`, if any.
+fn find_valid_batch(buf: &[u8], seq: u64) -> Option<usize> {
     let magic = BATCH_MAGIC.to_le_bytes();
     let mut from = 0;
     while let Some(i) = buf[from..].windows(4).position(|w| w == magic) {
         let at = from + i;
         if buf.len() - at >= BATCH_HEADER_LEN
             && let Ok(Some(h)) = parse_batch_header(&buf[at..at + BATCH_HEADER_LEN])
+            && h.seq == seq
         {
             let start = at + BATCH_HEADER_LEN;
             if buf.len() - start >= h.payload_len {
@@ -331,7 +342,7 @@ mod tests {
         let mut buf = BytesMut::new();
         for b in 0..3u64 {
             let recs: Vec<_> = (0..3).map(|i| add(1, b * 3 + i)).collect();
-            encode_batch(&recs, &mut buf);
+            encode_batch(7, &recs, &mut buf);
             img.extend_from_slice(&buf);
             all.extend(recs);
         }
@@ -360,6 +371,29 @@ mod tests {
         assert_eq!(got, all);
         assert_eq!(s.end as usize, img.len() - 4096);
         assert!(s.torn.is_none());
+    }
+
+    #[test]
+    fn a_recycled_files_old_batches_mark_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (img, all) = write_file(dir.path(), 0);
+        // Recycle as file 8: new header, one new batch, then the old incarnation's bytes.
+        let mut recycled = img.clone();
+        recycled[..JOURNAL_HEADER_LEN].copy_from_slice(&header(8));
+        let mut buf = BytesMut::new();
+        encode_batch(8, &all[..1], &mut buf);
+        // Shorter than the old first batch, so an old batch does not start right after it:
+        // the old bytes that follow are garbage, yet no valid batch of file 8 follows.
+        recycled[JOURNAL_HEADER_LEN..JOURNAL_HEADER_LEN + buf.len()].copy_from_slice(&buf);
+        std::fs::write(dir.path().join(file_name(8)), &recycled).unwrap();
+        let mut got = Vec::new();
+        let scan = read_file(dir.path(), 8, 0, |r, _| {
+            got.push(r);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, all[..1].to_vec());
+        assert_eq!(scan.end as usize, JOURNAL_HEADER_LEN + buf.len());
     }
 
     #[test]

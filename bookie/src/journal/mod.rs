@@ -4,10 +4,12 @@
 //!
 //! - [`record`]: what is journaled (adds, master keys, fences, explicit LACs, deletes);
 //! - [`file`]: the file and batch layout, and reading it back with torn-tail detection;
-//! - [`writer`]: the group-commit thread.
+//! - [`writer`]: the group-commit thread;
+//! - [`recycle`]: reuse of journal files the checkpoint has passed (overwrites fsync faster).
 
 pub mod file;
 pub mod record;
+pub mod recycle;
 pub mod writer;
 
 pub use file::JournalPosition;

@@ -42,6 +42,8 @@ pub struct WriterConfig {
     pub preallocate_bytes: u64,
     /// Queued records at most; senders wait when it is full.
     pub queue_capacity: usize,
+    /// Journal files the checkpoint has passed that are kept for reuse.
+    pub recycle_files: usize,
 }
 
 /// Batches at least this large are appended without zero-filling ahead.
@@ -144,7 +146,22 @@ struct JournalFile {
 }
 
 impl JournalFile {
+    /// Starts journal file `seq`: a recycled file if one is waiting (all its blocks are
+    /// allocated, so every write is an overwrite), else a new one.
     fn create(dir: &Path, seq: u64, preallocate: u64) -> Result<Self> {
+        match super::recycle::take(dir, seq)? {
+            Some((file, len)) => Ok(JournalFile {
+                dir: dir.to_owned(),
+                seq,
+                file,
+                offset: JOURNAL_HEADER_LEN as u64,
+                zeroed_to: len,
+            }),
+            None => Self::create_new(dir, seq, preallocate),
+        }
+    }
+
+    fn create_new(dir: &Path, seq: u64, preallocate: u64) -> Result<Self> {
         let path = path_of(dir, seq);
         let file = OpenOptions::new()
             .write(true)
@@ -287,13 +304,20 @@ fn commit(
     group: &[Request],
     buf: &mut BytesMut,
 ) -> Result<JournalPosition> {
-    encode_batch(group.iter().map(|r| &r.record), buf);
+    let mut seq = file.seq;
+    encode_batch(seq, group.iter().map(|r| &r.record), buf);
     if file.offset > JOURNAL_HEADER_LEN as u64
         && file.offset + buf.len() as u64 > config.max_file_bytes
     {
-        let next = JournalFile::create(&config.dir, file.seq + 1, config.preallocate_bytes)?;
-        tracing::debug!(file = next.seq, "journal rolled to a new file");
+        seq += 1;
+        let next = JournalFile::create(&config.dir, seq, config.preallocate_bytes)?;
+        tracing::debug!(
+            file = next.seq,
+            recycled = next.zeroed_to > JOURNAL_HEADER_LEN as u64 + (1 << 20),
+            "journal rolled to a new file"
+        );
         *file = next;
+        encode_batch(seq, group.iter().map(|r| &r.record), buf);
     }
     let started = Instant::now();
     let pos = file.write_batch(buf, config.preallocate_bytes)?;
