@@ -80,13 +80,24 @@ pub struct Engine {
     in_flight: AtomicUsize,
 }
 
-/// Counts an add as in flight until dropped.
-struct InFlight<'a>(&'a AtomicUsize);
+/// Counts adds as in flight until dropped.
+struct InFlight<'a>(&'a AtomicUsize, usize);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.fetch_sub(self.1, Ordering::SeqCst);
     }
+}
+
+/// One add of a batch.
+#[derive(Debug, Clone)]
+pub struct AddItem {
+    /// The entry, with the writer's checksum.
+    pub entry: Entry,
+    /// The ledger's master key as the writer presents it.
+    pub master_key: Bytes,
+    /// A recovery add (passes a fence and read-only mode).
+    pub recovery: bool,
 }
 
 impl Engine {
@@ -144,39 +155,131 @@ impl Engine {
 
     /// Adds an entry; resolves when it is durable in the journal.
     pub async fn add(&self, entry: Entry, master_key: Bytes, recovery: bool) -> Result<()> {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let _in_flight = InFlight(&self.in_flight);
-        if self.is_shutting_down() {
-            return Err(BookieError::ShuttingDown);
-        }
-        if self.is_read_only() && !recovery {
-            return Err(BookieError::ReadOnly);
-        }
-        if !entry.verify() {
-            metrics::counter!("bookie_add_rejected_total", "reason" => "checksum").increment(1);
-            return Err(BookieError::BadRequest(format!(
-                "entry {}:{} fails its checksum",
-                entry.ledger, entry.entry
-            )));
-        }
-        self.storage.reserve(entry.footprint()).await?;
-        let ledger = self.storage.ledger_or_create(entry.ledger);
-        let (lac, id) = (entry.lac, entry.ledger);
-        let durable = {
-            let mut st = ledger.state();
-            if st.deleted {
-                return Err(BookieError::NoLedger { ledger: id });
-            }
-            self.check_master_key(&mut st, id, master_key)?;
-            if st.meta.fenced && !recovery {
-                return Err(BookieError::Fenced { ledger: id });
-            }
-            self.storage.insert(entry.clone());
-            self.journal.submit(JournalRecord::Add(entry))?
+        let item = AddItem {
+            entry,
+            master_key,
+            recovery,
         };
-        durable.await?;
-        ledger.observe_lac(lac);
-        Ok(())
+        self.add_batch(vec![item])
+            .await
+            .pop()
+            .unwrap_or(Err(BookieError::ShuttingDown))
+    }
+
+    /// Adds a batch of entries (one writer's ready adds); returns one result per item, in
+    /// order, each once its entry is durable in the journal. Per ledger, the checks, the cache
+    /// inserts and the journal hand-off happen under one lock acquisition, and the journal
+    /// completes the ledger's records with one notification.
+    pub async fn add_batch(&self, items: Vec<AddItem>) -> Vec<Result<()>> {
+        self.in_flight.fetch_add(items.len(), Ordering::SeqCst);
+        let _in_flight = InFlight(&self.in_flight, items.len());
+        let mut results: Vec<Option<Result<()>>> = items.iter().map(|_| None).collect();
+        if self.is_shutting_down() {
+            return items
+                .iter()
+                .map(|_| Err(BookieError::ShuttingDown))
+                .collect();
+        }
+        let read_only = self.is_read_only();
+        let mut bytes = 0;
+        // Ledgers in first-seen order, each with its items' indices.
+        let mut groups: Vec<(LedgerId, Vec<usize>)> = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            if read_only && !it.recovery {
+                results[i] = Some(Err(BookieError::ReadOnly));
+            } else if !it.entry.verify() {
+                metrics::counter!("bookie_add_rejected_total", "reason" => "checksum").increment(1);
+                results[i] = Some(Err(BookieError::BadRequest(format!(
+                    "entry {}:{} fails its checksum",
+                    it.entry.ledger, it.entry.entry
+                ))));
+            } else {
+                bytes += it.entry.footprint();
+                match groups.iter_mut().find(|(l, _)| *l == it.entry.ledger) {
+                    Some((_, idx)) => idx.push(i),
+                    None => groups.push((it.entry.ledger, vec![i])),
+                }
+            }
+        }
+        if bytes > 0
+            && let Err(e) = self.storage.reserve(bytes).await
+        {
+            for (_, idx) in &groups {
+                for &i in idx {
+                    results[i] = Some(Err(e.duplicate()));
+                }
+            }
+            groups.clear();
+        }
+        let mut waits = Vec::new();
+        for (id, idx) in groups {
+            let ledger = self.storage.ledger_or_create(id);
+            let mut accepted = Vec::with_capacity(idx.len());
+            let mut records = Vec::with_capacity(idx.len());
+            let mut max_lac = i64::MIN;
+            let mut st = ledger.state();
+            for i in idx {
+                let it = &items[i];
+                let verdict = if st.deleted {
+                    Err(BookieError::NoLedger { ledger: id })
+                } else {
+                    self.check_master_key(&mut st, id, it.master_key.clone())
+                        .and_then(|()| {
+                            if st.meta.fenced && !it.recovery {
+                                Err(BookieError::Fenced { ledger: id })
+                            } else {
+                                Ok(())
+                            }
+                        })
+                };
+                match verdict {
+                    Ok(()) => {
+                        max_lac = max_lac.max(it.entry.lac);
+                        records.push(JournalRecord::Add(it.entry.clone()));
+                        accepted.push(i);
+                    }
+                    Err(e) => results[i] = Some(Err(e)),
+                }
+            }
+            if accepted.is_empty() {
+                continue;
+            }
+            self.storage
+                .insert_many(records.iter().filter_map(|r| match r {
+                    JournalRecord::Add(e) => Some(e.clone()),
+                    _ => None,
+                }));
+            match self.journal.submit_many(records) {
+                Ok(durable) => {
+                    drop(st);
+                    waits.push((durable, accepted, ledger, max_lac));
+                }
+                Err(e) => {
+                    for i in accepted {
+                        results[i] = Some(Err(e.duplicate()));
+                    }
+                }
+            }
+        }
+        for (durable, accepted, ledger, max_lac) in waits {
+            match durable.await {
+                Ok(_) => {
+                    ledger.observe_lac(max_lac);
+                    for i in accepted {
+                        results[i] = Some(Ok(()));
+                    }
+                }
+                Err(e) => {
+                    for i in accepted {
+                        results[i] = Some(Err(e.duplicate()));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(BookieError::ShuttingDown)))
+            .collect()
     }
 
     /// Refuses a wrong master key; records (and journals) the first one a ledger sees. The

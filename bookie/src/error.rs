@@ -108,6 +108,44 @@ impl BookieError {
         }
     }
 
+    /// A copy of this error, for reporting one failure to every add of a batch. Sources
+    /// that cannot be cloned are carried as their message.
+    pub fn duplicate(&self) -> BookieError {
+        match self {
+            BookieError::NoLedger { ledger } => BookieError::NoLedger { ledger: *ledger },
+            BookieError::NoEntry { ledger, entry } => BookieError::NoEntry {
+                ledger: *ledger,
+                entry: *entry,
+            },
+            BookieError::BadRequest(m) => BookieError::BadRequest(m.clone()),
+            BookieError::Fenced { ledger } => BookieError::Fenced { ledger: *ledger },
+            BookieError::ReadOnly => BookieError::ReadOnly,
+            BookieError::TooManyRequests(m) => BookieError::TooManyRequests(m.clone()),
+            BookieError::Unauthorized { ledger } => BookieError::Unauthorized { ledger: *ledger },
+            BookieError::Io { path, source } => BookieError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            BookieError::ShuttingDown => BookieError::ShuttingDown,
+            BookieError::Corrupt { location, reason } => BookieError::Corrupt {
+                location: location.clone(),
+                reason: reason.clone(),
+            },
+            BookieError::UnsupportedVersion {
+                path,
+                found,
+                supported,
+            } => BookieError::UnsupportedVersion {
+                path: path.clone(),
+                found: *found,
+                supported: *supported,
+            },
+            BookieError::Cookie(m) => BookieError::Cookie(m.clone()),
+            BookieError::Config(m) => BookieError::Config(m.clone()),
+            BookieError::Meta(e) => BookieError::Config(e.to_string()),
+        }
+    }
+
     /// Wraps an I/O error with its path.
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> BookieError {
         let path = path.into();

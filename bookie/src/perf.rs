@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::{EntryId, LedgerId};
 use proto::bookie::bookie_client::BookieClient;
-use proto::bookie::{AddRequest, StatusCode};
-use tokio::sync::{Mutex, mpsc};
+use proto::bookie::{AddBatch, AddRequest, StatusCode};
+use std::sync::Mutex;
+
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::entry::Entry;
@@ -163,7 +165,8 @@ fn warm_up_recycled_files(dir: &Path, n: usize, size: u64) -> Result<()> {
 }
 
 /// Sends `entry_size`-byte adds to the bookie at `addr` over one stream, keeping
-/// `outstanding` in flight, for `duration`.
+/// `outstanding` in flight, for `duration`. Adds that are ready together go in one batch
+/// message, as a ledger client pipelining to a bookie would send them.
 pub async fn bookie(
     addr: SocketAddr,
     ledger: u64,
@@ -178,8 +181,10 @@ pub async fn bookie(
         .connect()
         .await
         .map_err(|e| err(e.to_string()))?;
-    let mut client = BookieClient::new(channel).max_encoding_message_size(64 << 20);
-    let (tx, rx) = mpsc::channel::<AddRequest>(outstanding.max(1) * 2);
+    let mut client = BookieClient::new(channel)
+        .max_encoding_message_size(256 << 20)
+        .max_decoding_message_size(256 << 20);
+    let (tx, rx) = mpsc::channel::<AddBatch>(64);
     let mut responses = client
         .add_entries(ReceiverStream::new(rx))
         .await
@@ -187,7 +192,8 @@ pub async fn bookie(
         .into_inner();
     let payload = Bytes::from(vec![0x5au8; entry_size]);
     let sent_at: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    let window = Arc::new(tokio::sync::Semaphore::new(outstanding.max(1)));
+    let outstanding = outstanding.max(1);
+    let window = Arc::new(tokio::sync::Semaphore::new(outstanding));
     let start = Instant::now();
     let deadline = start + duration;
     let sender = {
@@ -197,24 +203,36 @@ pub async fn bookie(
             while Instant::now() < deadline {
                 let Ok(p) = window.acquire().await else { break };
                 p.forget();
-                let e = Entry::new(
-                    LedgerId(ledger),
-                    EntryId(id),
-                    id as i64 - 1,
-                    0,
-                    payload.clone(),
-                );
-                sent_at.lock().await.push(Instant::now());
-                let req = AddRequest {
-                    request_id: id,
-                    entry: Some(e.to_proto()),
-                    master_key: Bytes::from_static(b"perf"),
-                    recovery: false,
-                };
-                if tx.send(req).await.is_err() {
+                let mut n = 1;
+                while let Ok(p) = window.try_acquire() {
+                    p.forget();
+                    n += 1;
+                }
+                let now = Instant::now();
+                let mut requests = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let e = Entry::new(
+                        LedgerId(ledger),
+                        EntryId(id),
+                        id as i64 - 1,
+                        0,
+                        payload.clone(),
+                    );
+                    requests.push(AddRequest {
+                        request_id: id,
+                        entry: Some(e.to_proto()),
+                        master_key: Bytes::from_static(b"perf"),
+                        recovery: false,
+                    });
+                    id += 1;
+                }
+                sent_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(std::iter::repeat_n(now, n));
+                if tx.send(AddBatch { requests }).await.is_err() {
                     break;
                 }
-                id += 1;
             }
             id
         })
@@ -223,16 +241,19 @@ pub async fn bookie(
     let mut failures = 0u64;
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(30), responses.message()).await;
-        let Ok(Ok(Some(r))) = msg else { break };
-        window.add_permits(1);
-        let t = sent_at.lock().await[r.request_id as usize];
-        if r.status() == StatusCode::Ok {
-            lat.push(t.elapsed());
-        } else {
-            failures += 1;
+        let Ok(Ok(Some(batch))) = msg else { break };
+        window.add_permits(batch.responses.len());
+        let now = Instant::now();
+        let sent = sent_at.lock().unwrap_or_else(|p| p.into_inner());
+        for r in &batch.responses {
+            if r.status() == StatusCode::Ok {
+                lat.push(now - sent[r.request_id as usize]);
+            } else {
+                failures += 1;
+            }
         }
-        if sender.is_finished() && lat.len() as u64 + failures >= sent_at.lock().await.len() as u64
-        {
+        let done = lat.len() as u64 + failures;
+        if sender.is_finished() && done >= sent.len() as u64 {
             break;
         }
     }

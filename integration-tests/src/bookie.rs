@@ -8,7 +8,9 @@ use std::time::Duration;
 use bookie::Entry;
 use bytes::Bytes;
 use proto::bookie::bookie_client::BookieClient as Grpc;
-use proto::bookie::{AddRequest, AddResponse, FenceRequest, ReadRequest, ReadResponse, StatusCode};
+use proto::bookie::{
+    AddBatch, AddBatchResponse, AddRequest, FenceRequest, ReadRequest, ReadResponse, StatusCode,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
@@ -183,7 +185,7 @@ impl BookieClient {
     /// returned stream.
     pub async fn add_stream(
         &mut self,
-    ) -> anyhow::Result<(mpsc::Sender<AddRequest>, tonic::Streaming<AddResponse>)> {
+    ) -> anyhow::Result<(mpsc::Sender<AddBatch>, tonic::Streaming<AddBatchResponse>)> {
         let (tx, rx) = mpsc::channel(1024);
         let responses = self
             .grpc
@@ -202,19 +204,28 @@ impl BookieClient {
         recovery: bool,
     ) -> anyhow::Result<Vec<StatusCode>> {
         let (tx, mut responses) = self.add_stream().await?;
-        for (i, e) in entries.iter().enumerate() {
-            tx.send(AddRequest {
+        let requests: Vec<AddRequest> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| AddRequest {
                 request_id: i as u64,
                 entry: Some(e.to_proto()),
                 master_key: Bytes::copy_from_slice(key),
                 recovery,
             })
+            .collect();
+        for chunk in requests.chunks(64) {
+            tx.send(AddBatch {
+                requests: chunk.to_vec(),
+            })
             .await?;
         }
         drop(tx);
         let mut statuses = vec![StatusCode::Io; entries.len()];
-        while let Some(r) = responses.message().await? {
-            statuses[r.request_id as usize] = r.status();
+        while let Some(batch) = responses.message().await? {
+            for r in batch.responses {
+                statuses[r.request_id as usize] = r.status();
+            }
         }
         Ok(statuses)
     }

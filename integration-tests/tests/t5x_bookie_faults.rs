@@ -12,7 +12,7 @@ use common::{EntryId, LedgerId};
 use integration_tests::process::KeptDir;
 use integration_tests::{BookieProcess, EtcdServer, wait_for};
 use meta::{BookieRegistry, BookieState, KeyLayout, MetadataStore};
-use proto::bookie::{AddRequest, StatusCode};
+use proto::bookie::{AddBatch, AddRequest, StatusCode};
 use rand::Rng;
 
 const KEY: &[u8] = b"master-key";
@@ -57,7 +57,13 @@ async fn write_until_killed(
                     master_key: Bytes::from_static(KEY),
                     recovery: false,
                 };
-                if tx.send(req).await.is_err() {
+                if tx
+                    .send(AddBatch {
+                        requests: vec![req],
+                    })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 id += 1;
@@ -65,11 +71,13 @@ async fn write_until_killed(
         })
     };
     let mut acked = Vec::new();
-    while let Ok(Some(r)) = responses.message().await {
-        window.add_permits(1);
-        if r.status() == StatusCode::Ok {
-            acked.push(sent.lock().unwrap()[&r.request_id].clone());
-            acks.fetch_add(1, Ordering::SeqCst);
+    while let Ok(Some(batch)) = responses.message().await {
+        for r in batch.responses {
+            window.add_permits(1);
+            if r.status() == StatusCode::Ok {
+                acked.push(sent.lock().unwrap()[&r.request_id].clone());
+                acks.fetch_add(1, Ordering::SeqCst);
+            }
         }
     }
     window.close();

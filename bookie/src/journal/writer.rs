@@ -49,10 +49,23 @@ pub struct WriterConfig {
 /// Batches at least this large are appended without zero-filling ahead.
 const APPEND_BATCH: u64 = 512 << 10;
 
+/// Records that become durable together (one add, or a writer's batch for one ledger).
 struct Request {
-    record: JournalRecord,
+    records: Vec<JournalRecord>,
+    bytes: usize,
     enqueued: Instant,
     done: oneshot::Sender<Result<JournalPosition>>,
+}
+
+impl Request {
+    fn new(records: Vec<JournalRecord>, done: oneshot::Sender<Result<JournalPosition>>) -> Self {
+        Request {
+            bytes: records.iter().map(JournalRecord::encoded_len).sum(),
+            records,
+            enqueued: Instant::now(),
+            done,
+        }
+    }
 }
 
 /// Handle to the journal writer thread. Cloneable; the thread ends when every handle is
@@ -93,11 +106,7 @@ impl JournalWriter {
     /// its batch. Waits (asynchronously) while the queue is full.
     pub async fn append(&self, record: JournalRecord) -> Result<JournalPosition> {
         let (done, rx) = oneshot::channel();
-        let req = Request {
-            record,
-            enqueued: Instant::now(),
-            done,
-        };
+        let req = Request::new(vec![record], done);
         self.tx
             .send_async(req)
             .await
@@ -113,12 +122,17 @@ impl JournalWriter {
         &self,
         record: JournalRecord,
     ) -> Result<impl std::future::Future<Output = Result<JournalPosition>> + use<>> {
+        self.submit_many(vec![record])
+    }
+
+    /// Like [`JournalWriter::submit`] for several records that become durable together, in
+    /// order, with one completion.
+    pub fn submit_many(
+        &self,
+        records: Vec<JournalRecord>,
+    ) -> Result<impl std::future::Future<Output = Result<JournalPosition>> + use<>> {
         let (done, rx) = oneshot::channel();
-        let req = Request {
-            record,
-            enqueued: Instant::now(),
-            done,
-        };
+        let req = Request::new(records, done);
         self.tx.try_send(req).map_err(|e| match e {
             flume::TrySendError::Full(_) => {
                 metrics::counter!("bookie_add_rejected_total", "reason" => "journal_queue_full")
@@ -244,9 +258,10 @@ fn run(
     let mut failed: Option<String> = None;
     while let Ok(first) = rx.recv() {
         let deadline = first.enqueued + config.max_group_wait;
-        let mut bytes = first.record.encoded_len();
+        let mut bytes = first.bytes;
+        let mut entries = first.records.len();
         group.push(first);
-        while bytes < config.max_group_bytes && group.len() < config.max_group_entries {
+        while bytes < config.max_group_bytes && entries < config.max_group_entries {
             let next = match rx.try_recv() {
                 Ok(r) => Some(r),
                 Err(flume::TryRecvError::Disconnected) => None,
@@ -262,7 +277,8 @@ fn run(
             };
             match next {
                 Some(r) => {
-                    bytes += r.record.encoded_len();
+                    bytes += r.bytes;
+                    entries += r.records.len();
                     group.push(r);
                 }
                 None => break,
@@ -278,7 +294,7 @@ fn run(
                 reason
             }),
         };
-        metrics::histogram!("bookie_journal_group_entries").record(group.len() as f64);
+        metrics::histogram!("bookie_journal_group_entries").record(entries as f64);
         metrics::histogram!("bookie_journal_group_bytes").record(bytes as f64);
         metrics::histogram!("bookie_journal_queue_wait_seconds").record(waited.as_secs_f64());
         if let Ok(pos) = &result {
@@ -305,7 +321,7 @@ fn commit(
     buf: &mut BytesMut,
 ) -> Result<JournalPosition> {
     let mut seq = file.seq;
-    encode_batch(seq, group.iter().map(|r| &r.record), buf);
+    encode_batch(seq, group.iter().flat_map(|r| &r.records), buf);
     if file.offset > JOURNAL_HEADER_LEN as u64
         && file.offset + buf.len() as u64 > config.max_file_bytes
     {
@@ -317,7 +333,7 @@ fn commit(
             "journal rolled to a new file"
         );
         *file = next;
-        encode_batch(seq, group.iter().map(|r| &r.record), buf);
+        encode_batch(seq, group.iter().flat_map(|r| &r.records), buf);
     }
     let started = Instant::now();
     let pos = file.write_batch(buf, config.preallocate_bytes)?;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use proto::bookie::bookie_server::Bookie;
 use proto::bookie::{
-    AddRequest, AddResponse, BookieInfoRequest, BookieInfoResponse, DeleteLedgerRequest,
+    AddBatch, AddBatchResponse, BookieInfoRequest, BookieInfoResponse, DeleteLedgerRequest,
     DeleteLedgerResponse, FenceRequest, FenceResponse, LedgerInfoRequest, LedgerInfoResponse,
     ListLedgersRequest, ListLedgersResponse, ReadLacRequest, ReadLacResponse, ReadRequest,
     ReadResponse,
@@ -23,11 +23,11 @@ pub struct BookieService {
 
 #[tonic::async_trait]
 impl Bookie for BookieService {
-    type AddEntriesStream = ReceiverStream<Result<AddResponse, Status>>;
+    type AddEntriesStream = ReceiverStream<Result<AddBatchResponse, Status>>;
 
     async fn add_entries(
         &self,
-        request: Request<Streaming<AddRequest>>,
+        request: Request<Streaming<AddBatch>>,
     ) -> Result<Response<Self::AddEntriesStream>, Status> {
         Ok(Response::new(handlers::add_entries::handle(
             self.shared.engine.clone(),

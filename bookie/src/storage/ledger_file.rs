@@ -153,11 +153,13 @@ impl LedgerFile {
         Ok(())
     }
 
-    /// Appends entries (one write); call [`LedgerFile::sync`] before relying on them.
+    /// Appends entries (in writes of about 1 MiB, through one reused buffer); call
+    /// [`LedgerFile::sync`] before relying on them.
     pub fn append(&mut self, entries: &[&Entry]) -> Result<()> {
-        let mut buf = BytesMut::new();
-        let mut placed = Vec::with_capacity(entries.len());
-        for e in entries {
+        const CHUNK: usize = 1 << 20;
+        let mut buf = BytesMut::with_capacity(CHUNK + LEDGER_RECORD_HEADER_LEN);
+        let mut written = self.len;
+        for (i, e) in entries.iter().enumerate() {
             let start = buf.len();
             let body_len = BODY_FIXED + e.payload.len();
             buf.extend_from_slice(&(body_len as u32).to_le_bytes());
@@ -169,23 +171,21 @@ impl LedgerFile {
             buf.extend_from_slice(&e.payload);
             let crc = common::checksum::crc32c(&buf[start + 8..]);
             buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-            placed.push((
-                e.entry.0,
-                self.len + start as u64,
-                (buf.len() - start) as u32,
-                e.payload.len(),
-            ));
-        }
-        self.file
-            .write_all_at(&buf, self.len)
-            .map_err(BookieError::io(&self.path))?;
-        self.len += buf.len() as u64;
-        for (entry, offset, len, payload) in placed {
-            if let Some((_, old)) = self.index.insert(entry, (offset, len)) {
+            let offset = written + start as u64;
+            let len = (buf.len() - start) as u32;
+            if let Some((_, old)) = self.index.insert(e.entry.0, (offset, len)) {
                 self.bytes -= u64::from(old) - LEDGER_RECORD_HEADER_LEN as u64;
             }
-            self.bytes += payload as u64;
+            self.bytes += e.payload.len() as u64;
+            if buf.len() >= CHUNK || i + 1 == entries.len() {
+                self.file
+                    .write_all_at(&buf, written)
+                    .map_err(BookieError::io(&self.path))?;
+                written += buf.len() as u64;
+                buf.clear();
+            }
         }
+        self.len = written;
         Ok(())
     }
 

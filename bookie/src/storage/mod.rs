@@ -227,6 +227,14 @@ impl LedgerStorage {
         lock(&self.cache).insert(entry);
     }
 
+    /// Puts several entries in the write cache under one lock.
+    pub fn insert_many(&self, entries: impl IntoIterator<Item = Entry>) {
+        let mut cache = lock(&self.cache);
+        for e in entries {
+            cache.insert(e);
+        }
+    }
+
     /// Reads an entry: write cache, then the ledger's file. Blocking (file I/O).
     pub fn read_blocking(&self, id: LedgerId, entry: EntryId) -> Result<Entry> {
         if let Some(e) = lock(&self.cache).get(id, entry) {
@@ -321,7 +329,16 @@ impl LedgerStorage {
             c.flushing_bytes = generation.bytes;
             snap
         };
+        let started = std::time::Instant::now();
         let result = self.write_snapshot(&snapshot, pos);
+        metrics::histogram!("bookie_checkpoint_seconds").record(started.elapsed().as_secs_f64());
+        tracing::debug!(
+            entries = snapshot.len(),
+            bytes = lock(&self.cache).flushing_bytes,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            ok = result.is_ok(),
+            "checkpoint"
+        );
         {
             let mut c = lock(&self.cache);
             c.flushing = None;

@@ -105,7 +105,7 @@ pub fn run(perf: Perf) -> anyhow::Result<()> {
                 let tmp = tempfile::Builder::new()
                     .prefix("magnetar-perf-")
                     .tempdir_in(&m.dir)?;
-                let (addr, _server) = match addr {
+                let (addr, server) = match addr {
                     Some(a) => (a, None),
                     None => {
                         let (a, s) = in_process_bookie(tmp.path()).await?;
@@ -120,6 +120,10 @@ pub fn run(perf: Perf) -> anyhow::Result<()> {
                         ledger += 1;
                     }
                 }
+                if let Some((engine, stop)) = server {
+                    stop.cancel();
+                    engine.shutdown().await?;
+                }
                 Ok(())
             }
         }
@@ -129,7 +133,10 @@ pub fn run(perf: Perf) -> anyhow::Result<()> {
 /// A bookie engine and gRPC server in this process (no metadata store needed).
 async fn in_process_bookie(
     dir: &std::path::Path,
-) -> anyhow::Result<(SocketAddr, tokio_util::sync::DropGuard)> {
+) -> anyhow::Result<(
+    SocketAddr,
+    (Arc<bookie::Engine>, tokio_util::sync::CancellationToken),
+)> {
     let mut config = bookie::BookieConfig::default();
     config.journal.dir = dir.join("journal");
     config.ledger_storage.dir = dir.join("ledgers");
@@ -144,6 +151,6 @@ async fn in_process_bookie(
         bookie_id: common::BookieId::new(addr.to_string())?,
     });
     tokio::spawn(bookie::server::serve_grpc(shared, listener, stop.clone()));
-    tokio::spawn(engine.run_checkpoints(stop.clone()));
-    Ok((addr, stop.drop_guard()))
+    tokio::spawn(engine.clone().run_checkpoints(stop.clone()));
+    Ok((addr, (engine, stop)))
 }
