@@ -9,13 +9,16 @@
 //! - [`cookie`], [`registration`], [`disk`]: the bookie's identity and liveness in the
 //!   metadata store, and read-only mode;
 //! - [`server`]: gRPC handlers (one file each), HTTP, start-up and shutdown order;
-//! - [`config`]: `config/bookie.toml`, compiled in as the documented defaults.
+//! - [`config`]: `config/bookie.toml`, compiled in as the documented defaults;
+//! - [`client`]: the ledger client — quorum-striped writes, ensemble changes, fencing and
+//!   recovery, reads.
 //!
 //! Write path: gRPC add → checksum verified → write cache → journal queue → group commit →
 //! fdatasync → reply. Read path: write cache, else the ledger's data file (checksums verified
 //! again). Checkpoint path: journal position captured → write cache flushed to ledger files →
 //! fsync → checkpoint mark → old journal files deleted.
 
+pub mod client;
 pub mod config;
 pub mod cookie;
 pub mod disk;

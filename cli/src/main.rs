@@ -30,6 +30,8 @@ struct Cli {
 enum Command {
     /// Run a bookie: the storage node that journals and stores ledger entries.
     Bookie(commands::bookie::Args),
+    /// Ledger admin: list bookies and ledgers, read, recover, delete, simpletest.
+    Ledgers(commands::ledgers::Args),
     /// Benchmarks: journal and bookie throughput and latency percentiles.
     #[command(subcommand)]
     Perf(commands::perf::Perf),
@@ -41,6 +43,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Bookie(args) => commands::bookie::run(args),
         Command::Perf(perf) => commands::perf::run(perf),
+        Command::Ledgers(args) => commands::ledgers::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -101,6 +101,7 @@ impl BookieProcess {
 
     /// Starts the process and waits for its ready line.
     pub fn start(&mut self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.root)?;
         let p = ServerProcess::spawn(self.command(), &self.log(), START_DEADLINE)?;
         let field = |k: &str| {
             ready_field(&p.ready_line, k)
@@ -120,6 +121,7 @@ impl BookieProcess {
 
     /// Runs the bookie expecting it to fail at start-up; returns its log.
     pub fn start_expecting_failure(&mut self) -> anyhow::Result<String> {
+        std::fs::create_dir_all(&self.root)?;
         match ServerProcess::spawn(self.command(), &self.log(), START_DEADLINE) {
             Ok(p) => {
                 p.kill9();

@@ -5,11 +5,14 @@
 //!
 //! - [`bin`]: locates (and builds, once per test process) the `magnetar` binary;
 //! - [`process`]: a child process that prints a `ready:` line, with signal helpers;
-//! - [`bookie`]: a bookie process and a small gRPC client for it.
+//! - [`bookie`]: a bookie process and a small gRPC client for it;
+//! - [`cluster`]: `TestCluster`, etcd plus N bookies, and ledger clients for it.
 
 pub mod bin;
 pub mod bookie;
+pub mod cluster;
 pub mod process;
 
 pub use bookie::{BookieClient, BookieProcess};
+pub use cluster::TestCluster;
 pub use meta::testing::{EtcdServer, wait_for};

@@ -1,0 +1,233 @@
+//! t2x: ledgers striped over real bookie processes — writes and reads, ensemble change when
+//! a bookie dies, recovery fencing out a live writer, and recovery with a paused bookie
+//! (the BookKeeper 2614 shape).
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bookie::client::{ClientError, CreateOptions, LedgerClient, LedgerWriter};
+use bytes::Bytes;
+use common::LedgerId;
+use integration_tests::{TestCluster, wait_for};
+use proto::meta::LedgerState;
+
+fn opts(e: usize, w: usize, a: usize) -> CreateOptions {
+    CreateOptions {
+        ensemble: e,
+        write_quorum: w,
+        ack_quorum: a,
+        password: Bytes::new(),
+        custom: Default::default(),
+    }
+}
+
+fn payload(i: u64) -> Bytes {
+    Bytes::from(format!("entry {i} {}", "x".repeat((i % 200) as usize)))
+}
+
+async fn read_all(client: &LedgerClient, id: LedgerId, ids: impl IntoIterator<Item = u64>) {
+    let reader = client.open_reader(id).await.unwrap();
+    for i in ids {
+        let e = reader
+            .read(i)
+            .await
+            .unwrap_or_else(|err| panic!("acknowledged entry {id}:{i} unreadable: {err}"));
+        assert_eq!(e.payload, payload(i), "entry {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t21_write_close_read_back() {
+    let cluster = TestCluster::start(3).await.unwrap();
+    let client = cluster.client().await;
+    let writer = client.create(opts(3, 2, 2)).await.unwrap();
+    let id = writer.id();
+    let mut pending = Vec::new();
+    for i in 0..1000 {
+        pending.push(writer.append(payload(i)).await.unwrap());
+    }
+    for (i, p) in pending.into_iter().enumerate() {
+        assert_eq!(
+            p.await.unwrap().0,
+            i as u64,
+            "completions come in entry order"
+        );
+    }
+    let meta = writer.close().await.unwrap();
+    assert_eq!(meta.state, LedgerState::Closed as i32);
+    assert_eq!(meta.last_entry_id, 999);
+    read_all(&client, id, 0..1000).await;
+    let err = client
+        .open_reader(id)
+        .await
+        .unwrap()
+        .read(1000)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::NoSuchEntry { .. } | ClientError::Timeout(_)
+        ),
+        "{err}"
+    );
+    // Too few bookies for the ensemble: a typed error.
+    let err = client.create(opts(4, 2, 2)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::NotEnoughBookies {
+                needed: 4,
+                available: 3
+            }
+        ),
+        "{err}"
+    );
+    let err = client.create(opts(2, 3, 2)).await.unwrap_err();
+    assert!(matches!(err, ClientError::Invalid(_)), "{err}");
+    client.delete(id).await.unwrap();
+    assert!(matches!(
+        client.open_reader(id).await,
+        Err(ClientError::NoSuchLedger(_))
+    ));
+}
+
+/// Appends until told to stop (or an add fails); records every acknowledged entry.
+fn spawn_writer(
+    writer: Arc<LedgerWriter>,
+    acked: Arc<Mutex<BTreeSet<u64>>>,
+    total: u64,
+) -> tokio::task::JoinHandle<Option<ClientError>> {
+    tokio::spawn(async move {
+        let mut pending = std::collections::VecDeque::new();
+        let mut next = 0;
+        loop {
+            while next < total && pending.len() < 256 {
+                match writer.append(payload(next)).await {
+                    Ok(p) => pending.push_back((next, p)),
+                    Err(e) => return Some(e),
+                }
+                next += 1;
+            }
+            let (i, p) = pending.pop_front()?;
+            match p.await {
+                Ok(e) => {
+                    assert_eq!(e.0, i);
+                    acked.lock().unwrap().insert(i);
+                }
+                Err(e) => return Some(e),
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t22_killed_bookie_causes_an_ensemble_change_and_loses_nothing() {
+    let mut cluster = TestCluster::start(4).await.unwrap();
+    let client = cluster.client().await;
+    let writer = Arc::new(client.create(opts(3, 2, 2)).await.unwrap());
+    let id = writer.id();
+    let (meta, _) = client.ledgers().get(id).await.unwrap();
+    let victim = meta.segments[0].bookies[1].clone();
+    let acked: Arc<Mutex<BTreeSet<u64>>> = Arc::default();
+    let task = spawn_writer(writer.clone(), acked.clone(), 20_000);
+    wait_for("5000 acknowledged adds", Duration::from_secs(60), || {
+        let n = acked.lock().unwrap().len();
+        async move { (n >= 5000).then_some(()) }
+    })
+    .await;
+    let i = cluster.index_of(&victim);
+    cluster.bookies[i].kill9();
+    let err = task.await.unwrap();
+    assert!(err.is_none(), "writer failed: {err:?}");
+    let acked = acked.lock().unwrap().clone();
+    assert_eq!(acked.len(), 20_000);
+    let writer = Arc::into_inner(writer).expect("sole owner");
+    let meta = writer.close().await.unwrap();
+    assert!(
+        meta.segments.len() >= 2,
+        "no ensemble change: {:?}",
+        meta.segments
+    );
+    assert!(!meta.segments.last().unwrap().bookies.contains(&victim));
+    assert_eq!(meta.last_entry_id, 19_999);
+    read_all(&client, id, 0..20_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t23_recovery_fences_a_live_writer_and_keeps_every_acked_entry() {
+    let cluster = TestCluster::start(3).await.unwrap();
+    let client = cluster.client().await;
+    let writer = Arc::new(client.create(opts(3, 2, 2)).await.unwrap());
+    let id = writer.id();
+    let acked: Arc<Mutex<BTreeSet<u64>>> = Arc::default();
+    let task = spawn_writer(writer.clone(), acked.clone(), u64::MAX);
+    wait_for("acknowledged adds", Duration::from_secs(60), || {
+        let n = acked.lock().unwrap().len();
+        async move { (n >= 2000).then_some(()) }
+    })
+    .await;
+    // A second client (a new topic owner) recovers while the writer keeps going.
+    let recoverer = cluster.client().await;
+    let meta = recoverer.recover(id, b"").await.unwrap();
+    assert_eq!(meta.state, LedgerState::Closed as i32);
+    let err = task.await.unwrap();
+    assert!(
+        matches!(err, Some(ClientError::Fenced { .. })),
+        "writer got {err:?}"
+    );
+    let acked = acked.lock().unwrap().clone();
+    let max_acked = *acked.last().unwrap() as i64;
+    assert!(
+        meta.last_entry_id >= max_acked,
+        "closed at {} below acked {max_acked}",
+        meta.last_entry_id
+    );
+    read_all(&recoverer, id, 0..=meta.last_entry_id as u64).await;
+    // The old writer cannot add any more.
+    let err = writer.add(payload(0)).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::Fenced { .. } | ClientError::Closed(_)),
+        "{err}"
+    );
+    // Recovering again is a no-op with the same result.
+    let again = cluster.client().await.recover(id, b"").await.unwrap();
+    assert_eq!(again.last_entry_id, meta.last_entry_id);
+    assert!(matches!(
+        cluster.client().await.recover(id, b"wrong").await,
+        Err(ClientError::Unauthorized(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t24_recovery_with_a_paused_bookie_never_closes_below_what_the_writer_can_get_acked() {
+    let cluster = TestCluster::start(3).await.unwrap();
+    let client = cluster.client().await;
+    // E=Qw=3, Qa=2: fencing needs 2 answers, so recovery proceeds without the paused bookie.
+    let writer = Arc::new(client.create(opts(3, 3, 2)).await.unwrap());
+    let id = writer.id();
+    let acked: Arc<Mutex<BTreeSet<u64>>> = Arc::default();
+    let task = spawn_writer(writer.clone(), acked.clone(), u64::MAX);
+    wait_for("acknowledged adds", Duration::from_secs(60), || {
+        let n = acked.lock().unwrap().len();
+        async move { (n >= 1000).then_some(()) }
+    })
+    .await;
+    let (meta, _) = client.ledgers().get(id).await.unwrap();
+    let paused = cluster.index_of(&meta.segments[0].bookies[2]);
+    cluster.bookies[paused].signal("STOP");
+    let recovered = cluster.client().await.recover(id, b"").await;
+    cluster.bookies[paused].signal("CONT");
+    let recovered = recovered.unwrap();
+    let err = task.await.unwrap();
+    assert!(err.is_some(), "the writer kept going after recovery");
+    let acked = acked.lock().unwrap().clone();
+    let max_acked = *acked.last().unwrap() as i64;
+    assert!(
+        recovered.last_entry_id >= max_acked,
+        "recovery closed at {} but the writer had {max_acked} acknowledged",
+        recovered.last_entry_id
+    );
+    read_all(&client, id, 0..=recovered.last_entry_id as u64).await;
+}
