@@ -263,3 +263,45 @@ pub async fn bookie(
     }
     Ok(PerfResult::from_samples(vec![lat], entry_size, elapsed))
 }
+
+/// Writes `entry_size`-byte entries to a new ledger with quorums (E, Qw, Qa) through the
+/// ledger client, keeping `outstanding` adds in flight, for `duration` (BookKeeper's
+/// `benchmark writes` shape). Latency is from append to confirmation.
+pub async fn ledger(
+    client: &crate::client::LedgerClient,
+    quorums: (usize, usize, usize),
+    entry_size: usize,
+    outstanding: usize,
+    duration: Duration,
+) -> std::result::Result<PerfResult, crate::client::ClientError> {
+    let (ensemble, write_quorum, ack_quorum) = quorums;
+    let writer = client
+        .create(crate::client::CreateOptions {
+            ensemble,
+            write_quorum,
+            ack_quorum,
+            password: Bytes::new(),
+            custom: Default::default(),
+        })
+        .await?;
+    let payload = Bytes::from(vec![0x42u8; entry_size]);
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut in_flight = std::collections::VecDeque::with_capacity(outstanding);
+    let mut lat = Vec::new();
+    loop {
+        while in_flight.len() < outstanding.max(1) && Instant::now() < deadline {
+            in_flight.push_back((Instant::now(), writer.append(payload.clone()).await?));
+        }
+        let Some((t, p)) = in_flight.pop_front() else {
+            break;
+        };
+        p.await?;
+        lat.push(t.elapsed());
+    }
+    let elapsed = start.elapsed();
+    let id = writer.id();
+    writer.close().await?;
+    client.delete(id).await?;
+    Ok(PerfResult::from_samples(vec![lat], entry_size, elapsed))
+}

@@ -231,3 +231,74 @@ async fn t24_recovery_with_a_paused_bookie_never_closes_below_what_the_writer_ca
     );
     read_all(&client, id, 0..=recovered.last_entry_id as u64).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t27_decommission_moves_every_fragment_off_the_bookie() {
+    let mut cluster = TestCluster::start(4).await.unwrap();
+    let client = cluster.client().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let writer = client.create(opts(3, 2, 2)).await.unwrap();
+        let mut pending = Vec::new();
+        for i in 0..300 {
+            pending.push(writer.append(payload(i)).await.unwrap());
+        }
+        for p in pending {
+            p.await.unwrap();
+        }
+        ids.push(writer.id());
+        writer.close().await.unwrap();
+    }
+    // The bookie holding the most ledgers.
+    let mut count = std::collections::BTreeMap::<String, usize>::new();
+    for id in &ids {
+        let (m, _) = client.ledgers().get(*id).await.unwrap();
+        for b in &m.segments[0].bookies {
+            *count.entry(b.clone()).or_default() += 1;
+        }
+    }
+    let victim = count.iter().max_by_key(|(_, n)| **n).unwrap().0.clone();
+
+    let out = std::process::Command::new(integration_tests::bin::magnetar())
+        .args([
+            "ledgers",
+            "--meta-url",
+            &cluster.meta_url(),
+            "decommission",
+            &victim,
+            "--wait",
+        ])
+        .env("MAGNETAR_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("bookie {victim}:")), "{text}");
+
+    for id in &ids {
+        let (m, _) = client.ledgers().get(*id).await.unwrap();
+        assert!(
+            m.segments.iter().all(|s| !s.bookies.contains(&victim)),
+            "ledger {id} still names {victim}: {:?}",
+            m.segments
+        );
+    }
+    let registry = client.registry();
+    assert!(
+        registry
+            .cookie(&victim.parse().unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "cookie left behind"
+    );
+    let i = cluster.index_of(&victim);
+    cluster.bookies[i].kill9();
+    for id in &ids {
+        read_all(&client, *id, 0..300).await;
+    }
+}

@@ -6,7 +6,8 @@
 //! - [`bookies`]: connections by bookie id, resolved from registrations;
 //! - [`writer`]: appends with in-order completion, ensemble changes, close;
 //! - [`reader`]: reads with speculative retries and checksum checks;
-//! - [`recovery`]: fence, read forward, re-add, close — what a new owner runs.
+//! - [`recovery`]: fence, read forward, re-add, close — what a new owner runs;
+//! - [`replication`]: copying a bookie's fragments elsewhere (decommission).
 //!
 //! Every operation has a timeout and a typed [`ClientError`].
 
@@ -15,6 +16,7 @@ pub mod distribution;
 pub mod error;
 pub mod reader;
 mod recovery;
+pub mod replication;
 pub mod writer;
 
 use std::collections::HashMap;

@@ -156,7 +156,13 @@ impl LedgerReader {
     /// Reads one entry from its write set: the first replica, then (after the speculative
     /// delay, or at once on failure) the next, until one returns a valid copy.
     pub async fn read(&self, entry: u64) -> Result<Entry> {
-        let replicas = replicas(&self.meta, entry);
+        self.read_avoiding(entry, None).await
+    }
+
+    /// Like [`LedgerReader::read`], never asking bookie `avoid` (one being decommissioned).
+    pub async fn read_avoiding(&self, entry: u64, avoid: Option<&str>) -> Result<Entry> {
+        let mut replicas = replicas(&self.meta, entry);
+        replicas.retain(|b| Some(b.as_str()) != avoid);
         if replicas.is_empty() {
             return Err(ClientError::NoSuchEntry {
                 ledger: self.id,

@@ -109,6 +109,16 @@ enum Cmd {
     },
     /// Ledgers with a segment on a bookie that is not registered.
     UnderReplicated,
+    /// Retire a bookie: copy every fragment it holds to other bookies, update the ledger
+    /// metadata, then delete its cookie.
+    Decommission {
+        /// The bookie id.
+        bookie: String,
+        /// Wait for open ledgers still writing to it to move off (their writer's ensemble
+        /// change, or a recovery).
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 fn state_name(s: i32) -> &'static str {
@@ -349,6 +359,28 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
                     m.last_entry_id,
                     m.length
                 );
+            }
+        }
+        Cmd::Decommission { bookie, wait } => {
+            let r = client.decommission(&bookie, b"", wait).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"bookie": bookie, "ledgers_moved": r.moved.iter().map(|l| l.0).collect::<Vec<_>>(), "entries_copied": r.entries_copied, "pending": r.pending.iter().map(|l| l.0).collect::<Vec<_>>()})
+                );
+            } else {
+                println!(
+                    "bookie {bookie}: {} ledgers moved, {} entries copied",
+                    r.moved.len(),
+                    r.entries_copied
+                );
+                if !r.pending.is_empty() {
+                    let ids: Vec<String> = r.pending.iter().map(ToString::to_string).collect();
+                    bail!(
+                        "open ledgers still write to {bookie}: {}; rerun with --wait, or recover them",
+                        ids.join(", ")
+                    );
+                }
             }
         }
         Cmd::UnderReplicated => {

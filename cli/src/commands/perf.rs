@@ -23,6 +23,35 @@ pub enum Perf {
         #[command(flatten)]
         matrix: Matrix,
     },
+    /// Ledger add throughput and latency through the ledger client, per E/Qw/Qa.
+    Ledger(LedgerArgs),
+}
+
+/// `magnetar perf ledger` flags.
+#[derive(Debug, clap::Args)]
+pub struct LedgerArgs {
+    /// A cluster to write to, `etcd://HOST:PORT`; default: 3 bookies in-process under --dir
+    /// with an embedded metadata store.
+    #[arg(long)]
+    meta_url: Option<String>,
+    /// Directory for the in-process bookies.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Quorums to measure, as E/Qw/Qa.
+    #[arg(long, value_delimiter = ',', default_values_t = ["1/1/1".to_owned(), "3/3/2".to_owned(), "3/2/2".to_owned()])]
+    quorums: Vec<String>,
+    /// Bytes per entry.
+    #[arg(long, default_value_t = 1024)]
+    entry_size: usize,
+    /// Adds in flight.
+    #[arg(long, default_value_t = 256)]
+    outstanding: usize,
+    /// Length of each run.
+    #[arg(long, default_value = "5s", value_parser = humantime_duration)]
+    duration: Duration,
+    /// One JSON object per run instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// The run matrix shared by the benchmarks.
@@ -55,6 +84,8 @@ fn humantime_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn print(kind: &str, size: usize, outstanding: usize, r: &PerfResult, json: bool) {
+    let kind = kind.replace(' ', "-");
+    let kind = kind.as_str();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     if json {
         println!(
@@ -98,6 +129,7 @@ pub fn run(perf: Perf) -> anyhow::Result<()> {
                 }
                 Ok(())
             }
+            Perf::Ledger(a) => perf_ledger(a).await,
             Perf::Bookie {
                 bookie: addr,
                 matrix: m,
@@ -128,6 +160,81 @@ pub fn run(perf: Perf) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+async fn perf_ledger(a: LedgerArgs) -> anyhow::Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix("magnetar-perf-")
+        .tempdir_in(&a.dir)?;
+    let keys = meta::KeyLayout::for_cluster(meta::keys::DEFAULT_CLUSTER);
+    let mut servers = Vec::new();
+    // The in-process bookies' registration lease, kept alive for the whole run.
+    let mut lease_guard = None;
+    let store: Arc<dyn meta::MetadataStore> = match &a.meta_url {
+        Some(url) => {
+            let meta::MetaUrl::Etcd(endpoints) = url.parse::<meta::MetaUrl>()?;
+            Arc::new(meta::EtcdStore::connect(meta::EtcdOptions::new(endpoints)).await?)
+        }
+        None => {
+            let store: Arc<dyn meta::MetadataStore> = Arc::new(
+                meta::EmbeddedStore::open(
+                    tmp.path().join("meta"),
+                    meta::EmbeddedOptions::default(),
+                )
+                .await?,
+            );
+            let registry = meta::BookieRegistry::new(store.clone(), keys.clone());
+            let lease = meta::Lease::grant(store.clone(), Duration::from_secs(30)).await?;
+            for i in 0..3 {
+                let (addr, server) =
+                    in_process_bookie(&tmp.path().join(format!("bookie-{i}"))).await?;
+                let info = proto::meta::BookieServiceInfo {
+                    bookie_id: format!("perf-bookie-{i}"),
+                    grpc_address: addr.to_string(),
+                    ..Default::default()
+                };
+                registry
+                    .register(&info, meta::BookieState::Available, lease.id())
+                    .await?;
+                servers.push(server);
+            }
+            lease_guard = Some(lease);
+            store
+        }
+    };
+    let client =
+        bookie::client::LedgerClient::new(store, keys, bookie::client::ClientConfig::default());
+    for q in &a.quorums {
+        let parts: Vec<usize> = q
+            .split('/')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("bad quorum {q:?}: write E/Qw/Qa, e.g. 3/2/2"))?;
+        let [e, w, ack] = parts[..] else {
+            anyhow::bail!("bad quorum {q:?}: write E/Qw/Qa, e.g. 3/2/2");
+        };
+        let r = bookie::perf::ledger(
+            &client,
+            (e, w, ack),
+            a.entry_size,
+            a.outstanding,
+            a.duration,
+        )
+        .await?;
+        print(
+            &format!("ledger {e}/{w}/{ack}"),
+            a.entry_size,
+            a.outstanding,
+            &r,
+            a.json,
+        );
+    }
+    for (engine, stop) in servers {
+        stop.cancel();
+        engine.shutdown().await?;
+    }
+    drop(lease_guard);
+    Ok(())
 }
 
 /// A bookie engine and gRPC server in this process (no metadata store needed).

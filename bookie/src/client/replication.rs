@@ -1,0 +1,246 @@
+//! Re-replication: copying every fragment that had a copy on one bookie to other bookies,
+//! then pointing the ledger metadata at the new copies — the safe way to retire a bookie
+//! (`magnetar ledgers decommission`).
+//!
+//! A fragment is a segment's entries whose write set includes the retired position. For each
+//! one: choose a writable bookie not in that segment, read each entry from its other
+//! replicas (checksums verified), write it to the new bookie with the recovery flag, then CAS
+//! the segment's bookie list. The last segment of an OPEN ledger is still being written; it
+//! is left for its writer's ensemble change (or `recover`) and reported as pending.
+
+use bytes::Bytes;
+use common::LedgerId;
+use meta::MetaError;
+use proto::bookie::{AddBatch, AddRequest, StatusCode};
+use proto::meta::LedgerState;
+use rand::seq::IndexedRandom;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::distribution::write_set;
+use super::error::{ClientError, Result};
+use super::{LedgerClient, LedgerReader, master_key};
+
+/// What a re-replication pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReplicationReport {
+    /// Ledgers whose metadata no longer names the bookie.
+    pub moved: Vec<LedgerId>,
+    /// Entries copied.
+    pub entries_copied: u64,
+    /// OPEN ledgers still writing to the bookie in their last segment.
+    pub pending: Vec<LedgerId>,
+}
+
+impl LedgerClient {
+    /// Moves every fragment stored on `bookie` to other bookies (ledgers with `password`).
+    pub async fn replicate_off(&self, bookie: &str, password: &[u8]) -> Result<ReplicationReport> {
+        let mut report = ReplicationReport::default();
+        let mut after = None;
+        loop {
+            let (ids, more) = self.ledgers().list(after, 500).await?;
+            after = ids.last().copied();
+            for id in ids {
+                self.replicate_ledger(id, bookie, password, &mut report)
+                    .await?;
+            }
+            if !more || after.is_none() {
+                return Ok(report);
+            }
+        }
+    }
+
+    async fn replicate_ledger(
+        &self,
+        id: LedgerId,
+        bookie: &str,
+        password: &[u8],
+        report: &mut ReplicationReport,
+    ) -> Result<()> {
+        let key = master_key(password);
+        loop {
+            let (mut meta, version) = match self.ledgers().get(id).await {
+                Ok(x) => x,
+                Err(MetaError::NotFound { .. }) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            let open = meta.state != LedgerState::Closed as i32;
+            let n = meta.segments.len();
+            let mut copied_any = false;
+            let mut pending = false;
+            for k in 0..n {
+                let Some(pos) = meta.segments[k].bookies.iter().position(|b| b == bookie) else {
+                    continue;
+                };
+                if open && k + 1 == n {
+                    pending = true;
+                    continue;
+                }
+                let first = meta.segments[k].first_entry_id;
+                let end = match meta.segments.get(k + 1) {
+                    Some(next) => next.first_entry_id as i64 - 1,
+                    None => meta.last_entry_id,
+                };
+                let writable = self.bookies.writable().await?;
+                let candidates: Vec<&String> = writable
+                    .iter()
+                    .filter(|b| !meta.segments[k].bookies.contains(b))
+                    .collect();
+                let replacement = (*candidates.choose(&mut rand::rng()).ok_or(
+                    ClientError::NotEnoughBookies {
+                        needed: meta.ensemble_size as usize + 1,
+                        available: writable.len(),
+                    },
+                )?)
+                .clone();
+                let reader = LedgerReader::new(
+                    id,
+                    meta.clone(),
+                    self.bookies.clone(),
+                    self.config.read_timeout,
+                    self.config.speculative_read_delay,
+                );
+                let entries: Vec<u64> = (first as i64..=end)
+                    .map(|e| e as u64)
+                    .filter(|e| {
+                        write_set(*e, meta.ensemble_size as usize, meta.write_quorum as usize)
+                            .contains(&pos)
+                    })
+                    .collect();
+                report.entries_copied += self
+                    .copy_entries(&reader, &entries, bookie, &replacement, key.clone())
+                    .await?;
+                meta.segments[k].bookies[pos] = replacement;
+                copied_any = true;
+            }
+            if !copied_any {
+                if pending {
+                    report.pending.push(id);
+                }
+                return Ok(());
+            }
+            match self.ledgers().update(id, meta, version).await {
+                Ok(_) => {
+                    tracing::info!(ledger = %id, bookie, "fragments re-replicated");
+                    if pending {
+                        report.pending.push(id);
+                    } else {
+                        report.moved.push(id);
+                    }
+                    return Ok(());
+                }
+                // Changed meanwhile (a writer's ensemble change, a close): copy again.
+                Err(MetaError::BadVersion { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn copy_entries(
+        &self,
+        reader: &LedgerReader,
+        entries: &[u64],
+        from: &str,
+        to: &str,
+        key: Bytes,
+    ) -> Result<u64> {
+        let mut client = self.bookies.client(to).await?;
+        let (tx, rx) = mpsc::channel::<AddBatch>(4);
+        let mut responses = client
+            .add_entries(ReceiverStream::new(rx))
+            .await
+            .map_err(|s| ClientError::Bookie {
+                bookie: to.to_owned(),
+                status: StatusCode::Io,
+                message: s.to_string(),
+            })?
+            .into_inner();
+        let copier = {
+            let reader = reader.clone();
+            let entries = entries.to_vec();
+            let from = from.to_owned();
+            tokio::spawn(async move {
+                for chunk in entries.chunks(64) {
+                    let mut requests = Vec::with_capacity(chunk.len());
+                    for &e in chunk {
+                        let entry = reader.read_avoiding(e, Some(&from)).await?;
+                        requests.push(AddRequest {
+                            request_id: e,
+                            entry: Some(entry.to_proto()),
+                            master_key: key.clone(),
+                            recovery: true,
+                        });
+                    }
+                    if tx.send(AddBatch { requests }).await.is_err() {
+                        break;
+                    }
+                }
+                Ok::<_, ClientError>(())
+            })
+        };
+        let mut copied = 0u64;
+        while copied < entries.len() as u64 {
+            let batch = match responses.message().await {
+                Ok(Some(b)) => b,
+                other => {
+                    copier.abort();
+                    return Err(ClientError::Bookie {
+                        bookie: to.to_owned(),
+                        status: StatusCode::Io,
+                        message: format!("add stream ended: {other:?}"),
+                    });
+                }
+            };
+            for r in batch.responses {
+                if r.status() != StatusCode::Ok {
+                    copier.abort();
+                    return Err(ClientError::Bookie {
+                        bookie: to.to_owned(),
+                        status: r.status(),
+                        message: r.message,
+                    });
+                }
+                copied += 1;
+            }
+        }
+        copier
+            .await
+            .map_err(|e| ClientError::Invalid(e.to_string()))??;
+        Ok(copied)
+    }
+
+    /// Retires a bookie: re-replicates its fragments (waiting for open ledgers to move off
+    /// it when `wait`), then deletes its cookie so its id can be reused with fresh disks.
+    pub async fn decommission(
+        &self,
+        bookie: &str,
+        password: &[u8],
+        wait: bool,
+    ) -> Result<ReplicationReport> {
+        let mut total = ReplicationReport::default();
+        loop {
+            let r = self.replicate_off(bookie, password).await?;
+            total.moved.extend(r.moved);
+            total.entries_copied += r.entries_copied;
+            if r.pending.is_empty() || !wait {
+                total.pending = r.pending;
+                break;
+            }
+            tracing::info!(
+                bookie,
+                pending = r.pending.len(),
+                "waiting for open ledgers to leave the bookie"
+            );
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        if total.pending.is_empty() {
+            let id =
+                common::BookieId::new(bookie).map_err(|e| ClientError::Invalid(e.to_string()))?;
+            match self.registry().delete_cookie(&id, None).await {
+                Ok(()) | Err(MetaError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(total)
+    }
+}
