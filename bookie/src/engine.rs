@@ -417,6 +417,8 @@ impl Engine {
     pub async fn checkpoint(&self) -> Result<()> {
         let pos = self.journal.durable_position();
         let storage = self.storage.clone();
+        metrics::gauge!("bookie_ledgers").set(storage.ledger_ids().len() as f64);
+        metrics::gauge!("bookie_write_cache_bytes").set(storage.cache_bytes() as f64);
         let jdir = self.journal_dir.clone();
         let keep = self.recycle_files;
         tokio::task::spawn_blocking(move || {

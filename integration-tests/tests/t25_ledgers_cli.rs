@@ -104,6 +104,11 @@ async fn t25_ledgers_cli_golden_outputs() {
     );
     assert_eq!(out.lines().count(), 2);
 
+    // One replica only: with E=3, Qw=2 each bookie holds two thirds of the entries.
+    let (ok, out, err) = ledgers(&cluster, &["read", &id.to_string(), "--bookie", "bookie-0"]);
+    assert!(ok, "{err}");
+    assert!((60..=70).contains(&out.lines().count()), "{out}");
+
     let (ok, _, err) = ledgers(&cluster, &["delete", &id.to_string()]);
     assert!(!ok && err.contains("--force"), "{err}");
     let (ok, out, _) = ledgers(&cluster, &["delete", &id.to_string(), "--force"]);

@@ -302,3 +302,96 @@ async fn t27_decommission_moves_every_fragment_off_the_bookie() {
         read_all(&client, *id, 0..300).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t28_sigstopped_writer_process_is_fenced_by_recovery() {
+    use std::io::BufRead;
+    let cluster = TestCluster::start(3).await.unwrap();
+    let mut child = std::process::Command::new(integration_tests::bin::magnetar())
+        .args([
+            "ledgers",
+            "--meta-url",
+            &cluster.meta_url(),
+            "write",
+            "-n",
+            "100000000",
+        ])
+        .env("MAGNETAR_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let id: u64 = rx
+        .recv()
+        .unwrap()
+        .strip_prefix("ledger ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut max_acked = -1i64;
+    while max_acked < 2000 {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("writer output");
+        max_acked = line.strip_prefix("acked ").unwrap().parse().unwrap();
+    }
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    // Everything it printed before the stop was acknowledged.
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+        if let Some(n) = line.strip_prefix("acked ") {
+            max_acked = n.parse().unwrap();
+        }
+    }
+    let client = cluster.client().await;
+    let meta = client.recover(LedgerId(id), b"").await.unwrap();
+    std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    while let Ok(line) = rx.try_recv() {
+        if let Some(n) = line.strip_prefix("acked ") {
+            max_acked = n.parse().unwrap();
+        }
+    }
+    assert!(!status.success(), "the resumed writer should fail");
+    assert!(stderr.contains("fenced"), "writer error: {stderr}");
+    assert!(
+        meta.last_entry_id >= max_acked,
+        "closed at {} below the writer's acknowledged {max_acked}",
+        meta.last_entry_id
+    );
+    read_all_prefix(&client, LedgerId(id), meta.last_entry_id as u64).await;
+}
+
+async fn read_all_prefix(client: &LedgerClient, id: LedgerId, last: u64) {
+    let reader = client.open_reader(id).await.unwrap();
+    for i in 0..=last {
+        let e = reader
+            .read(i)
+            .await
+            .unwrap_or_else(|err| panic!("entry {id}:{i}: {err}"));
+        assert!(
+            e.payload.starts_with(format!("entry {i} ").as_bytes()),
+            "entry {i}"
+        );
+    }
+}

@@ -438,3 +438,46 @@ async fn t56_full_disk_turns_read_only_and_back() {
     );
     bk.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t57_lost_registration_lease_is_re_registered_without_a_crash() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let dir = KeptDir::new("t57-");
+    let mut bk = BookieProcess::new(&etcd.url(), &dir.path(), "lease-bookie");
+    bk.start().unwrap();
+    let store: Arc<dyn MetadataStore> = Arc::new(etcd.store().await.unwrap());
+    let keys = KeyLayout::for_cluster("standalone");
+    let key = keys.bookie_available(&"lease-bookie".parse().unwrap());
+    let kv = store.get(&key).await.unwrap().expect("registered");
+    let lease = kv.lease.expect("registration is lease-bound");
+    // Someone (an operator, an etcd hiccup) kills the lease: the key goes with it.
+    store.revoke_lease(lease).await.unwrap();
+    assert!(store.get(&key).await.unwrap().is_none());
+    let again = wait_for(
+        "the bookie to re-register",
+        Duration::from_secs(20),
+        || async {
+            store
+                .get(&key)
+                .await
+                .unwrap()
+                .filter(|kv| kv.lease != Some(lease))
+        },
+    )
+    .await;
+    assert!(again.lease.is_some());
+    // Still serving.
+    let mut client = bk.client().await.unwrap();
+    assert_eq!(
+        client
+            .add_all(&[entry(3, 0, 10)], KEY, false)
+            .await
+            .unwrap(),
+        vec![StatusCode::Ok]
+    );
+    let log = std::fs::read_to_string(bk.log()).unwrap();
+    assert!(
+        log.contains("re-registering"),
+        "no log line about the lost lease"
+    );
+}

@@ -203,6 +203,34 @@ impl LedgerClient {
         ))
     }
 
+    /// Reads an entry from one bookie only (`None` if that bookie does not have it), with the
+    /// checksum verified: for inspecting a single replica.
+    pub async fn read_from_bookie(
+        &self,
+        bookie: &str,
+        id: LedgerId,
+        entry: u64,
+    ) -> Result<Option<crate::entry::Entry>> {
+        match reader::read_from(
+            &self.bookies,
+            bookie,
+            id,
+            entry,
+            None,
+            self.config.read_timeout,
+        )
+        .await
+        {
+            reader::ReplicaRead::Found(e, _) => Ok(Some(e)),
+            reader::ReplicaRead::Absent => Ok(None),
+            reader::ReplicaRead::Failed(m) => Err(ClientError::Bookie {
+                bookie: bookie.to_owned(),
+                status: StatusCode::Io,
+                message: m,
+            }),
+        }
+    }
+
     /// Deletes a ledger: metadata first (so no one opens it again), then its data on every
     /// bookie that held a segment (best effort, logged).
     pub async fn delete(&self, id: LedgerId) -> Result<()> {

@@ -75,6 +75,9 @@ enum Cmd {
         /// Recover (fence and close) the ledger first.
         #[arg(long)]
         recover: bool,
+        /// Read from this bookie only (to inspect one replica).
+        #[arg(long)]
+        bookie: Option<String>,
     },
     /// Delete a ledger (metadata, then data on its bookies).
     Delete {
@@ -101,6 +104,28 @@ enum Cmd {
         /// Bytes per entry.
         #[arg(long, default_value_t = 1024)]
         entry_size: usize,
+    },
+    /// Create a ledger and append to it, printing `acked N` for each confirmed entry (for
+    /// scripts and fault tests); closes the ledger at the end.
+    Write {
+        /// Ensemble size.
+        #[arg(short = 'e', long, default_value_t = 3)]
+        ensemble: usize,
+        /// Write quorum.
+        #[arg(short = 'w', long, default_value_t = 2)]
+        write_quorum: usize,
+        /// Ack quorum.
+        #[arg(short = 'a', long, default_value_t = 2)]
+        ack_quorum: usize,
+        /// Entries to write.
+        #[arg(short = 'n', long, default_value_t = 1000)]
+        entries: u64,
+        /// Bytes per entry.
+        #[arg(long, default_value_t = 100)]
+        entry_size: usize,
+        /// Adds in flight.
+        #[arg(long, default_value_t = 64)]
+        outstanding: usize,
     },
     /// Recover a ledger: fence its bookies and close it at its last entry.
     Recover {
@@ -288,6 +313,7 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
             to,
             body,
             recover,
+            bookie,
         } => {
             if recover {
                 client.recover(LedgerId(id), b"").await?;
@@ -296,11 +322,12 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
             let last = reader.last_confirmed().await?;
             let to = to.map_or(last, |t| t as i64).min(last);
             let mut rows = Vec::new();
-            let mut e = from as i64;
-            while e <= to {
-                let entry = reader.read(e as u64).await?;
-                rows.push(entry);
-                e += 1;
+            for e in (from as i64..=to).map(|e| e as u64) {
+                match &bookie {
+                    None => rows.push(reader.read(e).await?),
+                    // Entries outside that bookie's write sets are skipped.
+                    Some(b) => rows.extend(client.read_from_bookie(b, LedgerId(id), e).await?),
+                }
             }
             if json {
                 let v: Vec<_> = rows
@@ -347,6 +374,42 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
                 json,
             )
             .await?;
+        }
+        Cmd::Write {
+            ensemble,
+            write_quorum,
+            ack_quorum,
+            entries,
+            entry_size,
+            outstanding,
+        } => {
+            let writer = client
+                .create(CreateOptions {
+                    ensemble,
+                    write_quorum,
+                    ack_quorum,
+                    password: Bytes::new(),
+                    custom: Default::default(),
+                })
+                .await?;
+            println!("ledger {}", writer.id());
+            let mut in_flight = std::collections::VecDeque::new();
+            let mut next = 0;
+            loop {
+                while next < entries && in_flight.len() < outstanding.max(1) {
+                    let mut p = format!("entry {next} ").into_bytes();
+                    p.resize(entry_size.max(p.len()), b'x');
+                    in_flight.push_back(writer.append(Bytes::from(p)).await?);
+                    next += 1;
+                }
+                let Some(p) = in_flight.pop_front() else {
+                    break;
+                };
+                let e = p.await?;
+                println!("acked {e}");
+            }
+            let m = writer.close().await?;
+            println!("closed at {}", m.last_entry_id);
         }
         Cmd::Recover { id } => {
             let m = client.recover(LedgerId(id), b"").await?;
