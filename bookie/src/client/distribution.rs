@@ -30,6 +30,65 @@ pub fn absent_threshold(write_quorum: usize, ack_quorum: usize) -> usize {
     write_quorum - ack_quorum + 1
 }
 
+/// What recovery concludes about one entry from the answers of its write set so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryVerdict {
+    /// Some bookie has a valid copy: the entry exists and must be re-added.
+    Found,
+    /// Enough bookies (Qw − Qa + 1) say they lack it: no ack quorum can hold it.
+    Absent,
+    /// Not decided yet: wait for more answers.
+    Undecided,
+    /// Every bookie answered and neither holds: recovery cannot decide (too many failures).
+    Unknown,
+}
+
+/// Decides an entry during recovery from `found` / `absent` / `failed` answer counts out of a
+/// write set of `write_quorum` bookies. A single copy is enough to keep the entry (it may have
+/// been acknowledged); absence needs `Qw − Qa + 1` answers, since with fewer the writer could
+/// still have reached Qa on the bookies that did not answer.
+pub fn entry_verdict(
+    found: usize,
+    absent: usize,
+    failed: usize,
+    write_quorum: usize,
+    ack_quorum: usize,
+) -> EntryVerdict {
+    if found > 0 {
+        EntryVerdict::Found
+    } else if absent >= absent_threshold(write_quorum, ack_quorum) {
+        EntryVerdict::Absent
+    } else if found + absent + failed >= write_quorum {
+        EntryVerdict::Unknown
+    } else {
+        EntryVerdict::Undecided
+    }
+}
+
+/// The segment list after replacing the bookie at ensemble position `index` for entries from
+/// `first` on: the last segment is rewritten if it starts at `first` (no entry of it was
+/// confirmed with the old ensemble), else a new segment is appended.
+pub fn replace_in_segments(
+    segments: &[proto::meta::Segment],
+    first: u64,
+    index: usize,
+    replacement: &str,
+) -> Vec<proto::meta::Segment> {
+    let mut out = segments.to_vec();
+    let mut bookies = out.last().map(|s| s.bookies.clone()).unwrap_or_default();
+    if let Some(slot) = bookies.get_mut(index) {
+        *slot = replacement.to_owned();
+    }
+    match out.last_mut() {
+        Some(last) if last.first_entry_id == first => last.bookies = bookies,
+        _ => out.push(proto::meta::Segment {
+            first_entry_id: first,
+            bookies,
+        }),
+    }
+    out
+}
+
 /// Validates E ≥ Qw ≥ Qa ≥ 1.
 pub fn check_quorums(
     ensemble: usize,
@@ -75,6 +134,48 @@ mod tests {
         // E=1.
         assert!(covered(&[true], 1, 1));
         assert!(!covered(&[false], 1, 1));
+    }
+
+    #[test]
+    fn recovery_verdicts() {
+        use EntryVerdict::*;
+        // Qw=2 Qa=2: one "absent" suffices (the writer needed both).
+        assert_eq!(entry_verdict(0, 1, 0, 2, 2), Absent);
+        // Qw=3 Qa=2: two "absent" needed; one absent + one failed is not enough yet.
+        assert_eq!(entry_verdict(0, 1, 1, 3, 2), Undecided);
+        assert_eq!(entry_verdict(0, 2, 0, 3, 2), Absent);
+        assert_eq!(entry_verdict(0, 1, 2, 3, 2), Unknown);
+        // Any copy wins, even against absences.
+        assert_eq!(entry_verdict(1, 2, 0, 3, 2), Found);
+        // Qw=Qa=3: a single absence proves the writer never got all three.
+        assert_eq!(entry_verdict(0, 1, 0, 3, 3), Absent);
+    }
+
+    #[test]
+    fn ensemble_change_segments() {
+        use proto::meta::Segment;
+        let seg = |first, b: &[&str]| Segment {
+            first_entry_id: first,
+            bookies: b.iter().map(|s| s.to_string()).collect(),
+        };
+        let start = vec![seg(0, &["a", "b", "c"])];
+        // Entries confirmed up to 9: the new segment starts at 10.
+        let next = replace_in_segments(&start, 10, 1, "d");
+        assert_eq!(
+            next,
+            vec![seg(0, &["a", "b", "c"]), seg(10, &["a", "d", "c"])]
+        );
+        // A second failure before anything new was confirmed rewrites that segment.
+        let again = replace_in_segments(&next, 10, 0, "e");
+        assert_eq!(
+            again,
+            vec![seg(0, &["a", "b", "c"]), seg(10, &["e", "d", "c"])]
+        );
+        // Nothing confirmed at all: the first segment itself changes.
+        assert_eq!(
+            replace_in_segments(&start, 0, 2, "x"),
+            vec![seg(0, &["a", "b", "x"])]
+        );
     }
 
     #[test]

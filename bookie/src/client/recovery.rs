@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::bookies::Bookies;
-use super::distribution::{absent_threshold, covered, write_set};
+use super::distribution::{EntryVerdict, absent_threshold, covered, entry_verdict, write_set};
 use super::error::{ClientError, Result};
 use super::reader::{ReplicaRead, read_from, replicas};
 use crate::entry::Entry;
@@ -178,19 +178,21 @@ impl Recovery<'_> {
                 )
             })
             .collect();
-        let mut absent = 0;
+        let (qw, qa) = (meta.write_quorum as usize, meta.ack_quorum as usize);
+        let (mut absent, mut failed) = (0, 0);
         while let Some(r) = tries.next().await {
             match r {
                 ReplicaRead::Found(e, _) => return Ok(Some(e)),
-                ReplicaRead::Absent => {
-                    absent += 1;
-                    if absent >= need_absent {
-                        return Ok(None);
-                    }
-                }
+                ReplicaRead::Absent => absent += 1,
                 ReplicaRead::Failed(m) => {
+                    failed += 1;
                     tracing::warn!(ledger = %self.id, entry, error = m, "recovery read failed on a bookie");
                 }
+            }
+            match entry_verdict(0, absent, failed, qw, qa) {
+                EntryVerdict::Absent => return Ok(None),
+                EntryVerdict::Unknown => break,
+                EntryVerdict::Found | EntryVerdict::Undecided => {}
             }
         }
         Err(ClientError::Timeout(format!(

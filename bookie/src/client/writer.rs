@@ -19,13 +19,13 @@ use bytes::Bytes;
 use common::{EntryId, LedgerId};
 use meta::{LedgerStore, MetaError, Version};
 use proto::bookie::{AddBatch, AddRequest, StatusCode};
-use proto::meta::{LedgerMetadata, LedgerState, Segment};
+use proto::meta::{LedgerMetadata, LedgerState};
 use rand::seq::SliceRandom;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::bookies::Bookies;
-use super::distribution::write_set;
+use super::distribution::{replace_in_segments, write_set};
 use super::error::{ClientError, Result};
 use crate::entry::Entry;
 
@@ -490,13 +490,7 @@ impl WriterState {
         new_ensemble[index] = replacement.clone();
         loop {
             let mut meta = self.meta.clone();
-            match meta.segments.last_mut() {
-                Some(last) if last.first_entry_id == first => last.bookies = new_ensemble.clone(),
-                _ => meta.segments.push(Segment {
-                    first_entry_id: first,
-                    bookies: new_ensemble.clone(),
-                }),
-            }
+            meta.segments = replace_in_segments(&meta.segments, first, index, &replacement);
             match self
                 .ledgers
                 .update(self.id, meta.clone(), self.version)
