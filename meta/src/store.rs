@@ -176,6 +176,28 @@ impl Txn {
         self.ops.push(TxnOp::Delete { key: key.into() });
         self
     }
+
+    /// The transaction a conditional put is: the condition as a compare, then the put.
+    /// Both backends implement `put` through it, so a put and a one-op txn cannot diverge.
+    pub fn conditional_put(
+        key: &str,
+        value: Bytes,
+        condition: PutCondition,
+        lease: Option<LeaseId>,
+    ) -> Self {
+        let txn = match condition {
+            PutCondition::Always => Txn::new(),
+            PutCondition::Absent => Txn::new().if_absent(key),
+            PutCondition::Version(v) => Txn::new().if_version(key, v),
+        };
+        let mut txn = txn;
+        txn.ops.push(TxnOp::Put {
+            key: key.to_owned(),
+            value,
+            lease,
+        });
+        txn
+    }
 }
 
 /// Kind of change a watch reports.

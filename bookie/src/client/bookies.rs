@@ -83,6 +83,37 @@ impl Bookies {
             .max_encoding_message_size(64 << 20))
     }
 
+    /// One unary call to bookie `id`, bounded by `timeout`; transport failures and timeouts
+    /// become typed errors (and drop the cached channel, so a restarted bookie is found).
+    pub async fn call<T, F, Fut>(
+        &self,
+        id: &str,
+        timeout: std::time::Duration,
+        what: &str,
+        f: F,
+    ) -> Result<T>
+    where
+        F: FnOnce(BookieClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let client = self.client(id).await?;
+        match tokio::time::timeout(timeout, f(client)).await {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(status)) => {
+                self.forget(id);
+                Err(ClientError::Bookie {
+                    bookie: id.to_owned(),
+                    status: proto::bookie::StatusCode::Io,
+                    message: status.to_string(),
+                })
+            }
+            Err(_) => {
+                self.forget(id);
+                Err(ClientError::Timeout(format!("{what} on bookie {id}")))
+            }
+        }
+    }
+
     /// Forgets the cached channel of a bookie after a failure.
     pub fn forget(&self, id: &str) {
         self.channels

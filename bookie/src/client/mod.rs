@@ -245,19 +245,13 @@ impl LedgerClient {
         bookies.dedup();
         for b in bookies {
             let res = async {
-                let mut c = self.bookies.client(&b).await?;
-                let r = tokio::time::timeout(
-                    self.config.read_timeout,
-                    c.delete_ledger(DeleteLedgerRequest { ledger_id: id.0 }),
-                )
-                .await
-                .map_err(|_| ClientError::Timeout(format!("delete on {b}")))?
-                .map_err(|s| ClientError::Bookie {
-                    bookie: b.clone(),
-                    status: StatusCode::Io,
-                    message: s.to_string(),
-                })?
-                .into_inner();
+                let req = DeleteLedgerRequest { ledger_id: id.0 };
+                let r = self
+                    .bookies
+                    .call(&b, self.config.read_timeout, "delete", |mut c| async move {
+                        c.delete_ledger(req).await
+                    })
+                    .await?;
                 if r.status() == StatusCode::Ok {
                     Ok(())
                 } else {

@@ -90,51 +90,45 @@ impl Recovery<'_> {
             .segments
             .last()
             .ok_or(ClientError::NoSuchLedger(self.id))?;
-        let mut tries: FuturesUnordered<_> = seg
-            .bookies
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let (bookies, key, id, timeout) = (
-                    self.bookies.clone(),
-                    self.master_key.clone(),
-                    self.id,
-                    self.timeout,
-                );
-                let b = b.clone();
-                async move {
-                    let res = async {
-                        let mut c = bookies.client(&b).await?;
-                        let r = tokio::time::timeout(
-                            timeout,
-                            c.fence(FenceRequest {
+        let mut tries: FuturesUnordered<_> =
+            seg.bookies
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    let (bookies, key, id, timeout) = (
+                        self.bookies.clone(),
+                        self.master_key.clone(),
+                        self.id,
+                        self.timeout,
+                    );
+                    let b = b.clone();
+                    async move {
+                        let res = async {
+                            let req = FenceRequest {
                                 ledger_id: id.0,
                                 master_key: key,
-                            }),
-                        )
-                        .await
-                        .map_err(|_| ClientError::Timeout(format!("fencing on {b}")))?
-                        .map_err(|s| ClientError::Bookie {
-                            bookie: b.clone(),
-                            status: StatusCode::Io,
-                            message: s.to_string(),
-                        })?
-                        .into_inner();
-                        match r.status() {
-                            StatusCode::Ok => Ok(r.lac),
-                            StatusCode::Unauthorized => Err(ClientError::Unauthorized(id)),
-                            s => Err(ClientError::Bookie {
-                                bookie: b.clone(),
-                                status: s,
-                                message: r.message,
-                            }),
+                            };
+                            let r =
+                                bookies
+                                    .call(&b, timeout, "fence", |mut c| async move {
+                                        c.fence(req).await
+                                    })
+                                    .await?;
+                            match r.status() {
+                                StatusCode::Ok => Ok(r.lac),
+                                StatusCode::Unauthorized => Err(ClientError::Unauthorized(id)),
+                                s => Err(ClientError::Bookie {
+                                    bookie: b.clone(),
+                                    status: s,
+                                    message: r.message,
+                                }),
+                            }
                         }
+                        .await;
+                        (i, res)
                     }
-                    .await;
-                    (i, res)
-                }
-            })
-            .collect();
+                })
+                .collect();
         let mut answered = vec![false; seg.bookies.len()];
         let mut lac = -1;
         while let Some((i, res)) = tries.next().await {

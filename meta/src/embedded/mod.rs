@@ -214,17 +214,7 @@ impl MetadataStore for EmbeddedStore {
         lease: Option<LeaseId>,
     ) -> Result<Version> {
         check_key(key)?;
-        let mut txn = Txn::new();
-        txn = match condition {
-            PutCondition::Always => txn,
-            PutCondition::Absent => txn.if_absent(key),
-            PutCondition::Version(v) => txn.if_version(key, v),
-        };
-        txn.ops.push(TxnOp::Put {
-            key: key.to_owned(),
-            value,
-            lease,
-        });
+        let txn = Txn::conditional_put(key, value, condition, lease);
         self.txn(txn).await.map(|r| Version(r.0))
     }
 

@@ -254,17 +254,7 @@ impl MetadataStore for EtcdStore {
         condition: PutCondition,
         lease: Option<LeaseId>,
     ) -> Result<Version> {
-        let txn = match condition {
-            PutCondition::Always => Txn::new(),
-            PutCondition::Absent => Txn::new().if_absent(key),
-            PutCondition::Version(v) => Txn::new().if_version(key, v),
-        };
-        let mut txn = txn;
-        txn.ops.push(TxnOp::Put {
-            key: key.to_owned(),
-            value,
-            lease,
-        });
+        let txn = Txn::conditional_put(key, value, condition, lease);
         self.txn(txn).await.map(|r| Version(r.0))
     }
 
