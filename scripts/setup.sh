@@ -2,7 +2,8 @@
 # Installs what building and testing Magnetar needs on a fresh Debian/Ubuntu machine, and
 # nothing that is already there:
 #   - protoc (Debian's protobuf-compiler): our proto crate and etcd-client compile .proto files;
-#   - etcd (Debian's etcd-server, 3.4+): the metadata tests start real etcd processes.
+#   - etcd (Debian's etcd-server, 3.4+): the metadata tests start real etcd processes;
+#   - a Python virtualenv (.venv) with the official pulsar-client, pinned.
 # Idempotent; safe to run before every build.
 set -euo pipefail
 
@@ -31,3 +32,13 @@ command -v protoc >/dev/null && command -v etcd >/dev/null || {
   echo "setup: protoc or etcd still missing after install" >&2
   exit 1
 }
+
+# The official Python client, pinned, for the compatibility tests (integration-tests/python).
+PULSAR_CLIENT_VERSION=3.5.0
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv="$root/.venv"
+if ! "$venv/bin/python" -c "import pulsar, sys; sys.exit(0 if pulsar.__version__ == '$PULSAR_CLIENT_VERSION' else 1)" >/dev/null 2>&1; then
+  echo "setup: creating $venv with pulsar-client==$PULSAR_CLIENT_VERSION" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "pulsar-client==$PULSAR_CLIENT_VERSION"
+fi

@@ -187,6 +187,12 @@ impl BookieConfig {
         if let Err(e) = self.meta.url.parse::<meta::MetaUrl>() {
             return bad("meta.url", &e.to_string());
         }
+        self.validate_local()
+    }
+
+    /// The checks that do not involve the metadata store (used when it is given in-process).
+    pub fn validate_local(&self) -> Result<()> {
+        let bad = |key: &str, why: &str| Err(BookieError::Config(format!("`{key}`: {why}")));
         if !(0.0..=1.0).contains(&self.disk.usage_threshold) {
             return bad("disk.usage_threshold", "must be between 0 and 1");
         }

@@ -28,6 +28,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run broker, bookie and an embedded metadata store in one process (data under ./data).
+    Standalone(commands::standalone::StandaloneArgs),
+    /// Run a broker against etcd and bookies.
+    Broker(commands::standalone::BrokerArgs),
     /// Run a bookie: the storage node that journals and stores ledger entries.
     Bookie(commands::bookie::Args),
     /// Ledger admin: list bookies and ledgers, read, recover, delete, simpletest.
@@ -42,6 +46,8 @@ fn main() -> std::process::ExitCode {
     common::telemetry::init_tracing(&cli.log, common::telemetry::LogFormat::Text);
     let result = match cli.command {
         Command::Bookie(args) => commands::bookie::run(args),
+        Command::Standalone(args) => commands::standalone::standalone(args),
+        Command::Broker(args) => commands::standalone::broker(args),
         Command::Perf(perf) => commands::perf::run(perf),
         Command::Ledgers(args) => commands::ledgers::run(args),
     };

@@ -6,12 +6,14 @@
 //! - [`bin`]: locates (and builds, once per test process) the `magnetar` binary;
 //! - [`process`]: a child process that prints a `ready:` line, with signal helpers;
 //! - [`bookie`]: a bookie process and a small gRPC client for it;
-//! - [`cluster`]: `TestCluster`, etcd plus N bookies, and ledger clients for it.
+//! - [`cluster`]: `TestCluster`, etcd plus N bookies, and ledger clients for it;
+//! - [`standalone`]: a `magnetar standalone` process and the official Python client.
 
 pub mod bin;
 pub mod bookie;
 pub mod cluster;
 pub mod process;
+pub mod standalone;
 
 pub use bookie::{BookieClient, BookieProcess};
 pub use cluster::TestCluster;

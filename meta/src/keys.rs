@@ -83,6 +83,25 @@ impl KeyLayout {
         format!("{}{id}", self.bookies_readonly_prefix())
     }
 
+    /// `managed-ledgers/<topic>`: a topic's ledger list. The topic name is used as is
+    /// (`persistent://tenant/ns/topic` keeps its slashes; keys are opaque to etcd).
+    pub fn managed_ledger(&self, topic: &str) -> String {
+        format!("{}managed-ledgers/{topic}", self.root)
+    }
+
+    /// `managed-ledgers/<topic>/cursors/<subscription>`.
+    pub fn cursor(&self, topic: &str, subscription: &str) -> String {
+        format!(
+            "{}managed-ledgers/{topic}/cursors/{subscription}",
+            self.root
+        )
+    }
+
+    /// Prefix of a topic's cursors.
+    pub fn cursors_prefix(&self, topic: &str) -> String {
+        format!("{}managed-ledgers/{topic}/cursors/", self.root)
+    }
+
     /// Prefix of bookie cookies.
     pub fn cookies_prefix(&self) -> String {
         format!("{}bookies/cookies/", self.root)

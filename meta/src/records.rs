@@ -4,7 +4,8 @@
 use bytes::Bytes;
 use prost::Message;
 use proto::meta::{
-    BookieServiceInfo, ClusterInfo, Cookie, FORMAT_VERSION, LedgerIdCounter, LedgerMetadata,
+    BookieServiceInfo, ClusterInfo, Cookie, CursorInfo, FORMAT_VERSION, LedgerIdCounter,
+    LedgerMetadata, ManagedLedgerInfo,
 };
 
 use crate::error::{MetaError, Result};
@@ -34,7 +35,9 @@ record!(
     LedgerIdCounter,
     ClusterInfo,
     BookieServiceInfo,
-    Cookie
+    Cookie,
+    ManagedLedgerInfo,
+    CursorInfo
 );
 
 /// Serialises a record stamped with this build's format version.

@@ -80,6 +80,17 @@ pub async fn start(
     metrics: Option<PrometheusHandle>,
 ) -> Result<RunningBookie> {
     config.validate()?;
+    start_with_store(config, None, metrics).await
+}
+
+/// Starts a bookie on an already open metadata store (`magnetar standalone` passes its
+/// embedded one), or on the etcd of `meta.url` when `store` is `None`.
+pub async fn start_with_store(
+    config: BookieConfig,
+    store: Option<Arc<dyn MetadataStore>>,
+    metrics: Option<PrometheusHandle>,
+) -> Result<RunningBookie> {
+    config.validate_local()?;
     let grpc = bind(&config.bind, "bind").await?;
     let http = bind(&config.http_bind, "http_bind").await?;
     let service_addr = grpc
@@ -107,11 +118,17 @@ pub async fn start(
     let bookie_id =
         BookieId::new(id).map_err(|e| BookieError::Config(format!("`bookie_id`: {e}")))?;
 
-    let MetaUrl::Etcd(endpoints) = config.meta.url.parse::<MetaUrl>()?;
-    let mut opts = EtcdOptions::new(endpoints);
-    opts.connect_timeout = config.meta.connect_timeout;
-    opts.request_timeout = config.meta.request_timeout;
-    let store: Arc<dyn MetadataStore> = Arc::new(EtcdStore::connect(opts).await?);
+    let store = match store {
+        Some(s) => s,
+        None => {
+            let MetaUrl::Etcd(endpoints) = config.meta.url.parse::<MetaUrl>()?;
+            let mut opts = EtcdOptions::new(endpoints);
+            opts.connect_timeout = config.meta.connect_timeout;
+            opts.request_timeout = config.meta.request_timeout;
+            let store: Arc<dyn MetadataStore> = Arc::new(EtcdStore::connect(opts).await?);
+            store
+        }
+    };
     let registry = BookieRegistry::new(store.clone(), KeyLayout::for_cluster(&config.meta.cluster));
     cookie::verify_or_create(
         &registry,

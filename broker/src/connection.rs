@@ -1,0 +1,205 @@
+//! One client TCP connection: frames in, frames out, and the producers and consumers it
+//! created. A writer task owns the socket's write half and drains a bounded queue; the reader
+//! decodes frames and hands each to its command's handler (`protocol/commands/`). A malformed
+//! frame or a protocol violation closes the connection with a log line, never a panic.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::error::{BrokerError, Result};
+use crate::protocol::commands;
+use crate::protocol::frame::{self, FRAME_PADDING, Frame, FrameError};
+use crate::protocol::pb::BaseCommand;
+use crate::protocol::pb::base_command::Type;
+use crate::service::BrokerService;
+use crate::subscription::Subscription;
+use crate::topic::Topic;
+
+/// Outbound frames queued per connection before the dispatcher waits.
+const OUTBOUND_QUEUE: usize = 1024;
+
+/// A producer created on this connection.
+pub struct ProducerState {
+    /// Its topic.
+    pub topic: Arc<Topic>,
+    /// Its name.
+    pub name: String,
+    /// Receipts, in send order.
+    pub receipts: mpsc::Sender<commands::send::PendingReceipt>,
+}
+
+/// A consumer created on this connection.
+pub struct ConsumerState {
+    /// Its topic.
+    pub topic: Arc<Topic>,
+    /// Its subscription.
+    pub subscription: Arc<Subscription>,
+}
+
+/// Per-connection state, owned by the reader task.
+pub struct Connection {
+    /// Unique id (consumer keys are (connection, consumer id)).
+    pub id: u64,
+    /// The broker.
+    pub service: Arc<BrokerService>,
+    /// Outbound frames.
+    pub out: mpsc::Sender<Bytes>,
+    /// Negotiated protocol version (0 until CONNECT).
+    pub protocol_version: i32,
+    /// Largest message accepted.
+    pub max_message_size: usize,
+    /// Producers by id.
+    pub producers: HashMap<u64, ProducerState>,
+    /// Consumers by id.
+    pub consumers: HashMap<u64, ConsumerState>,
+}
+
+impl Connection {
+    /// Queues a command.
+    pub async fn send(&self, command: BaseCommand) -> Result<()> {
+        let mut buf = BytesMut::new();
+        frame::encode(&command, &mut buf);
+        self.out
+            .send(buf.freeze())
+            .await
+            .map_err(|_| BrokerError::Protocol("connection closed".into()))
+    }
+
+    async fn handle(&mut self, f: Frame) -> Result<()> {
+        let t = Type::try_from(f.command.r#type).map_err(|_| {
+            BrokerError::Protocol(format!("unknown command type {}", f.command.r#type))
+        })?;
+        if self.protocol_version == 0 && t != Type::Connect {
+            return Err(BrokerError::Protocol(format!("{t:?} before CONNECT")));
+        }
+        let c = f.command;
+        let missing = || BrokerError::Protocol(format!("{t:?} without its body"));
+        match t {
+            Type::Connect => commands::connect::handle(self, c.connect.ok_or_else(missing)?).await,
+            Type::Ping => commands::ping::handle(self).await,
+            Type::Pong => Ok(()),
+            Type::PartitionedMetadata => {
+                commands::lookup::partitioned_metadata(
+                    self,
+                    c.partition_metadata.ok_or_else(missing)?,
+                )
+                .await
+            }
+            Type::Lookup => {
+                commands::lookup::lookup(self, c.lookup_topic.ok_or_else(missing)?).await
+            }
+            Type::Producer => {
+                commands::producer::handle(self, c.producer.ok_or_else(missing)?).await
+            }
+            Type::Send => {
+                commands::send::handle(self, c.send.ok_or_else(missing)?, f.payload).await
+            }
+            Type::CloseProducer => {
+                commands::close_producer::handle(self, c.close_producer.ok_or_else(missing)?).await
+            }
+            Type::Subscribe => {
+                commands::subscribe::handle(self, c.subscribe.ok_or_else(missing)?).await
+            }
+            Type::Flow => commands::flow::handle(self, c.flow.ok_or_else(missing)?).await,
+            Type::Ack => commands::ack::handle(self, c.ack.ok_or_else(missing)?).await,
+            Type::RedeliverUnacknowledgedMessages => {
+                commands::redeliver::handle(
+                    self,
+                    c.redeliver_unacknowledged_messages.ok_or_else(missing)?,
+                )
+                .await
+            }
+            Type::Unsubscribe => {
+                commands::unsubscribe::handle(self, c.unsubscribe.ok_or_else(missing)?).await
+            }
+            Type::CloseConsumer => {
+                commands::close_consumer::handle(self, c.close_consumer.ok_or_else(missing)?).await
+            }
+            Type::GetLastMessageId => {
+                commands::get_last_message_id::handle(
+                    self,
+                    c.get_last_message_id.ok_or_else(missing)?,
+                )
+                .await
+            }
+            other => {
+                tracing::debug!(conn = self.id, command = ?other, "ignoring unsupported command");
+                Ok(())
+            }
+        }
+    }
+
+    /// Detaches everything this connection created.
+    async fn cleanup(&mut self) {
+        for (id, c) in self.consumers.drain() {
+            if c.subscription.remove_consumer((self.id, id))
+                && let Err(e) = c.subscription.flush().await
+            {
+                tracing::warn!(error = %e, "cursor flush on disconnect failed");
+            }
+        }
+        self.producers.clear();
+    }
+}
+
+/// Serves one client connection until it closes.
+pub async fn serve(stream: TcpStream, service: Arc<BrokerService>, id: u64) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
+    let (mut rd, mut wr) = stream.into_split();
+    let (out, mut rx) = mpsc::channel::<Bytes>(OUTBOUND_QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut buf = BytesMut::from(&first[..]);
+            while let Ok(more) = rx.try_recv() {
+                buf.extend_from_slice(&more);
+                if buf.len() > 1 << 20 {
+                    break;
+                }
+            }
+            if wr.write_all(&buf).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut conn = Connection {
+        id,
+        service,
+        out,
+        protocol_version: 0,
+        max_message_size: frame::DEFAULT_MAX_MESSAGE_SIZE,
+        producers: HashMap::new(),
+        consumers: HashMap::new(),
+    };
+    let mut buf = BytesMut::with_capacity(64 << 10);
+    'read: loop {
+        loop {
+            match frame::decode(&mut buf, conn.max_message_size + FRAME_PADDING) {
+                Ok(f) => {
+                    if let Err(e) = conn.handle(f).await {
+                        tracing::warn!(conn = id, ?peer, error = %e, "closing connection");
+                        break 'read;
+                    }
+                }
+                Err(FrameError::Incomplete) => break,
+                Err(e) => {
+                    tracing::warn!(conn = id, ?peer, error = %e, "bad frame; closing connection");
+                    break 'read;
+                }
+            }
+        }
+        match rd.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    conn.cleanup().await;
+    drop(conn);
+    let _ = writer.await;
+    tracing::debug!(conn = id, ?peer, "connection closed");
+}

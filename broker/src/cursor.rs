@@ -1,0 +1,190 @@
+//! A durable cursor: what a subscription has acknowledged. The mark-delete position (every
+//! entry up to it is acknowledged) plus the individually acknowledged entries after it,
+//! persisted at `managed-ledgers/<topic>/cursors/<sub>` by CAS.
+//!
+//! etcd takes a few thousand writes a second, so acks are not persisted one by one: the
+//! subscription flushes a dirty cursor at most once per `flush_interval`, and always when its
+//! last consumer leaves and at shutdown. After a crash, acknowledgements newer than the last
+//! flush are redelivered (at most `flush_interval` worth) — never lost the other way round:
+//! the ack-hole list is stored whole, never truncated.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use common::{EntryId, LedgerId, Position};
+use meta::records::{decode, encode};
+use meta::{MetaError, MetadataStore, PutCondition, Version};
+use proto::meta::{CursorInfo, PositionInfo};
+
+use crate::error::{BrokerError, Result};
+use crate::managed_ledger::ManagedLedger;
+
+/// In-memory cursor state plus its persisted version.
+#[derive(Debug)]
+pub struct Cursor {
+    key: String,
+    /// Everything up to here is acknowledged (`None`: nothing yet).
+    pub mark_delete: Option<Position>,
+    /// Acknowledged entries after `mark_delete`.
+    pub acked: BTreeSet<Position>,
+    version: Option<Version>,
+    /// Mutations so far, and how many the persisted copy includes.
+    changes: u64,
+    flushed: u64,
+}
+
+/// What a flush writes: taken under the subscription's lock, written outside it.
+#[derive(Debug)]
+pub struct Snapshot {
+    key: String,
+    info: CursorInfo,
+    condition: PutCondition,
+    changes: u64,
+}
+
+impl Snapshot {
+    /// The mutation count it includes.
+    pub fn changes_count(&self) -> u64 {
+        self.changes
+    }
+}
+
+fn to_info(p: Position) -> PositionInfo {
+    PositionInfo {
+        ledger_id: p.ledger.0,
+        entry_id: p.entry.0,
+    }
+}
+
+fn from_info(p: &PositionInfo) -> Position {
+    Position::new(LedgerId(p.ledger_id), EntryId(p.entry_id))
+}
+
+impl Cursor {
+    /// Loads a cursor, or creates it at `initial` (the position before the first entry to
+    /// deliver) when it does not exist.
+    pub async fn load_or_create(
+        store: &Arc<dyn MetadataStore>,
+        key: String,
+        initial: Option<Position>,
+    ) -> Result<Self> {
+        match store.get(&key).await? {
+            Some(kv) => {
+                let info: CursorInfo = decode(&key, &kv.value)?;
+                Ok(Cursor {
+                    mark_delete: info.mark_delete.as_ref().map(from_info),
+                    acked: info.individually_acked.iter().map(from_info).collect(),
+                    key,
+                    version: Some(kv.version),
+                    changes: 0,
+                    flushed: 0,
+                })
+            }
+            None => {
+                let mut c = Cursor {
+                    key,
+                    mark_delete: initial,
+                    acked: BTreeSet::new(),
+                    version: None,
+                    changes: 1,
+                    flushed: 0,
+                };
+                if let Some(snap) = c.snapshot() {
+                    let v = Self::write(store, &snap).await?;
+                    c.flushed(v, snap.changes);
+                }
+                Ok(c)
+            }
+        }
+    }
+
+    /// Whether `p` is acknowledged.
+    pub fn is_acked(&self, p: Position) -> bool {
+        self.mark_delete.is_some_and(|m| p <= m) || self.acked.contains(&p)
+    }
+
+    /// Acknowledges one entry; advances mark-delete over the contiguous prefix.
+    pub fn ack(&mut self, p: Position, ml: &ManagedLedger) {
+        if self.is_acked(p) {
+            return;
+        }
+        self.acked.insert(p);
+        self.advance(ml);
+        self.changes += 1;
+    }
+
+    /// Acknowledges everything up to and including `p`.
+    pub fn ack_cumulative(&mut self, p: Position, ml: &ManagedLedger) {
+        if self.mark_delete.is_some_and(|m| p <= m) {
+            return;
+        }
+        self.mark_delete = Some(p);
+        self.acked = self
+            .acked
+            .split_off(&Position::new(p.ledger, EntryId(p.entry.0 + 1)));
+        self.advance(ml);
+        self.changes += 1;
+    }
+
+    fn advance(&mut self, ml: &ManagedLedger) {
+        while let Some(next) = ml.next_position(self.mark_delete) {
+            if !self.acked.remove(&next) {
+                break;
+            }
+            self.mark_delete = Some(next);
+        }
+    }
+
+    /// The state to persist, if it changed since the last flush.
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        if self.changes == self.flushed {
+            return None;
+        }
+        Some(Snapshot {
+            key: self.key.clone(),
+            info: CursorInfo {
+                mark_delete: self.mark_delete.map(to_info),
+                individually_acked: self.acked.iter().copied().map(to_info).collect(),
+                ..Default::default()
+            },
+            condition: self
+                .version
+                .map_or(PutCondition::Absent, PutCondition::Version),
+            changes: self.changes,
+        })
+    }
+
+    /// Writes a snapshot. A CAS conflict means another broker took the topic.
+    pub async fn write(store: &Arc<dyn MetadataStore>, snap: &Snapshot) -> Result<Version> {
+        let mut info = snap.info.clone();
+        match store
+            .put(&snap.key, encode(&mut info), snap.condition, None)
+            .await
+        {
+            Ok(v) => Ok(v),
+            Err(MetaError::BadVersion { .. } | MetaError::AlreadyExists { .. }) => {
+                Err(BrokerError::NotOwner(snap.key.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Records that the snapshot with `changes` was written at `version`.
+    pub fn flushed(&mut self, version: Version, changes: u64) {
+        self.version = Some(version);
+        self.flushed = self.flushed.max(changes);
+    }
+
+    /// The cursor's metadata key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Deletes a persisted cursor (unsubscribe).
+    pub async fn delete_key(store: &Arc<dyn MetadataStore>, key: &str) -> Result<()> {
+        match store.delete(key, None).await {
+            Ok(()) | Err(MetaError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! The broker's error type, and the one place errors become Pulsar `ServerError` codes.
+
+use crate::protocol::pb::ServerError;
+
+/// Result with [`BrokerError`] as the default error.
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
+
+/// Everything the broker can report.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The ledger layer failed (bookies, recovery).
+    #[error("storage: {0}")]
+    Storage(#[from] bookie::client::ClientError),
+    /// The metadata store failed.
+    #[error("metadata: {0}")]
+    Meta(#[from] meta::MetaError),
+    /// Another broker owns the topic (its ledger list moved under us).
+    #[error("topic {0} is owned elsewhere; redo the lookup")]
+    NotOwner(String),
+    /// A bad topic name.
+    #[error("invalid topic name {0:?}")]
+    InvalidTopic(String),
+    /// A subscription rule was broken (a second exclusive consumer, …).
+    #[error("{0}")]
+    ConsumerBusy(String),
+    /// A request named an unknown producer, consumer or subscription.
+    #[error("{0}")]
+    NotFound(String),
+    /// A payload failed its checksum.
+    #[error("checksum mismatch")]
+    Checksum,
+    /// The client broke the protocol.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The broker is shutting down.
+    #[error("broker is shutting down")]
+    ShuttingDown,
+}
+
+impl BrokerError {
+    /// The Pulsar error code for this error.
+    pub fn server_error(&self) -> ServerError {
+        match self {
+            BrokerError::Storage(_) => ServerError::PersistenceError,
+            BrokerError::Meta(_) => ServerError::MetadataError,
+            BrokerError::NotOwner(_) | BrokerError::ShuttingDown => ServerError::ServiceNotReady,
+            BrokerError::InvalidTopic(_) => ServerError::InvalidTopicName,
+            BrokerError::ConsumerBusy(_) => ServerError::ConsumerBusy,
+            BrokerError::NotFound(_) => ServerError::ConsumerNotFound,
+            BrokerError::Checksum => ServerError::ChecksumError,
+            BrokerError::Protocol(_) => ServerError::UnknownError,
+        }
+    }
+}

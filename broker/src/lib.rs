@@ -1,0 +1,28 @@
+//! The broker: speaks the Pulsar binary protocol to unmodified Pulsar clients and stores each
+//! topic as a managed ledger — a chain of ledgers replicated over bookies.
+//!
+//! - [`protocol`]: frames, generated messages, one handler per command;
+//! - [`connection`]: one task per client connection;
+//! - [`service`] and [`topic`]: topics loaded on first use;
+//! - [`managed_ledger`]: the ledger list (CAS), rollover, recovery of a previous owner's
+//!   ledgers, the entry cache;
+//! - [`cursor`] and [`subscription`]: durable acknowledgement state and dispatch;
+//! - [`server`]: listeners, HTTP, shutdown.
+//!
+//! Publish path: SEND → checksum verified → appended to the open ledger (payload stored byte
+//! for byte) → durable at Qa → SEND_RECEIPT `ledger:entry`. Consume path: the subscription's
+//! dispatcher reads from the entry cache or bookies and sends MESSAGE while the consumer has
+//! permits; ACKs move the cursor, persisted by CAS at most once a second.
+
+pub mod connection;
+pub mod cursor;
+pub mod error;
+pub mod managed_ledger;
+pub mod protocol;
+pub mod server;
+pub mod service;
+pub mod subscription;
+pub mod topic;
+
+pub use error::{BrokerError, Result};
+pub use service::BrokerService;

@@ -1,0 +1,120 @@
+//! Builders for the commands the broker sends: the `type` field and the matching
+//! sub-message are always set together (pulsar-rs dispatches on the sub-message).
+
+use common::Position;
+
+use super::pb::base_command::Type;
+use super::pb::{self, BaseCommand, MessageIdData, ServerError};
+
+fn base(t: Type) -> BaseCommand {
+    BaseCommand {
+        r#type: t as i32,
+        ..Default::default()
+    }
+}
+
+/// A message id for a position (non-partitioned, not batched).
+pub fn message_id(p: Position) -> MessageIdData {
+    MessageIdData {
+        ledger_id: p.ledger.0,
+        entry_id: p.entry.0,
+        ..Default::default()
+    }
+}
+
+/// CONNECTED.
+pub fn connected(protocol_version: i32, max_message_size: i32) -> BaseCommand {
+    BaseCommand {
+        connected: Some(pb::CommandConnected {
+            server_version: format!("Magnetar-{}", env!("CARGO_PKG_VERSION")),
+            protocol_version: Some(protocol_version),
+            max_message_size: Some(max_message_size),
+            feature_flags: None,
+        }),
+        ..base(Type::Connected)
+    }
+}
+
+/// SUCCESS.
+pub fn success(request_id: u64) -> BaseCommand {
+    BaseCommand {
+        success: Some(pb::CommandSuccess {
+            request_id,
+            schema: None,
+        }),
+        ..base(Type::Success)
+    }
+}
+
+/// ERROR.
+pub fn error(request_id: u64, error: ServerError, message: String) -> BaseCommand {
+    BaseCommand {
+        error: Some(pb::CommandError {
+            request_id,
+            error: error as i32,
+            message,
+        }),
+        ..base(Type::Error)
+    }
+}
+
+/// PONG.
+pub fn pong() -> BaseCommand {
+    BaseCommand {
+        pong: Some(pb::CommandPong {}),
+        ..base(Type::Pong)
+    }
+}
+
+/// PING.
+pub fn ping() -> BaseCommand {
+    BaseCommand {
+        ping: Some(pb::CommandPing {}),
+        ..base(Type::Ping)
+    }
+}
+
+/// SEND_RECEIPT.
+pub fn send_receipt(producer_id: u64, sequence_id: u64, highest: u64, p: Position) -> BaseCommand {
+    BaseCommand {
+        send_receipt: Some(pb::CommandSendReceipt {
+            producer_id,
+            sequence_id,
+            message_id: Some(message_id(p)),
+            highest_sequence_id: Some(highest),
+        }),
+        ..base(Type::SendReceipt)
+    }
+}
+
+/// SEND_ERROR.
+pub fn send_error(
+    producer_id: u64,
+    sequence_id: u64,
+    error: ServerError,
+    message: String,
+) -> BaseCommand {
+    BaseCommand {
+        send_error: Some(pb::CommandSendError {
+            producer_id,
+            sequence_id,
+            error: error as i32,
+            message,
+        }),
+        ..base(Type::SendError)
+    }
+}
+
+/// MESSAGE (the payload follows in the frame).
+pub fn message(consumer_id: u64, p: Position, redelivery_count: u32) -> BaseCommand {
+    BaseCommand {
+        message: Some(pb::CommandMessage {
+            consumer_id,
+            message_id: message_id(p),
+            redelivery_count: Some(redelivery_count),
+            ack_set: Vec::new(),
+            consumer_epoch: None,
+        }),
+        ..base(Type::Message)
+    }
+}

@@ -1,0 +1,15 @@
+//! One file per command the broker serves.
+
+pub mod ack;
+pub mod close_consumer;
+pub mod close_producer;
+pub mod connect;
+pub mod flow;
+pub mod get_last_message_id;
+pub mod lookup;
+pub mod ping;
+pub mod producer;
+pub mod redeliver;
+pub mod send;
+pub mod subscribe;
+pub mod unsubscribe;

@@ -1,0 +1,56 @@
+//! PRODUCER → PRODUCER_SUCCESS with a broker-generated unique name (when the client gave
+//! none). Loading the topic fences its previous owner. A re-sent create for an id that
+//! already exists (a client retrying after a timeout) gets the same answer again.
+
+use tokio::sync::mpsc;
+
+use crate::connection::{Connection, ProducerState};
+use crate::error::Result;
+use crate::protocol::pb::base_command::Type;
+use crate::protocol::pb::{BaseCommand, CommandProducer, CommandProducerSuccess};
+use crate::protocol::{cmd, commands::send};
+
+/// Handles PRODUCER.
+pub async fn handle(conn: &mut Connection, c: CommandProducer) -> Result<()> {
+    if let Some(p) = conn.producers.get(&c.producer_id) {
+        let name = p.name.clone();
+        return conn.send(success(c.request_id, name)).await;
+    }
+    let topic = match conn.service.topic(&c.topic).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(topic = c.topic, error = %e, "cannot load topic for a producer");
+            return conn
+                .send(cmd::error(c.request_id, e.server_error(), e.to_string()))
+                .await;
+        }
+    };
+    let name = match c.producer_name.filter(|n| !n.is_empty()) {
+        Some(n) => n,
+        None => topic.next_producer_name("magnetar"),
+    };
+    let (tx, rx) = mpsc::channel(4096);
+    tokio::spawn(send::receipts(c.producer_id, rx, conn.out.clone()));
+    conn.producers.insert(
+        c.producer_id,
+        ProducerState {
+            topic,
+            name: name.clone(),
+            receipts: tx,
+        },
+    );
+    conn.send(success(c.request_id, name)).await
+}
+
+fn success(request_id: u64, producer_name: String) -> BaseCommand {
+    BaseCommand {
+        r#type: Type::ProducerSuccess as i32,
+        producer_success: Some(CommandProducerSuccess {
+            request_id,
+            producer_name,
+            last_sequence_id: Some(-1),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

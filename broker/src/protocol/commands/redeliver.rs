@@ -1,0 +1,24 @@
+//! REDELIVER_UNACKNOWLEDGED_MESSAGES: send a consumer's unacknowledged entries again (the
+//! given ones, or all), with their redelivery count raised.
+
+use common::{EntryId, LedgerId, Position};
+
+use crate::connection::Connection;
+use crate::error::Result;
+use crate::protocol::pb::CommandRedeliverUnacknowledgedMessages;
+
+/// Handles REDELIVER_UNACKNOWLEDGED_MESSAGES.
+pub async fn handle(
+    conn: &mut Connection,
+    c: CommandRedeliverUnacknowledgedMessages,
+) -> Result<()> {
+    if let Some(cs) = conn.consumers.get(&c.consumer_id) {
+        let ids: Vec<Position> = c
+            .message_ids
+            .iter()
+            .map(|m| Position::new(LedgerId(m.ledger_id), EntryId(m.entry_id)))
+            .collect();
+        cs.subscription.redeliver((conn.id, c.consumer_id), &ids);
+    }
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! SEND: verify the payload's checksum, append it to the topic's managed ledger as is, and
+//! reply SEND_RECEIPT with `ledger:entry` once it is durable at Qa — in send order per
+//! producer (a receipt task per producer awaits appends in order).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::{Bytes, BytesMut};
+use common::Position;
+use tokio::sync::mpsc;
+
+use crate::connection::Connection;
+use crate::error::{BrokerError, Result};
+use crate::protocol::cmd;
+use crate::protocol::frame::{encode, inspect_payload};
+use crate::protocol::pb::{CommandSend, ServerError};
+
+/// A send waiting for durability: (sequence id, highest sequence id, append result).
+pub type PendingReceipt = (
+    u64,
+    u64,
+    Pin<Box<dyn Future<Output = Result<Position>> + Send>>,
+);
+
+/// Handles SEND.
+pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes>) -> Result<()> {
+    let Some(p) = conn.producers.get(&c.producer_id) else {
+        // Pulsar closes the connection on a send for an unknown producer.
+        return Err(BrokerError::Protocol(format!(
+            "send for unknown producer {}",
+            c.producer_id
+        )));
+    };
+    let payload = payload.ok_or_else(|| BrokerError::Protocol("SEND without a payload".into()))?;
+    let highest = c.highest_sequence_id.unwrap_or(0).max(c.sequence_id);
+    if let Err(e) = inspect_payload(&payload) {
+        tracing::warn!(producer = p.name, error = %e, "rejecting a corrupt message");
+        return conn
+            .send(cmd::send_error(
+                c.producer_id,
+                c.sequence_id,
+                ServerError::ChecksumError,
+                e.to_string(),
+            ))
+            .await;
+    }
+    let messages = u64::from(c.num_messages.unwrap_or(1).max(1) as u32);
+    let bytes = payload.len() as u64;
+    let started = std::time::Instant::now();
+    let fut: Pin<Box<dyn Future<Output = Result<Position>> + Send>> =
+        match p.topic.ml.append(payload).await {
+            Ok(f) => Box::pin(async move {
+                let r = f.await;
+                metrics::histogram!("pulsar_storage_write_latency_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                if r.is_ok() {
+                    metrics::counter!("pulsar_in_messages_total").increment(messages);
+                    metrics::counter!("pulsar_in_bytes_total").increment(bytes);
+                }
+                r
+            }),
+            Err(e) => Box::pin(async move { Err(e) }),
+        };
+    p.receipts
+        .send((c.sequence_id, highest, fut))
+        .await
+        .map_err(|_| BrokerError::Protocol("producer closed".into()))
+}
+
+/// Sends receipts (or errors) for one producer, in order.
+pub async fn receipts(
+    producer_id: u64,
+    mut rx: mpsc::Receiver<PendingReceipt>,
+    out: mpsc::Sender<Bytes>,
+) {
+    while let Some((seq, highest, fut)) = rx.recv().await {
+        let command = match fut.await {
+            Ok(pos) => cmd::send_receipt(producer_id, seq, highest, pos),
+            Err(e) => {
+                tracing::warn!(producer_id, seq, error = %e, "send failed");
+                cmd::send_error(producer_id, seq, e.server_error(), e.to_string())
+            }
+        };
+        let mut buf = BytesMut::new();
+        encode(&command, &mut buf);
+        if out.send(buf.freeze()).await.is_err() {
+            return;
+        }
+    }
+}

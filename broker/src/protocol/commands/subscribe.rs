@@ -1,0 +1,60 @@
+//! SUBSCRIBE → SUCCESS: attach a consumer to a (durable) subscription, created at the
+//! requested initial position if new. A re-sent subscribe for an existing consumer id
+//! succeeds again.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+
+use crate::connection::{Connection, ConsumerState};
+use crate::error::Result;
+use crate::protocol::cmd;
+use crate::protocol::pb::CommandSubscribe;
+use crate::protocol::pb::command_subscribe::{InitialPosition, SubType};
+use crate::subscription::ConsumerHandle;
+
+/// Handles SUBSCRIBE.
+pub async fn handle(conn: &mut Connection, c: CommandSubscribe) -> Result<()> {
+    if conn.consumers.contains_key(&c.consumer_id) {
+        return conn.send(cmd::success(c.request_id)).await;
+    }
+    let sub_type = SubType::try_from(c.sub_type).unwrap_or(SubType::Exclusive);
+    // Failover and Key_Shared are served as Exclusive and Shared until they have their own
+    // dispatchers.
+    let served = match sub_type {
+        SubType::Exclusive | SubType::Failover => SubType::Exclusive,
+        SubType::Shared | SubType::KeyShared => SubType::Shared,
+    };
+    let initial = InitialPosition::try_from(c.initial_position.unwrap_or(0))
+        .unwrap_or(InitialPosition::Latest);
+    let result = async {
+        let topic = conn.service.topic(&c.topic).await?;
+        let sub = topic.subscription(&c.subscription, served, initial).await?;
+        let handle = Arc::new(ConsumerHandle {
+            key: (conn.id, c.consumer_id),
+            consumer_id: c.consumer_id,
+            name: c.consumer_name.clone().unwrap_or_default(),
+            out: conn.out.clone(),
+            permits: AtomicI64::new(0),
+        });
+        sub.add_consumer(handle, served)?;
+        Ok::<_, crate::error::BrokerError>((topic, sub))
+    }
+    .await;
+    match result {
+        Ok((topic, subscription)) => {
+            conn.consumers.insert(
+                c.consumer_id,
+                ConsumerState {
+                    topic,
+                    subscription,
+                },
+            );
+            conn.send(cmd::success(c.request_id)).await
+        }
+        Err(e) => {
+            tracing::info!(topic = c.topic, subscription = c.subscription, error = %e, "subscribe refused");
+            conn.send(cmd::error(c.request_id, e.server_error(), e.to_string()))
+                .await
+        }
+    }
+}

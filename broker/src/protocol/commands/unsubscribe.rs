@@ -1,0 +1,38 @@
+//! UNSUBSCRIBE: delete the subscription (refused while other consumers are attached).
+
+use crate::connection::Connection;
+use crate::error::Result;
+use crate::protocol::cmd;
+use crate::protocol::pb::{CommandUnsubscribe, ServerError};
+
+/// Handles UNSUBSCRIBE.
+pub async fn handle(conn: &mut Connection, c: CommandUnsubscribe) -> Result<()> {
+    let Some(cs) = conn.consumers.get(&c.consumer_id) else {
+        return conn
+            .send(cmd::error(
+                c.request_id,
+                ServerError::ConsumerNotFound,
+                "no such consumer".into(),
+            ))
+            .await;
+    };
+    let (topic, sub) = (cs.topic.clone(), cs.subscription.clone());
+    sub.remove_consumer((conn.id, c.consumer_id));
+    if sub.has_consumers() && !c.force.unwrap_or(false) {
+        return conn
+            .send(cmd::error(
+                c.request_id,
+                ServerError::ConsumerBusy,
+                "other consumers are attached".into(),
+            ))
+            .await;
+    }
+    conn.consumers.remove(&c.consumer_id);
+    match topic.unsubscribe(&sub.name).await {
+        Ok(()) => conn.send(cmd::success(c.request_id)).await,
+        Err(e) => {
+            conn.send(cmd::error(c.request_id, e.server_error(), e.to_string()))
+                .await
+        }
+    }
+}

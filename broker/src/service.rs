@@ -1,0 +1,139 @@
+//! The broker's topic registry: loads each topic once (concurrent first uses share the
+//! load), and normalises topic names as Pulsar clients do.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bookie::client::LedgerClient;
+use meta::{KeyLayout, MetadataStore};
+use tokio::sync::OnceCell;
+
+use crate::error::{BrokerError, Result};
+use crate::managed_ledger::{ManagedLedger, ManagedLedgerConfig};
+use crate::topic::Topic;
+
+/// Shared state of one broker.
+pub struct BrokerService {
+    store: Arc<dyn MetadataStore>,
+    keys: KeyLayout,
+    client: LedgerClient,
+    config: ManagedLedgerConfig,
+    topics: Mutex<HashMap<String, Arc<OnceCell<Arc<Topic>>>>>,
+    /// The `pulsar://host:port` clients are told to connect to.
+    pub service_url: String,
+}
+
+impl std::fmt::Debug for BrokerService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerService")
+            .field("service_url", &self.service_url)
+            .finish()
+    }
+}
+
+/// `my-topic` → `persistent://public/default/my-topic`; full names are checked.
+pub fn normalize_topic(name: &str) -> Result<String> {
+    let bad = || BrokerError::InvalidTopic(name.to_owned());
+    if let Some(rest) = name.strip_prefix("persistent://") {
+        let parts: Vec<&str> = rest.split('/').collect();
+        if parts.len() < 3 || parts.iter().any(|p| p.is_empty()) {
+            return Err(bad());
+        }
+        return Ok(name.to_owned());
+    }
+    if name.contains("://") {
+        return Err(bad());
+    }
+    match name.split('/').collect::<Vec<_>>()[..] {
+        [t] if !t.is_empty() => Ok(format!("persistent://public/default/{t}")),
+        [tenant, ns, t] if !tenant.is_empty() && !ns.is_empty() && !t.is_empty() => {
+            Ok(format!("persistent://{tenant}/{ns}/{t}"))
+        }
+        _ => Err(bad()),
+    }
+}
+
+impl BrokerService {
+    /// A broker over `store` and the bookies its ledger client finds there.
+    pub fn new(
+        store: Arc<dyn MetadataStore>,
+        keys: KeyLayout,
+        client: LedgerClient,
+        config: ManagedLedgerConfig,
+        service_url: String,
+    ) -> Self {
+        BrokerService {
+            store,
+            keys,
+            client,
+            config,
+            topics: Mutex::new(HashMap::new()),
+            service_url,
+        }
+    }
+
+    /// The topic, loaded on first use.
+    pub async fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        let name = normalize_topic(name)?;
+        let cell = self
+            .topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.clone())
+            .or_default()
+            .clone();
+        let topic = cell
+            .get_or_try_init(|| async {
+                let ml = ManagedLedger::open(
+                    &name,
+                    self.store.clone(),
+                    &self.keys,
+                    self.client.clone(),
+                    self.config.clone(),
+                )
+                .await?;
+                Ok::<_, BrokerError>(Topic::new(name.clone(), ml, self.keys.clone()))
+            })
+            .await?;
+        Ok(topic.clone())
+    }
+
+    /// Closes every loaded topic: cursors persisted, open ledgers closed.
+    pub async fn close(&self) {
+        let cells: Vec<_> = self
+            .topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for cell in cells {
+            if let Some(t) = cell.get()
+                && let Err(e) = t.close().await
+            {
+                tracing::warn!(topic = t.name, error = %e, "topic close failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_topic;
+
+    #[test]
+    fn topic_names() {
+        assert_eq!(
+            normalize_topic("t").unwrap(),
+            "persistent://public/default/t"
+        );
+        assert_eq!(normalize_topic("a/b/t").unwrap(), "persistent://a/b/t");
+        assert_eq!(
+            normalize_topic("persistent://a/b/t").unwrap(),
+            "persistent://a/b/t"
+        );
+        assert!(normalize_topic("").is_err());
+        assert!(normalize_topic("non-persistent://a/b/t").is_err());
+        assert!(normalize_topic("persistent://a//t").is_err());
+    }
+}

@@ -1,0 +1,324 @@
+//! A subscription: its cursor, its consumers and the dispatcher that feeds them.
+//!
+//! One dispatcher task per subscription. It hands out entries in order — redeliveries first —
+//! to a consumer with permits: the only consumer for Exclusive, round-robin over consumers with
+//! permits for Shared. Permits count messages (a batch counts its `num_messages`); with no
+//! permits nothing is sent, so no per-consumer queue grows without bound. Dispatched entries
+//! stay "pending" until acknowledged; when their consumer leaves, or asks, they are
+//! redelivered with an incremented redelivery count.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use common::Position;
+use meta::MetadataStore;
+use tokio::sync::{Notify, mpsc};
+
+use crate::cursor::Cursor;
+use crate::error::{BrokerError, Result};
+use crate::managed_ledger::ManagedLedger;
+use crate::protocol::cmd;
+use crate::protocol::frame::{encode_with_payload, inspect_payload};
+use crate::protocol::pb::command_subscribe::SubType;
+
+/// How often a dirty cursor is persisted.
+pub const CURSOR_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A consumer attached to a subscription.
+#[derive(Debug)]
+pub struct ConsumerHandle {
+    /// Unique across the broker (connection id, consumer id).
+    pub key: (u64, u64),
+    /// The consumer id on its connection.
+    pub consumer_id: u64,
+    /// Name given by the client.
+    pub name: String,
+    /// Outbound frames of its connection.
+    pub out: mpsc::Sender<Bytes>,
+    /// Messages it may still receive.
+    pub permits: AtomicI64,
+}
+
+struct State {
+    cursor: Cursor,
+    /// Last position handed out in order (`None`: nothing yet).
+    read_position: Option<Position>,
+    consumers: Vec<Arc<ConsumerHandle>>,
+    next_consumer: usize,
+    /// Dispatched, not yet acknowledged: position -> (consumer key, redelivery count).
+    pending: BTreeMap<Position, ((u64, u64), u32)>,
+    /// To send again: position -> redelivery count.
+    redeliver: BTreeMap<Position, u32>,
+    closed: bool,
+}
+
+/// One subscription of a topic.
+pub struct Subscription {
+    /// Its name.
+    pub name: String,
+    /// Exclusive, Shared, …
+    pub sub_type: SubType,
+    ml: Arc<ManagedLedger>,
+    store: Arc<dyn MetadataStore>,
+    state: Mutex<State>,
+    wake: Notify,
+    flush_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl Subscription {
+    /// Creates the subscription around a loaded cursor and starts its dispatcher.
+    pub fn start(
+        name: String,
+        sub_type: SubType,
+        ml: Arc<ManagedLedger>,
+        cursor: Cursor,
+    ) -> Arc<Self> {
+        let read_position = cursor.mark_delete;
+        let sub = Arc::new(Subscription {
+            name,
+            sub_type,
+            store: ml.store().clone(),
+            ml,
+            state: Mutex::new(State {
+                cursor,
+                read_position,
+                consumers: Vec::new(),
+                next_consumer: 0,
+                pending: BTreeMap::new(),
+                redeliver: BTreeMap::new(),
+                closed: false,
+            }),
+            wake: Notify::new(),
+            flush_lock: tokio::sync::Mutex::new(()),
+        });
+        tokio::spawn(sub.clone().dispatch());
+        sub
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a consumer; enforces the subscription type.
+    pub fn add_consumer(&self, c: Arc<ConsumerHandle>, sub_type: SubType) -> Result<()> {
+        let mut st = self.state();
+        if sub_type != self.sub_type && !st.consumers.is_empty() {
+            return Err(BrokerError::ConsumerBusy(format!(
+                "subscription {} is {:?}, not {:?}",
+                self.name, self.sub_type, sub_type
+            )));
+        }
+        if self.sub_type == SubType::Exclusive && !st.consumers.is_empty() {
+            return Err(BrokerError::ConsumerBusy(format!(
+                "exclusive subscription {} already has a consumer",
+                self.name
+            )));
+        }
+        st.consumers.push(c);
+        drop(st);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Removes a consumer; its unacknowledged entries go to the others.
+    pub fn remove_consumer(&self, key: (u64, u64)) -> bool {
+        let mut st = self.state();
+        st.consumers.retain(|c| c.key != key);
+        let orphaned: Vec<(Position, u32)> = st
+            .pending
+            .iter()
+            .filter(|(_, (k, _))| *k == key)
+            .map(|(p, (_, n))| (*p, *n))
+            .collect();
+        for (p, n) in orphaned {
+            st.pending.remove(&p);
+            st.redeliver.insert(p, n + 1);
+        }
+        let empty = st.consumers.is_empty();
+        drop(st);
+        self.wake.notify_one();
+        empty
+    }
+
+    /// Whether any consumer is attached.
+    pub fn has_consumers(&self) -> bool {
+        !self.state().consumers.is_empty()
+    }
+
+    /// More permits for a consumer.
+    pub fn flow(&self, key: (u64, u64), permits: u32) {
+        if let Some(c) = self.state().consumers.iter().find(|c| c.key == key) {
+            c.permits.fetch_add(i64::from(permits), Ordering::SeqCst);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Acknowledges entries.
+    pub fn ack(&self, positions: &[Position], cumulative: bool) {
+        let mut st = self.state();
+        for &p in positions {
+            if cumulative {
+                st.cursor.ack_cumulative(p, &self.ml);
+                let done: Vec<Position> = st.pending.range(..=p).map(|(p, _)| *p).collect();
+                for d in done {
+                    st.pending.remove(&d);
+                }
+                st.redeliver = st.redeliver.split_off(&next_after(p));
+            } else {
+                st.cursor.ack(p, &self.ml);
+                st.pending.remove(&p);
+                st.redeliver.remove(&p);
+            }
+        }
+    }
+
+    /// Redelivers a consumer's unacknowledged entries (all of them when `positions` is empty).
+    pub fn redeliver(&self, key: (u64, u64), positions: &[Position]) {
+        let mut st = self.state();
+        let mine: Vec<(Position, u32)> = st
+            .pending
+            .iter()
+            .filter(|(p, (k, _))| *k == key && (positions.is_empty() || positions.contains(p)))
+            .map(|(p, (_, n))| (*p, *n))
+            .collect();
+        for (p, n) in mine {
+            st.pending.remove(&p);
+            st.redeliver.insert(p, n + 1);
+        }
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// The mark-delete position.
+    pub fn mark_delete(&self) -> Option<Position> {
+        self.state().cursor.mark_delete
+    }
+
+    /// Persists the cursor now (if it changed). Acks keep flowing while it is written.
+    pub async fn flush(&self) -> Result<()> {
+        let _one_at_a_time = self.flush_lock.lock().await;
+        let Some(snap) = self.state().cursor.snapshot() else {
+            return Ok(());
+        };
+        let version = Cursor::write(&self.store, &snap).await?;
+        self.state().cursor.flushed(version, snap.changes_count());
+        Ok(())
+    }
+
+    /// Stops dispatching and persists the cursor.
+    pub async fn close(&self) -> Result<()> {
+        self.state().closed = true;
+        self.wake.notify_one();
+        self.flush().await
+    }
+
+    /// Deletes the subscription's cursor.
+    pub async fn delete(&self) -> Result<()> {
+        let _one_at_a_time = self.flush_lock.lock().await;
+        let key = {
+            let mut st = self.state();
+            st.closed = true;
+            st.cursor.key().to_owned()
+        };
+        self.wake.notify_one();
+        Cursor::delete_key(&self.store, &key).await
+    }
+
+    /// Picks the next entry and consumer, recording the dispatch before any I/O.
+    fn next_job(&self) -> Option<(Position, Arc<ConsumerHandle>, u32)> {
+        let mut st = self.state();
+        if st.closed {
+            return None;
+        }
+        let n = st.consumers.len();
+        let consumer = (0..n)
+            .map(|i| (st.next_consumer + i) % n)
+            .find(|i| st.consumers[*i].permits.load(Ordering::SeqCst) > 0)?;
+        let c = st.consumers[consumer].clone();
+        if self.sub_type == SubType::Shared {
+            st.next_consumer = (consumer + 1) % n;
+        }
+        let (pos, count) = if let Some((p, n)) = st.redeliver.pop_first() {
+            (p, n)
+        } else {
+            let mut next = self.ml.next_position(st.read_position)?;
+            while st.cursor.is_acked(next) || st.pending.contains_key(&next) {
+                st.read_position = Some(next);
+                next = self.ml.next_position(Some(next))?;
+            }
+            st.read_position = Some(next);
+            (next, 0)
+        };
+        st.pending.insert(pos, (c.key, count));
+        Some((pos, c, count))
+    }
+
+    async fn dispatch(self: Arc<Self>) {
+        let mut last = self.ml.subscribe_last();
+        let mut flushed = Instant::now();
+        loop {
+            if self.state().closed {
+                return;
+            }
+            if flushed.elapsed() >= CURSOR_FLUSH_INTERVAL {
+                if let Err(e) = self.flush().await {
+                    tracing::warn!(subscription = self.name, error = %e, "cursor flush failed");
+                }
+                flushed = Instant::now();
+            }
+            match self.next_job() {
+                Some((pos, consumer, count)) => {
+                    if let Err(e) = self.send(pos, &consumer, count).await {
+                        tracing::warn!(subscription = self.name, %pos, error = %e, "dispatch failed; will retry");
+                        {
+                            let mut st = self.state();
+                            st.pending.remove(&pos);
+                            st.redeliver.insert(pos, count);
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                None => {
+                    tokio::select! {
+                        () = self.wake.notified() => {}
+                        r = last.changed() => if r.is_err() { return },
+                        () = tokio::time::sleep(CURSOR_FLUSH_INTERVAL) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send(&self, pos: Position, c: &ConsumerHandle, redelivery_count: u32) -> Result<()> {
+        let payload = self.ml.read(pos).await?;
+        let messages = inspect_payload(&payload)
+            .map(|i| i.metadata.num_messages_in_batch.unwrap_or(1).max(1))
+            .unwrap_or(1);
+        let command = cmd::message(c.consumer_id, pos, redelivery_count);
+        let mut buf = BytesMut::new();
+        encode_with_payload(&command, &payload, &mut buf);
+        c.permits.fetch_sub(i64::from(messages), Ordering::SeqCst);
+        c.out
+            .send(buf.freeze())
+            .await
+            .map_err(|_| BrokerError::NotFound("consumer connection closed".into()))?;
+        metrics::counter!("pulsar_out_messages_total").increment(messages as u64);
+        metrics::counter!("pulsar_out_bytes_total").increment(payload.len() as u64);
+        Ok(())
+    }
+}
+
+fn next_after(p: Position) -> Position {
+    Position::new(p.ledger, common::EntryId(p.entry.0 + 1))
+}

@@ -1,0 +1,89 @@
+//! A topic: its managed ledger and subscriptions. Topics are loaded on first use
+//! (auto-creation) and kept while the broker runs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use common::Position;
+use meta::KeyLayout;
+
+use crate::cursor::Cursor;
+use crate::error::Result;
+use crate::managed_ledger::ManagedLedger;
+use crate::protocol::pb::command_subscribe::{InitialPosition, SubType};
+use crate::subscription::Subscription;
+
+/// One loaded topic.
+#[derive(Debug)]
+pub struct Topic {
+    /// Full name, `persistent://tenant/ns/topic`.
+    pub name: String,
+    /// Its chain of ledgers.
+    pub ml: Arc<ManagedLedger>,
+    keys: KeyLayout,
+    subscriptions: tokio::sync::Mutex<HashMap<String, Arc<Subscription>>>,
+    producer_names: Mutex<u64>,
+}
+
+impl Topic {
+    /// Wraps a loaded managed ledger.
+    pub fn new(name: String, ml: Arc<ManagedLedger>, keys: KeyLayout) -> Arc<Self> {
+        Arc::new(Topic {
+            name,
+            ml,
+            keys,
+            subscriptions: tokio::sync::Mutex::new(HashMap::new()),
+            producer_names: Mutex::new(0),
+        })
+    }
+
+    /// A broker-generated producer name, unique per topic load.
+    pub fn next_producer_name(&self, prefix: &str) -> String {
+        let mut n = self
+            .producer_names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *n += 1;
+        format!("{prefix}-{}", *n)
+    }
+
+    /// The subscription `name`, created (with its durable cursor) if new.
+    pub async fn subscription(
+        &self,
+        name: &str,
+        sub_type: SubType,
+        initial: InitialPosition,
+    ) -> Result<Arc<Subscription>> {
+        let mut subs = self.subscriptions.lock().await;
+        if let Some(s) = subs.get(name) {
+            return Ok(s.clone());
+        }
+        let start: Option<Position> = match initial {
+            InitialPosition::Earliest => None,
+            InitialPosition::Latest => self.ml.last_position(),
+        };
+        let key = self.keys.cursor(&self.name, name);
+        let cursor = Cursor::load_or_create(self.ml.store(), key, start).await?;
+        let sub = Subscription::start(name.to_owned(), sub_type, self.ml.clone(), cursor);
+        subs.insert(name.to_owned(), sub.clone());
+        Ok(sub)
+    }
+
+    /// Removes a subscription and its cursor.
+    pub async fn unsubscribe(&self, name: &str) -> Result<()> {
+        let sub = self.subscriptions.lock().await.remove(name);
+        if let Some(s) = sub {
+            s.delete().await?;
+        }
+        Ok(())
+    }
+
+    /// Persists every cursor and closes the open ledger (graceful shutdown).
+    pub async fn close(&self) -> Result<()> {
+        let subs: Vec<_> = self.subscriptions.lock().await.values().cloned().collect();
+        for s in subs {
+            s.close().await?;
+        }
+        self.ml.close().await
+    }
+}

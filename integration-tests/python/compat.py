@@ -1,0 +1,179 @@
+"""Compatibility scenarios run with the official Python client (pulsar-client) against a
+Magnetar broker. Usage: compat.py SERVICE_URL SCENARIO [ARGS...]. Each scenario asserts what
+it checks and exits non-zero on failure; the Rust harness starts and kills the broker."""
+
+import json
+import sys
+import uuid
+
+import pulsar
+
+URL = sys.argv[1]
+SCENARIO = sys.argv[2]
+ARGS = sys.argv[3:]
+
+
+def new_client():
+    return pulsar.Client(URL, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
+
+
+def topic(name=None):
+    return name or "compat-" + uuid.uuid4().hex[:8]
+
+
+def drain(consumer, expected, timeout_ms=10000, ack=True):
+    got = []
+    while len(got) < expected:
+        msg = consumer.receive(timeout_millis=timeout_ms)
+        got.append(msg.data().decode())
+        if ack:
+            consumer.acknowledge(msg)
+    return got
+
+
+def produce_consume(client, n, batching, compression, use_async):
+    t = topic()
+    consumer = client.subscribe(t, "sub", initial_position=pulsar.InitialPosition.Earliest)
+    producer = client.create_producer(
+        t,
+        batching_enabled=batching,
+        compression_type=compression,
+        block_if_queue_full=True,
+        batching_max_publish_delay_ms=5,
+    )
+    sent = ["m-%d" % i for i in range(n)]
+    if use_async:
+        errors = []
+
+        def done(res, _msg_id):
+            if res != pulsar.Result.Ok:
+                errors.append(res)
+
+        for m in sent:
+            producer.send_async(m.encode(), done)
+        producer.flush()
+        assert not errors, errors
+    else:
+        for m in sent:
+            producer.send(m.encode())
+    got = drain(consumer, n)
+    assert got == sent, "order or content differs (%d received)" % len(got)
+    try:
+        extra = consumer.receive(timeout_millis=300)
+        raise AssertionError("unexpected extra message %r" % extra.data())
+    except pulsar.Timeout:
+        pass
+    producer.close()
+    consumer.close()
+
+
+def scenario_produce_consume():
+    client = new_client()
+    n = int(ARGS[0]) if ARGS else 10000
+    produce_consume(client, n, batching=False, compression=pulsar.CompressionType.NONE, use_async=True)
+    produce_consume(client, 1000, batching=False, compression=pulsar.CompressionType.NONE, use_async=False)
+    produce_consume(client, n, batching=True, compression=pulsar.CompressionType.NONE, use_async=True)
+    for c in (pulsar.CompressionType.LZ4, pulsar.CompressionType.ZLib, pulsar.CompressionType.ZSTD, pulsar.CompressionType.SNAPPY):
+        produce_consume(client, 2000, batching=True, compression=c, use_async=True)
+    client.close()
+
+
+def scenario_shared():
+    client = new_client()
+    t = topic()
+    consumers = [
+        client.subscribe(t, "shared", consumer_type=pulsar.ConsumerType.Shared,
+                         initial_position=pulsar.InitialPosition.Earliest, receiver_queue_size=10)
+        for _ in range(3)
+    ]
+    producer = client.create_producer(t, batching_enabled=False, block_if_queue_full=True)
+    n = 3000
+    for i in range(n):
+        producer.send_async(("s-%d" % i).encode(), lambda r, m: None)
+    producer.flush()
+    seen = {}
+    idle_rounds = 0
+    while len(seen) < n and idle_rounds < 20:
+        progressed = False
+        for idx, c in enumerate(consumers):
+            try:
+                m = c.receive(timeout_millis=100)
+            except pulsar.Timeout:
+                continue
+            key = m.data().decode()
+            assert key not in seen, "delivered twice: %s" % key
+            seen[key] = idx
+            c.acknowledge(m)
+            progressed = True
+        idle_rounds = 0 if progressed else idle_rounds + 1
+    assert len(seen) == n, "received %d of %d" % (len(seen), n)
+    per = [list(seen.values()).count(i) for i in range(3)]
+    assert all(p > 0 for p in per), "a consumer got nothing: %s" % per
+    # Exclusive: a second consumer is refused.
+    client.subscribe(t, "excl", consumer_type=pulsar.ConsumerType.Exclusive)
+    try:
+        client.subscribe(t, "excl", consumer_type=pulsar.ConsumerType.Exclusive)
+        raise AssertionError("second exclusive consumer accepted")
+    except pulsar.ConsumerBusy:
+        pass
+    print(json.dumps({"per_consumer": per}))
+    client.close()
+
+
+def scenario_acks():
+    client = new_client()
+    t = topic()
+    c1 = client.subscribe(t, "acks", consumer_type=pulsar.ConsumerType.Shared,
+                          initial_position=pulsar.InitialPosition.Earliest)
+    producer = client.create_producer(t, batching_enabled=False)
+    for i in range(100):
+        producer.send(("a-%d" % i).encode())
+    # Cumulative ack of the first 50 on an exclusive subscription.
+    ex = client.subscribe(t, "cumulative", initial_position=pulsar.InitialPosition.Earliest)
+    msgs = [ex.receive(timeout_millis=5000) for _ in range(50)]
+    ex.acknowledge_cumulative(msgs[-1])
+    ex.close()
+    ex = client.subscribe(t, "cumulative")
+    first = ex.receive(timeout_millis=5000).data().decode()
+    assert first == "a-50", "after a cumulative ack of a-49, got %s" % first
+    ex.close()
+    # A consumer that leaves with unacked messages: another consumer gets them.
+    got1 = [c1.receive(timeout_millis=5000) for _ in range(30)]
+    for m in got1[:10]:
+        c1.acknowledge(m)
+    c2 = client.subscribe(t, "acks", consumer_type=pulsar.ConsumerType.Shared)
+    c1.close()
+    rest = drain(c2, 90)
+    assert sorted(rest, key=lambda s: int(s[2:])) == ["a-%d" % i for i in range(10, 100)], "unacked messages lost"
+    client.close()
+
+
+def scenario_produce_fixed():
+    """Produce ARGS[1] messages to topic ARGS[0]; print each acknowledged id."""
+    client = new_client()
+    producer = client.create_producer(ARGS[0], batching_enabled=False, send_timeout_millis=60000)
+    for i in range(int(ARGS[1])):
+        producer.send(("k-%d" % i).encode())
+        print("acked %d" % i, flush=True)
+    client.close()
+
+
+def scenario_consume_fixed():
+    """Consume topic ARGS[0] with subscription ARGS[1] until idle; print what arrived."""
+    client = new_client()
+    consumer = client.subscribe(ARGS[0], ARGS[1], initial_position=pulsar.InitialPosition.Earliest)
+    limit = int(ARGS[2]) if len(ARGS) > 2 else 1 << 30
+    got = []
+    while len(got) < limit:
+        try:
+            m = consumer.receive(timeout_millis=3000)
+        except pulsar.Timeout:
+            break
+        got.append(int(m.data().decode()[2:]))
+        consumer.acknowledge(m)
+    consumer.close()
+    print(json.dumps(got))
+    client.close()
+
+
+globals()["scenario_" + SCENARIO]()

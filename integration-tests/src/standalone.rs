@@ -1,0 +1,94 @@
+//! A `magnetar standalone` process on ephemeral ports, and the official Python client
+//! (from the `.venv` that `scripts/setup.sh` creates) to drive it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::process::{ServerProcess, ready_field};
+
+/// A standalone process (broker + bookie + embedded metadata) over one data directory.
+#[derive(Debug)]
+pub struct StandaloneProcess {
+    data_dir: PathBuf,
+    log: PathBuf,
+    proc: Option<ServerProcess>,
+    /// `pulsar://host:port` of the running process.
+    pub service_url: String,
+    /// `http://host:port` of the running process.
+    pub http_url: String,
+}
+
+impl StandaloneProcess {
+    /// Starts a standalone storing under `dir`.
+    pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        let mut s = StandaloneProcess {
+            data_dir: dir.join("data"),
+            log: dir.join("standalone.log"),
+            proc: None,
+            service_url: String::new(),
+            http_url: String::new(),
+        };
+        s.restart()?;
+        Ok(s)
+    }
+
+    /// Starts it again on the same data (after a kill).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let mut cmd = Command::new(crate::bin::magnetar());
+        cmd.arg("standalone")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--bind", "127.0.0.1:0", "--http-bind", "127.0.0.1:0"])
+            .env("MAGNETAR_LOG", "info");
+        let p = ServerProcess::spawn(cmd, &self.log, Duration::from_secs(60))?;
+        self.service_url = ready_field(&p.ready_line, "service").unwrap_or_default();
+        self.http_url = ready_field(&p.ready_line, "http").unwrap_or_default();
+        self.proc = Some(p);
+        Ok(())
+    }
+
+    /// SIGKILL.
+    pub fn kill9(&mut self) {
+        if let Some(p) = self.proc.take() {
+            p.kill9();
+        }
+    }
+
+    /// The log file.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+}
+
+/// The Python interpreter of the project's virtualenv.
+pub fn python() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let py = root.join(".venv/bin/python");
+    assert!(
+        py.exists(),
+        "{} is missing: run scripts/setup.sh (it installs the pinned pulsar-client)",
+        py.display()
+    );
+    py
+}
+
+/// Path of a compatibility script.
+pub fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(name)
+}
+
+/// Runs a scenario of `python/compat.py` against `url` and returns its output.
+pub fn run_scenario(url: &str, scenario: &str, args: &[&str]) -> Output {
+    Command::new(python())
+        .arg(script("compat.py"))
+        .arg(url)
+        .arg(scenario)
+        .args(args)
+        .output()
+        .expect("run python")
+}
