@@ -10,6 +10,9 @@ set -euo pipefail
 need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+# The Rust `pulsar` crate (a compatibility-test peer) links the system OpenSSL.
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
 
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}" >&2

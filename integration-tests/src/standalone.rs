@@ -92,3 +92,42 @@ pub fn run_scenario(url: &str, scenario: &str, args: &[&str]) -> Output {
         .output()
         .expect("run python")
 }
+
+/// A `magnetar broker` process against a cluster's etcd.
+#[derive(Debug)]
+pub struct BrokerProcess {
+    proc: Option<ServerProcess>,
+    /// `pulsar://host:port` of the running process.
+    pub service_url: String,
+}
+
+impl BrokerProcess {
+    /// Starts a broker with ledgers of quorums (E, Qw, Qa), logging to `log`.
+    pub fn start(
+        meta_url: &str,
+        quorums: (usize, usize, usize),
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(crate::bin::magnetar());
+        cmd.arg("broker")
+            .args(["--meta-url", meta_url])
+            .args(["--bind", "127.0.0.1:0", "--http-bind", "127.0.0.1:0"])
+            .args(["--ensemble", &quorums.0.to_string()])
+            .args(["--write-quorum", &quorums.1.to_string()])
+            .args(["--ack-quorum", &quorums.2.to_string()])
+            .env("MAGNETAR_LOG", "info");
+        let p = ServerProcess::spawn(cmd, log, Duration::from_secs(60))?;
+        let service_url = ready_field(&p.ready_line, "service").unwrap_or_default();
+        Ok(BrokerProcess {
+            proc: Some(p),
+            service_url,
+        })
+    }
+
+    /// SIGKILL.
+    pub fn kill9(&mut self) {
+        if let Some(p) = self.proc.take() {
+            p.kill9();
+        }
+    }
+}

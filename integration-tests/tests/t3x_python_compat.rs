@@ -113,3 +113,74 @@ fn t34_sigkill_mid_stream_keeps_every_acked_message() {
         "the subscription did not resume after its last ack"
     );
 }
+
+/// A broker over three bookies with E=3, Qw=2, Qa=2; one bookie is SIGKILLed mid-stream and
+/// restarted. Writes stall while no ensemble can be formed, then resume; every message the
+/// producer saw acknowledged is consumed afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t35_bookie_sigkilled_under_a_broker_loses_no_acked_message() {
+    use integration_tests::TestCluster;
+    use integration_tests::standalone::BrokerProcess;
+
+    let mut cluster = TestCluster::start(3).await.unwrap();
+    let broker = BrokerProcess::start(
+        &cluster.meta_url(),
+        (3, 2, 2),
+        &cluster.dir().join("broker.log"),
+    )
+    .unwrap();
+    let topic = "persistent://public/default/replicated";
+    let mut producer = Command::new(python())
+        .arg(script("compat.py"))
+        .args([&broker.service_url, "produce_fixed", topic, "3000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<i64>();
+    let stdout = producer.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(n) = line.strip_prefix("acked ") {
+                let _ = tx.send(n.parse().unwrap());
+            }
+        }
+    });
+    let mut acked = -1i64;
+    while acked < 500 {
+        acked = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("producer progress");
+    }
+    cluster.bookies[1].kill9();
+    // Let the writer notice, then bring the bookie back.
+    while let Ok(n) = rx.recv_timeout(std::time::Duration::from_secs(2)) {
+        acked = n;
+    }
+    cluster.bookies[1].start().unwrap();
+    while let Ok(n) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        acked = n;
+        if acked == 2999 {
+            break;
+        }
+    }
+    let status = producer.wait().unwrap();
+    assert_eq!(acked, 2999, "the producer stopped at {acked} ({status})");
+    let out = check(
+        run_scenario(&broker.service_url, "consume_fixed", &[topic, "all"]),
+        "consume",
+    );
+    let got: Vec<i64> = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    let set: std::collections::BTreeSet<i64> = got.iter().copied().collect();
+    for i in 0..=acked {
+        assert!(set.contains(&i), "acknowledged message k-{i} lost");
+    }
+    let log = std::fs::read_to_string(cluster.dir().join("broker.log")).unwrap_or_default();
+    let interesting: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ensemble changed") || l.contains("recovered"))
+        .take(8)
+        .collect();
+    eprintln!("broker log during the outage:\n{}", interesting.join("\n"));
+    drop(broker);
+}

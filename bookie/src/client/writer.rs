@@ -480,9 +480,11 @@ impl WriterState {
             .collect();
         candidates.shuffle(&mut rand::rng());
         let Some(replacement) = candidates.pop() else {
+            // Every writable bookie is already in the ensemble (or down): no replacement.
+            let alive = self.ensemble.len() - 1;
             return self.fail_all(ClientError::NotEnoughBookies {
-                needed: self.e() + 1,
-                available: self.e().saturating_sub(1),
+                needed: self.e(),
+                available: alive,
             });
         };
         let first = (self.lac + 1) as u64;

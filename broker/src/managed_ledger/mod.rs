@@ -59,6 +59,8 @@ struct WriteState {
     info: ManagedLedgerInfo,
     version: Version,
     writer: Option<LedgerWriter>,
+    /// Set when an add to the current ledger failed: the next append replaces the ledger.
+    failed: Arc<std::sync::atomic::AtomicBool>,
     current: LedgerId,
     appended: u64,
     bytes: u64,
@@ -148,6 +150,7 @@ impl ManagedLedger {
                 info,
                 version,
                 writer: Some(writer),
+                failed: Arc::default(),
                 current,
                 appended: 0,
                 bytes: 0,
@@ -215,7 +218,9 @@ impl ManagedLedger {
         payload: Bytes,
     ) -> Result<impl std::future::Future<Output = Result<Position>> + use<>> {
         let mut w = self.write.lock().await;
-        if w.appended >= self.config.max_entries_per_ledger
+        if w.writer.is_none()
+            || w.failed.load(std::sync::atomic::Ordering::SeqCst)
+            || w.appended >= self.config.max_entries_per_ledger
             || w.bytes >= self.config.max_ledger_bytes
             || w.opened.elapsed() >= self.config.max_ledger_age
         {
@@ -224,12 +229,19 @@ impl ManagedLedger {
         let writer = w.writer.as_ref().ok_or(BrokerError::ShuttingDown)?;
         let pending: PendingAdd = writer.append(payload.clone()).await?;
         let ledger = w.current;
+        let failed = w.failed.clone();
         w.appended += 1;
         w.bytes += payload.len() as u64;
         drop(w);
         let me = self.clone();
         Ok(async move {
-            let entry = pending.await?;
+            let entry = match pending.await {
+                Ok(e) => e,
+                Err(e) => {
+                    failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return Err(e.into());
+                }
+            };
             let pos = Position::new(ledger, entry);
             me.cache
                 .lock()
@@ -247,10 +259,37 @@ impl ManagedLedger {
         })
     }
 
-    /// Closes the current ledger and starts a new one.
+    /// Closes the current ledger and starts a new one. A ledger whose writer failed is
+    /// closed by recovery instead (its end is decided by the bookies). If no new ledger can
+    /// be created (not enough bookies), appends fail until one can.
     async fn roll(&self, w: &mut WriteState) -> Result<()> {
-        if let Some(old) = w.writer.take() {
-            let m = old.close().await?;
+        let old_id = w.current;
+        let closing = w.writer.take();
+        let closed = match closing {
+            Some(old) if !w.failed.load(std::sync::atomic::Ordering::SeqCst) => {
+                match old.close().await {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        tracing::warn!(topic = self.name, ledger = %old_id, error = %e, "close failed; recovering the ledger");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let closed = match closed {
+            Some(m) => Some(m),
+            None if w
+                .info
+                .ledgers
+                .iter()
+                .any(|l| l.ledger_id == old_id.0 && l.entries == 0) =>
+            {
+                Some(self.client.recover(old_id, b"").await?)
+            }
+            None => None,
+        };
+        if let Some(m) = closed {
             let entries = (m.last_entry_id + 1) as u64;
             if let Some(e) = w
                 .info
@@ -261,11 +300,9 @@ impl ManagedLedger {
                 e.entries = entries;
                 e.size = m.length;
             }
-            if entries > 0 {
-                self.ledgers
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((LedgerId(m.ledger_id), entries));
+            let mut closed = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
+            if entries > 0 && !closed.iter().any(|(l, _)| l.0 == m.ledger_id) {
+                closed.push((LedgerId(m.ledger_id), entries));
             }
         }
         let (writer, info, version) = Self::new_ledger(
@@ -281,6 +318,7 @@ impl ManagedLedger {
         tracing::debug!(topic = self.name, ledger = %writer.id(), "managed ledger rolled over");
         w.current = writer.id();
         w.writer = Some(writer);
+        w.failed = Arc::default();
         w.info = info;
         w.version = version;
         w.appended = 0;
