@@ -27,6 +27,8 @@ pub struct Cursor {
     pub mark_delete: Option<Position>,
     /// Acknowledged entries after `mark_delete`.
     pub acked: BTreeSet<Position>,
+    /// Mark-delete as of the last successful flush.
+    pub persisted_mark_delete: Option<Position>,
     version: Option<Version>,
     /// Mutations so far, and how many the persisted copy includes.
     changes: u64,
@@ -40,13 +42,7 @@ pub struct Snapshot {
     info: CursorInfo,
     condition: PutCondition,
     changes: u64,
-}
-
-impl Snapshot {
-    /// The mutation count it includes.
-    pub fn changes_count(&self) -> u64 {
-        self.changes
-    }
+    mark_delete: Option<Position>,
 }
 
 fn to_info(p: Position) -> PositionInfo {
@@ -71,8 +67,10 @@ impl Cursor {
         match store.get(&key).await? {
             Some(kv) => {
                 let info: CursorInfo = decode(&key, &kv.value)?;
+                let mark = info.mark_delete.as_ref().map(from_info);
                 Ok(Cursor {
-                    mark_delete: info.mark_delete.as_ref().map(from_info),
+                    persisted_mark_delete: mark,
+                    mark_delete: mark,
                     acked: info.individually_acked.iter().map(from_info).collect(),
                     key,
                     version: Some(kv.version),
@@ -83,6 +81,7 @@ impl Cursor {
             None => {
                 let mut c = Cursor {
                     key,
+                    persisted_mark_delete: None,
                     mark_delete: initial,
                     acked: BTreeSet::new(),
                     version: None,
@@ -91,7 +90,7 @@ impl Cursor {
                 };
                 if let Some(snap) = c.snapshot() {
                     let v = Self::write(store, &snap).await?;
-                    c.flushed(v, snap.changes);
+                    c.flushed(v, &snap);
                 }
                 Ok(c)
             }
@@ -151,6 +150,7 @@ impl Cursor {
                 .version
                 .map_or(PutCondition::Absent, PutCondition::Version),
             changes: self.changes,
+            mark_delete: self.mark_delete,
         })
     }
 
@@ -169,10 +169,11 @@ impl Cursor {
         }
     }
 
-    /// Records that the snapshot with `changes` was written at `version`.
-    pub fn flushed(&mut self, version: Version, changes: u64) {
+    /// Records that `snap` was written at `version`.
+    pub fn flushed(&mut self, version: Version, snap: &Snapshot) {
         self.version = Some(version);
-        self.flushed = self.flushed.max(changes);
+        self.flushed = self.flushed.max(snap.changes);
+        self.persisted_mark_delete = snap.mark_delete;
     }
 
     /// The cursor's metadata key.

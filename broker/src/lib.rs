@@ -7,7 +7,8 @@
 //! - [`managed_ledger`]: the ledger list (CAS), rollover, recovery of a previous owner's
 //!   ledgers, the entry cache;
 //! - [`cursor`] and [`subscription`]: durable acknowledgement state and dispatch;
-//! - [`server`]: listeners, HTTP, shutdown.
+//! - [`server`]: listeners, HTTP, shutdown; [`stats`]: Pulsar-named rates and backlogs, and
+//!   trimming of consumed ledgers.
 //!
 //! Publish path: SEND → checksum verified → appended to the open ledger (payload stored byte
 //! for byte) → durable at Qa → SEND_RECEIPT `ledger:entry`. Consume path: the subscription's
@@ -21,6 +22,7 @@ pub mod managed_ledger;
 pub mod protocol;
 pub mod server;
 pub mod service;
+pub mod stats;
 pub mod subscription;
 pub mod topic;
 

@@ -66,6 +66,10 @@ pub fn start(
             }
         }
     }));
+    tasks.push(tokio::spawn(crate::stats::run(
+        service.clone(),
+        stop.clone(),
+    )));
     let app = Router::new()
         .route("/status", get(|| async { "OK\n" }))
         .route(

@@ -98,6 +98,16 @@ impl BrokerService {
         Ok(topic.clone())
     }
 
+    /// Every topic loaded so far.
+    pub fn loaded_topics(&self) -> Vec<Arc<Topic>> {
+        self.topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter_map(|c| c.get().cloned())
+            .collect()
+    }
+
     /// Closes every loaded topic: cursors persisted, open ledgers closed.
     pub async fn close(&self) {
         let cells: Vec<_> = self

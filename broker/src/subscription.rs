@@ -205,6 +205,12 @@ impl Subscription {
         self.state().cursor.mark_delete
     }
 
+    /// The mark-delete position as last persisted: only that may trim ledgers (an ack that
+    /// was not yet flushed could still be redelivered after a crash).
+    pub fn persisted_mark_delete(&self) -> Option<Position> {
+        self.state().cursor.persisted_mark_delete
+    }
+
     /// Persists the cursor now (if it changed). Acks keep flowing while it is written.
     pub async fn flush(&self) -> Result<()> {
         let _one_at_a_time = self.flush_lock.lock().await;
@@ -212,7 +218,7 @@ impl Subscription {
             return Ok(());
         };
         let version = Cursor::write(&self.store, &snap).await?;
-        self.state().cursor.flushed(version, snap.changes_count());
+        self.state().cursor.flushed(version, &snap);
         Ok(())
     }
 
@@ -313,8 +319,8 @@ impl Subscription {
             .send(buf.freeze())
             .await
             .map_err(|_| BrokerError::NotFound("consumer connection closed".into()))?;
-        metrics::counter!("pulsar_out_messages_total").increment(messages as u64);
-        metrics::counter!("pulsar_out_bytes_total").increment(payload.len() as u64);
+        crate::stats::OUT_MESSAGES.fetch_add(messages as u64, Ordering::Relaxed);
+        crate::stats::OUT_BYTES.fetch_add(payload.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 }

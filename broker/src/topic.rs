@@ -78,6 +78,30 @@ impl Topic {
         Ok(())
     }
 
+    /// (subscription, backlog in entries) for every subscription.
+    pub async fn backlogs(&self) -> Vec<(String, u64)> {
+        let subs = self.subscriptions.lock().await;
+        subs.iter()
+            .map(|(name, s)| (name.clone(), self.ml.entries_after(s.mark_delete())))
+            .collect()
+    }
+
+    /// Deletes ledgers every subscription has consumed (with no subscription, nothing is
+    /// trimmed: retention policies will decide that).
+    pub async fn trim(&self) -> Result<usize> {
+        let marks: Vec<Option<Position>> = {
+            let subs = self.subscriptions.lock().await;
+            subs.values().map(|s| s.persisted_mark_delete()).collect()
+        };
+        if marks.is_empty() || marks.iter().any(Option::is_none) {
+            return Ok(0);
+        }
+        let Some(min) = marks.into_iter().flatten().min() else {
+            return Ok(0);
+        };
+        self.ml.trim_before(min).await
+    }
+
     /// Persists every cursor and closes the open ledger (graceful shutdown).
     pub async fn close(&self) -> Result<()> {
         let subs: Vec<_> = self.subscriptions.lock().await.values().cloned().collect();

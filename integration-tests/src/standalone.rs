@@ -17,17 +17,27 @@ pub struct StandaloneProcess {
     pub service_url: String,
     /// `http://host:port` of the running process.
     pub http_url: String,
+    env: Vec<(String, String)>,
 }
 
 impl StandaloneProcess {
     /// Starts a standalone storing under `dir`.
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(dir, &[])
+    }
+
+    /// Like [`StandaloneProcess::start`], with extra `MAGNETAR_*` settings.
+    pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let mut s = StandaloneProcess {
             data_dir: dir.join("data"),
             log: dir.join("standalone.log"),
             proc: None,
             service_url: String::new(),
             http_url: String::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.restart()?;
         Ok(s)
@@ -40,7 +50,8 @@ impl StandaloneProcess {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--bind", "127.0.0.1:0", "--http-bind", "127.0.0.1:0"])
-            .env("MAGNETAR_LOG", "info");
+            .env("MAGNETAR_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let p = ServerProcess::spawn(cmd, &self.log, Duration::from_secs(60))?;
         self.service_url = ready_field(&p.ready_line, "service").unwrap_or_default();
         self.http_url = ready_field(&p.ready_line, "http").unwrap_or_default();
@@ -58,6 +69,11 @@ impl StandaloneProcess {
     /// The log file.
     pub fn log(&self) -> &Path {
         &self.log
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 }
 

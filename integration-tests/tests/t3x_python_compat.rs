@@ -184,3 +184,91 @@ async fn t35_bookie_sigkilled_under_a_broker_loses_no_acked_message() {
     eprintln!("broker log during the outage:\n{}", interesting.join("\n"));
     drop(broker);
 }
+
+/// Ledgers every subscription has consumed are deleted (their files vanish from the bookie);
+/// the broker exposes Pulsar's metric names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t36_consumed_ledgers_are_trimmed_and_metrics_exposed() {
+    let dir = KeptDir::new("t36-");
+    let sa = StandaloneProcess::start_with(
+        &dir.path(),
+        &[("MAGNETAR_MANAGED_LEDGER__MAX_ENTRIES_PER_LEDGER", "100")],
+    )
+    .unwrap();
+    let topic = "persistent://public/default/trimmed";
+    // The subscription exists before the messages, so it covers all of them.
+    check(
+        run_scenario(&sa.service_url, "consume_fixed", &[topic, "s", "0"]),
+        "subscribe",
+    );
+    let out = Command::new(python())
+        .arg(script("compat.py"))
+        .args([&sa.service_url, "produce_fixed", topic, "550"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = check(
+        run_scenario(&sa.service_url, "consume_fixed", &[topic, "s"]),
+        "consume",
+    );
+    let got: Vec<i64> = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(got.len(), 550);
+    let log = sa.log().to_owned();
+    integration_tests::wait_for(
+        "consumed ledgers to be trimmed",
+        std::time::Duration::from_secs(60),
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            async move { text.contains("trimmed consumed ledgers").then_some(()) }
+        },
+    )
+    .await;
+    // The bookie dropped them too (its ledger count is refreshed at each checkpoint).
+    let url = format!("{}/metrics", sa.http_url);
+    let metrics = integration_tests::wait_for(
+        "the bookie to hold at most 2 ledgers",
+        std::time::Duration::from_secs(60),
+        || {
+            let url = url.clone();
+            async move {
+                let m = reqwest_lite(&url).await;
+                let n: f64 = m
+                    .lines()
+                    .find_map(|l| l.strip_prefix("bookie_ledgers "))
+                    .and_then(|v| v.trim().parse().ok())?;
+                (n <= 2.0).then_some(m)
+            }
+        },
+    )
+    .await;
+    for name in [
+        "pulsar_rate_in",
+        "pulsar_rate_out",
+        "pulsar_throughput_in",
+        "pulsar_msg_backlog",
+        "pulsar_storage_write_latency",
+        "bookie_journal_fsync_seconds",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    let status = reqwest_lite(&format!("{}/status", sa.http_url)).await;
+    assert!(status.contains("OK"));
+}
+
+/// A minimal HTTP GET (body only) without pulling in an HTTP client crate.
+async fn reqwest_lite(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    s.write_all(
+        format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}

@@ -380,6 +380,92 @@ impl ManagedLedger {
             .or(Some(Position::new(last.ledger, EntryId(0))))
     }
 
+    /// Entries after `mark` (everything for `None`) up to the last durable one: a
+    /// subscription's backlog in entries.
+    pub fn entries_after(&self, mark: Option<Position>) -> u64 {
+        let Some(last) = self.last_position() else {
+            return 0;
+        };
+        let mut ledgers = self
+            .ledgers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if !ledgers.iter().any(|(l, _)| *l == last.ledger) {
+            ledgers.push((last.ledger, last.entry.0 + 1));
+        }
+        ledgers
+            .iter()
+            .map(|(l, n)| match mark {
+                None => *n,
+                Some(m) if *l < m.ledger => 0,
+                Some(m) if *l == m.ledger => n.saturating_sub(m.entry.0 + 1),
+                Some(_) => *n,
+            })
+            .sum()
+    }
+
+    /// Removes closed ledgers wholly at or before `mark` (every subscription has consumed
+    /// them) from the list — CAS, then deletes them from the bookies. Returns how many went.
+    pub async fn trim_before(&self, mark: Position) -> Result<usize> {
+        let mut w = self.write.lock().await;
+        let doomed: Vec<LedgerId> = {
+            let closed = self.ledgers.lock().unwrap_or_else(|e| e.into_inner());
+            closed
+                .iter()
+                .filter(|(l, n)| *l < mark.ledger || (*l == mark.ledger && mark.entry.0 + 1 >= *n))
+                .filter(|(l, _)| *l != w.current)
+                .map(|(l, _)| *l)
+                .collect()
+        };
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let mut info = w.info.clone();
+        info.ledgers
+            .retain(|l| !doomed.contains(&LedgerId(l.ledger_id)));
+        let mut rec = info.clone();
+        match self
+            .store
+            .put(
+                &self.key,
+                encode(&mut rec),
+                PutCondition::Version(w.version),
+                None,
+            )
+            .await
+        {
+            Ok(v) => {
+                w.info = info;
+                w.version = v;
+            }
+            Err(MetaError::BadVersion { .. }) => {
+                return Err(BrokerError::NotOwner(self.name.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        drop(w);
+        self.ledgers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(l, _)| !doomed.contains(l));
+        for id in &doomed {
+            self.readers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(id);
+            if let Err(e) = self.client.delete(*id).await {
+                tracing::warn!(topic = self.name, ledger = %id, error = %e, "could not delete a trimmed ledger");
+            }
+        }
+        tracing::info!(
+            topic = self.name,
+            ledgers = doomed.len(),
+            "trimmed consumed ledgers"
+        );
+        Ok(doomed.len())
+    }
+
     /// Reads the entry at `p`: cache first, then bookies.
     pub async fn read(&self, p: Position) -> Result<Bytes> {
         if let Some(b) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(p) {

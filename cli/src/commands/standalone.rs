@@ -26,6 +26,13 @@ pub struct StandaloneArgs {
     /// Host clients are told to connect to; default: the host of --bind.
     #[arg(long)]
     advertised_address: Option<String>,
+    /// Roll a topic's ledger over after this many entries.
+    #[arg(
+        long,
+        env = "MAGNETAR_MANAGED_LEDGER__MAX_ENTRIES_PER_LEDGER",
+        default_value_t = 50_000
+    )]
+    max_entries_per_ledger: u64,
 }
 
 /// Flags of `magnetar broker`.
@@ -56,6 +63,13 @@ pub struct BrokerArgs {
     /// Ack quorum of new ledgers.
     #[arg(long, env = "MAGNETAR_MANAGED_LEDGER__ACK_QUORUM", default_value_t = 2)]
     ack_quorum: usize,
+    /// Roll a topic's ledger over after this many entries.
+    #[arg(
+        long,
+        env = "MAGNETAR_MANAGED_LEDGER__MAX_ENTRIES_PER_LEDGER",
+        default_value_t = 50_000
+    )]
+    max_entries_per_ledger: u64,
 }
 
 fn advertised(bind: &std::net::SocketAddr, flag: &Option<String>) -> anyhow::Result<String> {
@@ -129,6 +143,7 @@ pub fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
             ensemble: 1,
             write_quorum: 1,
             ack_quorum: 1,
+            max_entries_per_ledger: args.max_entries_per_ledger.max(1),
             ..ManagedLedgerConfig::default()
         };
         let broker = serve_broker(
@@ -164,6 +179,7 @@ pub fn broker(args: BrokerArgs) -> anyhow::Result<()> {
             ensemble: args.ensemble,
             write_quorum: args.write_quorum,
             ack_quorum: args.ack_quorum,
+            max_entries_per_ledger: args.max_entries_per_ledger.max(1),
             ..ManagedLedgerConfig::default()
         };
         bookie::client::distribution::check_quorums(ml.ensemble, ml.write_quorum, ml.ack_quorum)

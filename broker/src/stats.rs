@@ -1,0 +1,54 @@
+//! Broker-wide rates and backlogs under the names Pulsar dashboards expect:
+//! `pulsar_rate_in` / `pulsar_rate_out` (msg/s), `pulsar_throughput_in` /
+//! `pulsar_throughput_out` (bytes/s), `pulsar_msg_backlog{topic,subscription}` (entries),
+//! next to the `pulsar_storage_write_latency_seconds` histogram the send path records.
+//! Also where consumed ledgers get trimmed, on the same period.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::service::BrokerService;
+
+/// Messages published (receipted).
+pub static IN_MESSAGES: AtomicU64 = AtomicU64::new(0);
+/// Bytes published.
+pub static IN_BYTES: AtomicU64 = AtomicU64::new(0);
+/// Messages dispatched.
+pub static OUT_MESSAGES: AtomicU64 = AtomicU64::new(0);
+/// Bytes dispatched.
+pub static OUT_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// How often rates, backlogs and trimming are updated.
+pub const PERIOD: Duration = Duration::from_secs(5);
+
+/// Updates the gauges and trims consumed ledgers every [`PERIOD`] until `stop`.
+pub async fn run(service: Arc<BrokerService>, stop: CancellationToken) {
+    let mut last = (Instant::now(), [0u64; 4]);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(PERIOD) => {}
+        }
+        let now =
+            [&IN_MESSAGES, &IN_BYTES, &OUT_MESSAGES, &OUT_BYTES].map(|c| c.load(Ordering::Relaxed));
+        let secs = last.0.elapsed().as_secs_f64().max(1e-3);
+        let rate = |i: usize| (now[i] - last.1[i]) as f64 / secs;
+        metrics::gauge!("pulsar_rate_in").set(rate(0));
+        metrics::gauge!("pulsar_throughput_in").set(rate(1));
+        metrics::gauge!("pulsar_rate_out").set(rate(2));
+        metrics::gauge!("pulsar_throughput_out").set(rate(3));
+        last = (Instant::now(), now);
+        for topic in service.loaded_topics() {
+            for (sub, backlog) in topic.backlogs().await {
+                metrics::gauge!("pulsar_msg_backlog", "topic" => topic.name.clone(), "subscription" => sub)
+                    .set(backlog as f64);
+            }
+            if let Err(e) = topic.trim().await {
+                tracing::warn!(topic = topic.name, error = %e, "trimming failed");
+            }
+        }
+    }
+}
