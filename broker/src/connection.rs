@@ -137,10 +137,11 @@ impl Connection {
     /// Detaches everything this connection created.
     async fn cleanup(&mut self) {
         for (id, c) in self.consumers.drain() {
-            if c.subscription.remove_consumer((self.id, id))
-                && let Err(e) = c.subscription.flush().await
-            {
-                tracing::warn!(error = %e, "cursor flush on disconnect failed");
+            if c.subscription.remove_consumer((self.id, id)) {
+                if let Err(e) = c.subscription.flush().await {
+                    tracing::warn!(error = %e, "cursor flush on disconnect failed");
+                }
+                c.topic.release(&c.subscription.name).await;
             }
         }
         self.producers.clear();

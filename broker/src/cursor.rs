@@ -97,6 +97,25 @@ impl Cursor {
         }
     }
 
+    /// A cursor that lives only in memory (a reader's non-durable subscription): never
+    /// persisted, gone when its consumer leaves.
+    pub fn in_memory(initial: Option<Position>) -> Self {
+        Cursor {
+            key: String::new(),
+            mark_delete: initial,
+            acked: BTreeSet::new(),
+            persisted_mark_delete: initial,
+            version: None,
+            changes: 0,
+            flushed: 0,
+        }
+    }
+
+    /// Whether the cursor is persisted.
+    pub fn is_durable(&self) -> bool {
+        !self.key.is_empty()
+    }
+
     /// Whether `p` is acknowledged.
     pub fn is_acked(&self, p: Position) -> bool {
         self.mark_delete.is_some_and(|m| p <= m) || self.acked.contains(&p)
@@ -136,7 +155,7 @@ impl Cursor {
 
     /// The state to persist, if it changed since the last flush.
     pub fn snapshot(&self) -> Option<Snapshot> {
-        if self.changes == self.flushed {
+        if self.changes == self.flushed || !self.is_durable() {
             return None;
         }
         Some(Snapshot {

@@ -208,7 +208,18 @@ impl Subscription {
     /// The mark-delete position as last persisted: only that may trim ledgers (an ack that
     /// was not yet flushed could still be redelivered after a crash).
     pub fn persisted_mark_delete(&self) -> Option<Position> {
-        self.state().cursor.persisted_mark_delete
+        let st = self.state();
+        if st.cursor.is_durable() {
+            st.cursor.persisted_mark_delete
+        } else {
+            // A live reader holds back trimming at where it is.
+            st.cursor.mark_delete
+        }
+    }
+
+    /// Whether the subscription outlives its consumers.
+    pub fn is_durable(&self) -> bool {
+        self.state().cursor.is_durable()
     }
 
     /// Persists the cursor now (if it changed). Acks keep flowing while it is written.
@@ -232,13 +243,16 @@ impl Subscription {
     /// Deletes the subscription's cursor.
     pub async fn delete(&self) -> Result<()> {
         let _one_at_a_time = self.flush_lock.lock().await;
-        let key = {
+        let (key, durable) = {
             let mut st = self.state();
             st.closed = true;
-            st.cursor.key().to_owned()
+            (st.cursor.key().to_owned(), st.cursor.is_durable())
         };
         self.wake.notify_one();
-        Cursor::delete_key(&self.store, &key).await
+        if durable {
+            Cursor::delete_key(&self.store, &key).await?;
+        }
+        Ok(())
     }
 
     /// Picks the next entry and consumer, recording the dispatch before any I/O.

@@ -13,6 +13,19 @@ use crate::managed_ledger::ManagedLedger;
 use crate::protocol::pb::command_subscribe::{InitialPosition, SubType};
 use crate::subscription::Subscription;
 
+/// A mark-delete position just before `p`, so delivery starts at `p`: the last entry of the
+/// ledger before it when `p` opens a ledger (the managed ledger resolves the next position).
+fn before(p: Position) -> Option<Position> {
+    match p.entry.0.checked_sub(1) {
+        Some(e) => Some(Position::new(p.ledger, common::EntryId(e))),
+        None if p.ledger.0 == 0 => None,
+        None => Some(Position::new(
+            common::LedgerId(p.ledger.0 - 1),
+            common::EntryId(u64::MAX),
+        )),
+    }
+}
+
 /// One loaded topic.
 #[derive(Debug)]
 pub struct Topic {
@@ -47,26 +60,49 @@ impl Topic {
         format!("{prefix}-{}", *n)
     }
 
-    /// The subscription `name`, created (with its durable cursor) if new.
+    /// The subscription `name`, created (with its durable cursor) if new. A non-durable one
+    /// (a reader's) starts at `start` (inclusive; `None`: the initial position) and keeps its
+    /// cursor in memory.
     pub async fn subscription(
         &self,
         name: &str,
         sub_type: SubType,
         initial: InitialPosition,
+        durable: bool,
+        start: Option<Position>,
     ) -> Result<Arc<Subscription>> {
         let mut subs = self.subscriptions.lock().await;
         if let Some(s) = subs.get(name) {
             return Ok(s.clone());
         }
-        let start: Option<Position> = match initial {
+        let initial: Option<Position> = match initial {
             InitialPosition::Earliest => None,
             InitialPosition::Latest => self.ml.last_position(),
         };
-        let key = self.keys.cursor(&self.name, name);
-        let cursor = Cursor::load_or_create(self.ml.store(), key, start).await?;
+        let cursor = if durable {
+            let key = self.keys.cursor(&self.name, name);
+            Cursor::load_or_create(self.ml.store(), key, initial).await?
+        } else {
+            Cursor::in_memory(start.map(before).unwrap_or(initial))
+        };
         let sub = Subscription::start(name.to_owned(), sub_type, self.ml.clone(), cursor);
         subs.insert(name.to_owned(), sub.clone());
         Ok(sub)
+    }
+
+    /// Drops a non-durable subscription once its last consumer left.
+    pub async fn release(&self, name: &str) {
+        let mut subs = self.subscriptions.lock().await;
+        if let Some(s) = subs.get(name)
+            && !s.is_durable()
+            && !s.has_consumers()
+        {
+            let s = subs.remove(name);
+            drop(subs);
+            if let Some(s) = s {
+                let _ = s.delete().await;
+            }
+        }
     }
 
     /// Removes a subscription and its cursor.

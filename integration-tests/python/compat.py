@@ -176,4 +176,26 @@ def scenario_consume_fixed():
     client.close()
 
 
+def scenario_reader():
+    client = new_client()
+    t = topic()
+    producer = client.create_producer(t, batching_enabled=False)
+    ids = [producer.send(("r-%d" % i).encode()) for i in range(20)]
+    reader = client.create_reader(t, pulsar.MessageId.earliest)
+    got = []
+    while reader.has_message_available():
+        got.append(reader.read_next(timeout_millis=5000).data().decode())
+    assert got == ["r-%d" % i for i in range(20)], got
+    reader.close()
+    reader = client.create_reader(t, ids[10], start_message_id_inclusive=True)
+    first = reader.read_next(timeout_millis=5000).data().decode()
+    assert first == "r-10", first
+    reader.close()
+    latest = client.create_reader(t, pulsar.MessageId.latest)
+    assert not latest.has_message_available()
+    producer.send(b"r-new")
+    assert latest.read_next(timeout_millis=5000).data() == b"r-new"
+    client.close()
+
+
 globals()["scenario_" + SCENARIO]()

@@ -41,6 +41,13 @@ fn t32_shared_and_exclusive_subscriptions() {
 }
 
 #[test]
+fn t38_readers_from_earliest_a_message_id_and_latest() {
+    let dir = KeptDir::new("t38-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    check(run_scenario(&sa.service_url, "reader", &[]), "reader");
+}
+
+#[test]
 fn t33_individual_and_cumulative_acks_and_redelivery() {
     let dir = KeptDir::new("t33-");
     let sa = StandaloneProcess::start(&dir.path()).unwrap();

@@ -13,6 +13,7 @@ pub async fn handle(conn: &mut Connection, c: CommandCloseConsumer) -> Result<()
         if let Err(e) = cs.subscription.flush().await {
             tracing::warn!(error = %e, "cursor flush on consumer close failed");
         }
+        cs.topic.release(&cs.subscription.name).await;
     }
     conn.send(cmd::success(c.request_id)).await
 }

@@ -13,7 +13,7 @@ use crate::connection::Connection;
 use crate::error::{BrokerError, Result};
 use crate::protocol::cmd;
 use crate::protocol::frame::{encode, inspect_payload};
-use crate::protocol::pb::{CommandSend, ServerError};
+use crate::protocol::pb::CommandSend;
 
 /// A send waiting for durability: (sequence id, highest sequence id, append result).
 pub type PendingReceipt = (
@@ -35,14 +35,14 @@ pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes
     let highest = c.highest_sequence_id.unwrap_or(0).max(c.sequence_id);
     if let Err(e) = inspect_payload(&payload) {
         tracing::warn!(producer = p.name, error = %e, "rejecting a corrupt message");
-        return conn
-            .send(cmd::send_error(
-                c.producer_id,
-                c.sequence_id,
-                ServerError::ChecksumError,
-                e.to_string(),
-            ))
-            .await;
+        // Through the receipt queue, so the error keeps its place among the receipts.
+        let rejected: Pin<Box<dyn Future<Output = Result<Position>> + Send>> =
+            Box::pin(async { Err(BrokerError::Checksum) });
+        return p
+            .receipts
+            .send((c.sequence_id, highest, rejected))
+            .await
+            .map_err(|_| BrokerError::Protocol("producer closed".into()));
     }
     let messages = u64::from(c.num_messages.unwrap_or(1).max(1) as u32);
     let bytes = payload.len() as u64;

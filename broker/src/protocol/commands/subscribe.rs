@@ -3,6 +3,8 @@
 //! succeeds again.
 
 use std::sync::Arc;
+
+use common::{EntryId, LedgerId, Position};
 use std::sync::atomic::AtomicI64;
 
 use crate::connection::{Connection, ConsumerState};
@@ -28,7 +30,22 @@ pub async fn handle(conn: &mut Connection, c: CommandSubscribe) -> Result<()> {
         .unwrap_or(InitialPosition::Latest);
     let result = async {
         let topic = conn.service.topic(&c.topic).await?;
-        let sub = topic.subscription(&c.subscription, served, initial).await?;
+        // A reader: non-durable, from its start message id. Pulsar's "earliest" is -1:-1
+        // (u64::MAX on the wire) and "latest" i64::MAX: both mean "use the initial position".
+        let durable = c.durable.unwrap_or(true);
+        let start = c
+            .start_message_id
+            .as_ref()
+            .filter(|m| m.ledger_id < i64::MAX as u64)
+            .map(|m| Position::new(LedgerId(m.ledger_id), EntryId(m.entry_id)));
+        let initial = match &c.start_message_id {
+            Some(m) if m.ledger_id == u64::MAX => InitialPosition::Earliest,
+            Some(m) if m.ledger_id >= i64::MAX as u64 => InitialPosition::Latest,
+            _ => initial,
+        };
+        let sub = topic
+            .subscription(&c.subscription, served, initial, durable, start)
+            .await?;
         let handle = Arc::new(ConsumerHandle {
             key: (conn.id, c.consumer_id),
             consumer_id: c.consumer_id,

@@ -1,0 +1,166 @@
+//! t39: the broker's wire behaviour, byte by byte: CONNECT negotiation, a SEND with a bad
+//! checksum rejected with ChecksumError in sequence, a good one receipted, and a malformed
+//! frame closing only that connection.
+
+use std::time::Duration;
+
+use broker::protocol::frame::{self, build_payload, encode, encode_with_payload};
+use broker::protocol::pb::base_command::Type;
+use broker::protocol::pb::{self, BaseCommand, ServerError};
+use bytes::BytesMut;
+use integration_tests::process::KeptDir;
+use integration_tests::standalone::StandaloneProcess;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn read_frame(s: &mut TcpStream, buf: &mut BytesMut) -> Option<frame::Frame> {
+    loop {
+        match frame::decode(buf, 1 << 24) {
+            Ok(f) => return Some(f),
+            Err(frame::FrameError::Incomplete) => {}
+            Err(e) => panic!("bad frame from broker: {e}"),
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read_buf(buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+    }
+}
+
+async fn send(s: &mut TcpStream, c: &BaseCommand, payload: Option<&[u8]>) {
+    let mut out = BytesMut::new();
+    match payload {
+        Some(p) => encode_with_payload(c, p, &mut out),
+        None => encode(c, &mut out),
+    }
+    s.write_all(&out).await.unwrap();
+}
+
+fn base(t: Type) -> BaseCommand {
+    BaseCommand {
+        r#type: t as i32,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t39_wire_behaviour() {
+    let dir = KeptDir::new("t39-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let addr = sa.service_url.strip_prefix("pulsar://").unwrap().to_owned();
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    let mut buf = BytesMut::new();
+
+    let connect = BaseCommand {
+        connect: Some(pb::CommandConnect {
+            client_version: "raw-test".into(),
+            protocol_version: Some(21),
+            ..Default::default()
+        }),
+        ..base(Type::Connect)
+    };
+    send(&mut s, &connect, None).await;
+    let f = read_frame(&mut s, &mut buf).await.unwrap();
+    let connected = f.command.connected.expect("CONNECTED");
+    assert_eq!(
+        connected.protocol_version,
+        Some(19),
+        "min(client 21, broker 19)"
+    );
+    assert_eq!(connected.max_message_size, Some(5 << 20));
+
+    let producer = BaseCommand {
+        producer: Some(pb::CommandProducer {
+            topic: "raw".into(),
+            producer_id: 7,
+            request_id: 1,
+            ..Default::default()
+        }),
+        ..base(Type::Producer)
+    };
+    send(&mut s, &producer, None).await;
+    let f = read_frame(&mut s, &mut buf).await.unwrap();
+    assert!(
+        f.command
+            .producer_success
+            .unwrap()
+            .producer_name
+            .starts_with("magnetar-")
+    );
+
+    let meta = |seq| pb::MessageMetadata {
+        producer_name: "raw".into(),
+        sequence_id: seq,
+        publish_time: 1,
+        ..Default::default()
+    };
+    let send_cmd = |seq| BaseCommand {
+        send: Some(pb::CommandSend {
+            producer_id: 7,
+            sequence_id: seq,
+            ..Default::default()
+        }),
+        ..base(Type::Send)
+    };
+    let mut bad = BytesMut::from(&build_payload(&meta(0), b"corrupted")[..]);
+    let last = bad.len() - 1;
+    bad[last] ^= 0x55;
+    send(&mut s, &send_cmd(0), Some(&bad)).await;
+    send(
+        &mut s,
+        &send_cmd(1),
+        Some(&build_payload(&meta(1), b"fine")),
+    )
+    .await;
+    let f = read_frame(&mut s, &mut buf).await.unwrap();
+    let err = f.command.send_error.expect("SEND_ERROR first, in sequence");
+    assert_eq!(
+        (err.sequence_id, err.error),
+        (0, ServerError::ChecksumError as i32)
+    );
+    let f = read_frame(&mut s, &mut buf).await.unwrap();
+    let receipt = f.command.send_receipt.expect("SEND_RECEIPT");
+    assert_eq!(receipt.sequence_id, 1);
+    assert!(receipt.message_id.is_some());
+
+    // PING is answered.
+    send(
+        &mut s,
+        &BaseCommand {
+            ping: Some(pb::CommandPing {}),
+            ..base(Type::Ping)
+        },
+        None,
+    )
+    .await;
+    assert!(
+        read_frame(&mut s, &mut buf)
+            .await
+            .unwrap()
+            .command
+            .pong
+            .is_some()
+    );
+
+    // Garbage: a frame claiming 2 GiB closes this connection…
+    s.write_all(&[0x7f, 0xff, 0xff, 0xff, 0, 0]).await.unwrap();
+    assert!(
+        read_frame(&mut s, &mut buf).await.is_none(),
+        "connection left open"
+    );
+    // …and only this one.
+    let mut s2 = TcpStream::connect(&addr).await.unwrap();
+    let mut buf2 = BytesMut::new();
+    send(&mut s2, &connect, None).await;
+    assert!(
+        read_frame(&mut s2, &mut buf2)
+            .await
+            .unwrap()
+            .command
+            .connected
+            .is_some()
+    );
+}
