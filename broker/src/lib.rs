@@ -15,6 +15,7 @@
 //! dispatcher reads from the entry cache or bookies and sends MESSAGE while the consumer has
 //! permits; ACKs move the cursor, persisted by CAS at most once a second.
 
+pub mod config;
 pub mod connection;
 pub mod cursor;
 pub mod error;
@@ -26,5 +27,6 @@ pub mod stats;
 pub mod subscription;
 pub mod topic;
 
+pub use config::BrokerConfig;
 pub use error::{BrokerError, Result};
 pub use service::BrokerService;

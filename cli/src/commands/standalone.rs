@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bookie::client::{ClientConfig, LedgerClient};
-use broker::BrokerService;
 use broker::managed_ledger::ManagedLedgerConfig;
+use broker::{BrokerConfig, BrokerService};
 use meta::{EmbeddedOptions, EmbeddedStore, KeyLayout, MetadataStore};
 
 /// Flags of `magnetar standalone`.
@@ -26,50 +26,38 @@ pub struct StandaloneArgs {
     /// Host clients are told to connect to; default: the host of --bind.
     #[arg(long)]
     advertised_address: Option<String>,
-    /// Roll a topic's ledger over after this many entries.
-    #[arg(
-        long,
-        env = "MAGNETAR_MANAGED_LEDGER__MAX_ENTRIES_PER_LEDGER",
-        default_value_t = 50_000
-    )]
-    max_entries_per_ledger: u64,
+    /// Broker TOML config (see broker/config/broker.toml); quorums are forced to 1/1/1.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
-/// Flags of `magnetar broker`.
+/// Flags of `magnetar broker`; each overrides the config key named in its help.
 #[derive(Debug, clap::Args)]
 pub struct BrokerArgs {
-    /// Metadata store, `etcd://HOST:PORT[,HOST:PORT]`.
+    /// Metadata store, `etcd://HOST:PORT[,HOST:PORT]` (meta.url).
     #[arg(long, env = "MAGNETAR_META_URL")]
-    meta_url: String,
-    /// Pulsar protocol listen address; port 0 picks a free one.
-    #[arg(long, default_value = "127.0.0.1:6650")]
-    bind: String,
-    /// HTTP listen address.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    http_bind: String,
-    /// Host clients are told to connect to; default: the host of --bind.
+    meta_url: Option<String>,
+    /// Pulsar protocol listen address; port 0 picks a free one (bind).
+    #[arg(long)]
+    bind: Option<String>,
+    /// HTTP listen address (http_bind).
+    #[arg(long)]
+    http_bind: Option<String>,
+    /// Host clients are told to connect to (advertised_address).
     #[arg(long)]
     advertised_address: Option<String>,
-    /// Ensemble size of new ledgers.
-    #[arg(long, env = "MAGNETAR_MANAGED_LEDGER__ENSEMBLE", default_value_t = 2)]
-    ensemble: usize,
-    /// Write quorum of new ledgers.
-    #[arg(
-        long,
-        env = "MAGNETAR_MANAGED_LEDGER__WRITE_QUORUM",
-        default_value_t = 2
-    )]
-    write_quorum: usize,
-    /// Ack quorum of new ledgers.
-    #[arg(long, env = "MAGNETAR_MANAGED_LEDGER__ACK_QUORUM", default_value_t = 2)]
-    ack_quorum: usize,
-    /// Roll a topic's ledger over after this many entries.
-    #[arg(
-        long,
-        env = "MAGNETAR_MANAGED_LEDGER__MAX_ENTRIES_PER_LEDGER",
-        default_value_t = 50_000
-    )]
-    max_entries_per_ledger: u64,
+    /// Ensemble size of new ledgers (managed_ledger.ensemble).
+    #[arg(long)]
+    ensemble: Option<usize>,
+    /// Write quorum of new ledgers (managed_ledger.write_quorum).
+    #[arg(long)]
+    write_quorum: Option<usize>,
+    /// Ack quorum of new ledgers (managed_ledger.ack_quorum).
+    #[arg(long)]
+    ack_quorum: Option<usize>,
+    /// TOML config file; see broker/config/broker.toml for every key.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 fn advertised(bind: &std::net::SocketAddr, flag: &Option<String>) -> anyhow::Result<String> {
@@ -84,19 +72,18 @@ fn advertised(bind: &std::net::SocketAddr, flag: &Option<String>) -> anyhow::Res
 
 async fn serve_broker(
     store: Arc<dyn MetadataStore>,
+    config: &BrokerConfig,
     ml: ManagedLedgerConfig,
-    bind: &str,
-    http_bind: &str,
-    advertised_flag: &Option<String>,
     metrics: Option<common::telemetry::PrometheusHandle>,
     role: &str,
 ) -> anyhow::Result<broker::server::RunningBroker> {
-    let pulsar = broker::server::bind(bind, "bind").await?;
-    let http = broker::server::bind(http_bind, "http_bind").await?;
+    let pulsar = broker::server::bind(&config.bind, "bind").await?;
+    let http = broker::server::bind(&config.http_bind, "http_bind").await?;
     let addr = pulsar.local_addr()?;
-    let host = advertised(&addr, advertised_flag)?;
+    let flag = (!config.advertised_address.is_empty()).then(|| config.advertised_address.clone());
+    let host = advertised(&addr, &flag)?;
     let service_url = format!("pulsar://{host}:{}", addr.port());
-    let keys = KeyLayout::for_cluster(meta::keys::DEFAULT_CLUSTER);
+    let keys = KeyLayout::for_cluster(&config.meta.cluster);
     let client = LedgerClient::new(store.clone(), keys.clone(), ClientConfig::default());
     let service = Arc::new(BrokerService::new(
         store,
@@ -116,8 +103,25 @@ async fn serve_broker(
     Ok(running)
 }
 
+fn load_config(
+    file: Option<&std::path::Path>,
+    overrides: &[(&str, String)],
+) -> anyhow::Result<BrokerConfig> {
+    let config: BrokerConfig = common::config::load(file, std::env::vars(), overrides)?;
+    config.validate().map_err(|e| anyhow::anyhow!(e))?;
+    Ok(config)
+}
+
 /// Runs `magnetar standalone` until SIGTERM/SIGINT.
 pub fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
+    let mut overrides = vec![
+        ("bind", args.bind.clone()),
+        ("http_bind", args.http_bind.clone()),
+    ];
+    if let Some(a) = &args.advertised_address {
+        overrides.push(("advertised_address", a.clone()));
+    }
+    let config = load_config(args.config.as_deref(), &overrides)?;
     let metrics = common::telemetry::install_prometheus();
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
@@ -139,26 +143,16 @@ pub fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         bk.ledger_storage.dir = args.data_dir.join("bookie/ledgers");
         let bookie =
             bookie::server::start_with_store(bk, Some(store.clone()), metrics.clone()).await?;
+        // One bookie: every ledger lives on it.
         let ml = ManagedLedgerConfig {
             ensemble: 1,
             write_quorum: 1,
             ack_quorum: 1,
-            max_entries_per_ledger: args.max_entries_per_ledger.max(1),
-            ..ManagedLedgerConfig::default()
+            ..config.managed_ledger()
         };
-        let broker = serve_broker(
-            store,
-            ml,
-            &args.bind,
-            &args.http_bind,
-            &args.advertised_address,
-            metrics,
-            "standalone",
-        )
-        .await?;
+        let broker = serve_broker(store, &config, ml, metrics, "standalone").await?;
         let bookie_stop = tokio_util::sync::CancellationToken::new();
-        let stopping = bookie_stop.clone();
-        let bookie_task = tokio::spawn(bookie.run_until(stopping));
+        let bookie_task = tokio::spawn(bookie.run_until(bookie_stop.clone()));
         broker.run_until(shutdown).await;
         bookie_stop.cancel();
         bookie_task.await??;
@@ -168,32 +162,39 @@ pub fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
 
 /// Runs `magnetar broker` until SIGTERM/SIGINT.
 pub fn broker(args: BrokerArgs) -> anyhow::Result<()> {
+    let mut overrides: Vec<(&str, String)> = Vec::new();
+    for (key, v) in [
+        ("meta.url", &args.meta_url),
+        ("bind", &args.bind),
+        ("http_bind", &args.http_bind),
+        ("advertised_address", &args.advertised_address),
+    ] {
+        if let Some(v) = v {
+            overrides.push((key, v.clone()));
+        }
+    }
+    for (key, v) in [
+        ("managed_ledger.ensemble", args.ensemble),
+        ("managed_ledger.write_quorum", args.write_quorum),
+        ("managed_ledger.ack_quorum", args.ack_quorum),
+    ] {
+        if let Some(v) = v {
+            overrides.push((key, v.to_string()));
+        }
+    }
+    let config = load_config(args.config.as_deref(), &overrides)?;
+    if config.meta.url.is_empty() {
+        anyhow::bail!("`meta.url`: required (--meta-url etcd://HOST:PORT)");
+    }
     let metrics = common::telemetry::install_prometheus();
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let shutdown = super::shutdown_on_signals()?;
-        let meta::MetaUrl::Etcd(endpoints) = args.meta_url.parse::<meta::MetaUrl>()?;
+        let meta::MetaUrl::Etcd(endpoints) = config.meta.url.parse::<meta::MetaUrl>()?;
         let store: Arc<dyn MetadataStore> =
             Arc::new(meta::EtcdStore::connect(meta::EtcdOptions::new(endpoints)).await?);
-        let ml = ManagedLedgerConfig {
-            ensemble: args.ensemble,
-            write_quorum: args.write_quorum,
-            ack_quorum: args.ack_quorum,
-            max_entries_per_ledger: args.max_entries_per_ledger.max(1),
-            ..ManagedLedgerConfig::default()
-        };
-        bookie::client::distribution::check_quorums(ml.ensemble, ml.write_quorum, ml.ack_quorum)
-            .map_err(|e| anyhow::anyhow!("`managed_ledger`: {e}"))?;
-        let broker = serve_broker(
-            store,
-            ml,
-            &args.bind,
-            &args.http_bind,
-            &args.advertised_address,
-            metrics,
-            "broker",
-        )
-        .await?;
+        let broker =
+            serve_broker(store, &config, config.managed_ledger(), metrics, "broker").await?;
         broker.run_until(shutdown).await;
         Ok(())
     })

@@ -1,0 +1,132 @@
+//! The broker's configuration: `config/broker.toml` documents every key with its default and
+//! is compiled in; a test checks it equals [`BrokerConfig::default`].
+
+use std::time::Duration;
+
+use common::config::{ByteSize, duration};
+use serde::{Deserialize, Serialize};
+
+use crate::managed_ledger::ManagedLedgerConfig;
+
+/// The commented default configuration file.
+pub const DEFAULT_TOML: &str = include_str!("../config/broker.toml");
+
+/// Everything `magnetar broker` reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Pulsar protocol listen address.
+    pub bind: String,
+    /// HTTP listen address.
+    pub http_bind: String,
+    /// Host advertised to clients; empty = host of `bind`.
+    pub advertised_address: String,
+    /// Metadata store.
+    pub meta: MetaSection,
+    /// Managed ledgers.
+    pub managed_ledger: ManagedLedgerSection,
+}
+
+/// `[meta]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetaSection {
+    /// `etcd://HOST:PORT[,HOST:PORT]`.
+    pub url: String,
+    /// Cluster name.
+    pub cluster: String,
+}
+
+/// `[managed_ledger]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ManagedLedgerSection {
+    /// Ensemble size.
+    pub ensemble: usize,
+    /// Write quorum.
+    pub write_quorum: usize,
+    /// Ack quorum.
+    pub ack_quorum: usize,
+    /// Rollover by entries.
+    pub max_entries_per_ledger: u64,
+    /// Rollover by size.
+    pub max_ledger_size: ByteSize,
+    /// Rollover by age.
+    #[serde(with = "duration")]
+    pub max_ledger_age: Duration,
+    /// Entry cache memory.
+    pub cache_size: ByteSize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            bind: "127.0.0.1:6650".into(),
+            http_bind: "127.0.0.1:8080".into(),
+            advertised_address: String::new(),
+            meta: MetaSection::default(),
+            managed_ledger: ManagedLedgerSection::default(),
+        }
+    }
+}
+
+impl Default for MetaSection {
+    fn default() -> Self {
+        MetaSection {
+            url: String::new(),
+            cluster: meta::keys::DEFAULT_CLUSTER.into(),
+        }
+    }
+}
+
+impl Default for ManagedLedgerSection {
+    fn default() -> Self {
+        ManagedLedgerSection {
+            ensemble: 2,
+            write_quorum: 2,
+            ack_quorum: 2,
+            max_entries_per_ledger: 50_000,
+            max_ledger_size: ByteSize(1 << 30),
+            max_ledger_age: Duration::from_secs(4 * 3600),
+            cache_size: ByteSize(64 << 20),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Cross-field checks; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let m = &self.managed_ledger;
+        bookie::client::distribution::check_quorums(m.ensemble, m.write_quorum, m.ack_quorum)
+            .map_err(|e| format!("`managed_ledger`: {e}"))?;
+        if m.max_entries_per_ledger == 0 {
+            return Err("`managed_ledger.max_entries_per_ledger`: must be > 0".into());
+        }
+        Ok(())
+    }
+
+    /// The managed-ledger settings.
+    pub fn managed_ledger(&self) -> ManagedLedgerConfig {
+        let m = &self.managed_ledger;
+        ManagedLedgerConfig {
+            ensemble: m.ensemble,
+            write_quorum: m.write_quorum,
+            ack_quorum: m.ack_quorum,
+            max_entries_per_ledger: m.max_entries_per_ledger,
+            max_ledger_bytes: m.max_ledger_size.0,
+            max_ledger_age: m.max_ledger_age,
+            cache_bytes: m.cache_size.0 as usize,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_defaults_equal_code_defaults() {
+        let parsed: BrokerConfig = toml::from_str(DEFAULT_TOML).unwrap();
+        assert_eq!(parsed, BrokerConfig::default());
+    }
+}
