@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+# The process-level tests run the `magnetar` binary; build it up front (the harness would
+# otherwise build it from inside the first tests, against their time limit).
+cargo build -p cli --bin magnetar
 
 if cargo nextest --version >/dev/null 2>&1; then
   exec cargo nextest run --workspace --no-fail-fast "$@"
