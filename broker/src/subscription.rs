@@ -21,7 +21,7 @@ use crate::cursor::Cursor;
 use crate::error::{BrokerError, Result};
 use crate::managed_ledger::ManagedLedger;
 use crate::protocol::cmd;
-use crate::protocol::frame::{encode_with_payload, inspect_payload};
+use crate::protocol::frame::{self, encode_with_payload, inspect_payload};
 use crate::protocol::pb::command_subscribe::SubType;
 
 /// How often a dirty cursor is persisted.
@@ -40,6 +40,10 @@ pub struct ConsumerHandle {
     pub out: mpsc::Sender<Bytes>,
     /// Messages it may still receive.
     pub permits: AtomicI64,
+    /// Failover order: lower is preferred (then name).
+    pub priority: i32,
+    /// Protocol version of its connection (some commands need a minimum).
+    pub protocol_version: i32,
 }
 
 struct State {
@@ -110,7 +114,8 @@ impl Subscription {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a consumer; enforces the subscription type.
+    /// Adds a consumer; enforces the subscription type. Failover keeps consumers sorted by
+    /// (priority, name): the first is the active one.
     pub fn add_consumer(&self, c: Arc<ConsumerHandle>, sub_type: SubType) -> Result<()> {
         let mut st = self.state();
         if sub_type != self.sub_type && !st.consumers.is_empty() {
@@ -125,15 +130,52 @@ impl Subscription {
                 self.name
             )));
         }
+        let before = st.consumers.first().map(|c| c.key);
         st.consumers.push(c);
+        if self.sub_type == SubType::Failover {
+            st.consumers
+                .sort_by(|a, b| (a.priority, &a.name, a.key).cmp(&(b.priority, &b.name, b.key)));
+            self.failover_changed(&mut st, before);
+        }
         drop(st);
         self.wake.notify_one();
         Ok(())
     }
 
+    /// After the consumer list changed: if the active failover consumer is another one, its
+    /// predecessor's unacknowledged entries go to it, and every consumer is told whether it
+    /// is active (ACTIVE_CONSUMER_CHANGE).
+    fn failover_changed(&self, st: &mut State, before: Option<(u64, u64)>) {
+        let active = st.consumers.first().map(|c| c.key);
+        if self.sub_type != SubType::Failover || active == before {
+            return;
+        }
+        let moved: Vec<(Position, u32)> = st
+            .pending
+            .iter()
+            .filter(|(_, (k, _))| Some(*k) != active)
+            .map(|(p, (_, n))| (*p, *n))
+            .collect();
+        for (p, n) in moved {
+            st.pending.remove(&p);
+            st.redeliver.insert(p, n);
+        }
+        // ACTIVE_CONSUMER_CHANGE exists from protocol v12 on.
+        for c in st.consumers.iter().filter(|c| c.protocol_version >= 12) {
+            let mut buf = BytesMut::new();
+            frame::encode(
+                &cmd::active_consumer_change(c.consumer_id, Some(c.key) == active),
+                &mut buf,
+            );
+            // Advisory: a full queue only delays the client's listener callback.
+            let _ = c.out.try_send(buf.freeze());
+        }
+    }
+
     /// Removes a consumer; its unacknowledged entries go to the others.
     pub fn remove_consumer(&self, key: (u64, u64)) -> bool {
         let mut st = self.state();
+        let before = st.consumers.first().map(|c| c.key);
         st.consumers.retain(|c| c.key != key);
         let orphaned: Vec<(Position, u32)> = st
             .pending
@@ -145,6 +187,7 @@ impl Subscription {
             st.pending.remove(&p);
             st.redeliver.insert(p, n + 1);
         }
+        self.failover_changed(&mut st, before);
         let empty = st.consumers.is_empty();
         drop(st);
         self.wake.notify_one();
@@ -261,7 +304,11 @@ impl Subscription {
         if st.closed {
             return None;
         }
-        let n = st.consumers.len();
+        // Exclusive and Failover: only the first (active) consumer receives.
+        let n = match self.sub_type {
+            SubType::Shared | SubType::KeyShared => st.consumers.len(),
+            _ => st.consumers.len().min(1),
+        };
         let consumer = (0..n)
             .map(|i| (st.next_consumer + i) % n)
             .find(|i| st.consumers[*i].permits.load(Ordering::SeqCst) > 0)?;

@@ -176,6 +176,28 @@ def scenario_consume_fixed():
     client.close()
 
 
+def scenario_failover():
+    client = new_client()
+    t = topic()
+    c1 = client.subscribe(t, "fo", consumer_type=pulsar.ConsumerType.Failover, consumer_name="a",
+                          initial_position=pulsar.InitialPosition.Earliest)
+    c2 = client.subscribe(t, "fo", consumer_type=pulsar.ConsumerType.Failover, consumer_name="b")
+    producer = client.create_producer(t, batching_enabled=False)
+    for i in range(100):
+        producer.send(("f-%d" % i).encode())
+    first = drain(c1, 50)
+    assert first == ["f-%d" % i for i in range(50)], first
+    try:
+        m = c2.receive(timeout_millis=500)
+        raise AssertionError("standby consumer received %r" % m.data())
+    except pulsar.Timeout:
+        pass
+    c1.close()
+    rest = drain(c2, 50)
+    assert rest == ["f-%d" % i for i in range(50, 100)], rest
+    client.close()
+
+
 def scenario_reader():
     client = new_client()
     t = topic()

@@ -41,6 +41,13 @@ fn t32_shared_and_exclusive_subscriptions() {
 }
 
 #[test]
+fn t3a_failover_standby_takes_over_with_the_unacked_rest() {
+    let dir = KeptDir::new("t3a-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    check(run_scenario(&sa.service_url, "failover", &[]), "failover");
+}
+
+#[test]
 fn t38_readers_from_earliest_a_message_id_and_latest() {
     let dir = KeptDir::new("t38-");
     let sa = StandaloneProcess::start(&dir.path()).unwrap();

@@ -118,3 +118,14 @@ pub fn message(consumer_id: u64, p: Position, redelivery_count: u32) -> BaseComm
         ..base(Type::Message)
     }
 }
+
+/// ACTIVE_CONSUMER_CHANGE (Failover).
+pub fn active_consumer_change(consumer_id: u64, is_active: bool) -> BaseCommand {
+    BaseCommand {
+        active_consumer_change: Some(pb::CommandActiveConsumerChange {
+            consumer_id,
+            is_active: Some(is_active),
+        }),
+        ..base(Type::ActiveConsumerChange)
+    }
+}

@@ -20,11 +20,10 @@ pub async fn handle(conn: &mut Connection, c: CommandSubscribe) -> Result<()> {
         return conn.send(cmd::success(c.request_id)).await;
     }
     let sub_type = SubType::try_from(c.sub_type).unwrap_or(SubType::Exclusive);
-    // Failover and Key_Shared are served as Exclusive and Shared until they have their own
-    // dispatchers.
+    // Key_Shared is served as Shared until it has its own dispatcher (no per-key order).
     let served = match sub_type {
-        SubType::Exclusive | SubType::Failover => SubType::Exclusive,
-        SubType::Shared | SubType::KeyShared => SubType::Shared,
+        SubType::KeyShared => SubType::Shared,
+        other => other,
     };
     let initial = InitialPosition::try_from(c.initial_position.unwrap_or(0))
         .unwrap_or(InitialPosition::Latest);
@@ -52,6 +51,8 @@ pub async fn handle(conn: &mut Connection, c: CommandSubscribe) -> Result<()> {
             name: c.consumer_name.clone().unwrap_or_default(),
             out: conn.out.clone(),
             permits: AtomicI64::new(0),
+            priority: c.priority_level.unwrap_or(0),
+            protocol_version: conn.protocol_version,
         });
         sub.add_consumer(handle, served)?;
         Ok::<_, crate::error::BrokerError>((topic, sub))
