@@ -24,6 +24,7 @@ pub mod protocol;
 pub mod server;
 pub mod service;
 pub mod stats;
+pub mod sticky_key;
 pub mod subscription;
 pub mod topic;
 

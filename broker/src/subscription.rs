@@ -56,6 +56,8 @@ struct State {
     pending: BTreeMap<Position, ((u64, u64), u32)>,
     /// To send again: position -> redelivery count.
     redeliver: BTreeMap<Position, u32>,
+    /// Key_Shared: sticky-key hashes of entries read but not yet dispatched.
+    key_hashes: std::collections::HashMap<Position, u32>,
     closed: bool,
 }
 
@@ -101,6 +103,7 @@ impl Subscription {
                 next_consumer: 0,
                 pending: BTreeMap::new(),
                 redeliver: BTreeMap::new(),
+                key_hashes: Default::default(),
                 closed: false,
             }),
             wake: Notify::new(),
@@ -136,6 +139,11 @@ impl Subscription {
             st.consumers
                 .sort_by(|a, b| (a.priority, &a.name, a.key).cmp(&(b.priority, &b.name, b.key)));
             self.failover_changed(&mut st, before);
+        }
+        if self.sub_type == SubType::KeyShared {
+            // Hash ranges are split over consumers in this order.
+            st.consumers
+                .sort_by(|a, b| (&a.name, a.key).cmp(&(&b.name, b.key)));
         }
         drop(st);
         self.wake.notify_one();
@@ -298,6 +306,47 @@ impl Subscription {
         Ok(())
     }
 
+    /// Key_Shared: the next entry goes to the consumer owning its key's hash range. Entries
+    /// are taken in order and the next one waits for its consumer's permits (head-of-line),
+    /// so each key's messages reach one consumer in order while the consumer set is stable.
+    fn next_keyed_job(&self) -> KeyedJob {
+        let mut st = self.state();
+        if st.closed || st.consumers.is_empty() {
+            return KeyedJob::Idle;
+        }
+        let (pos, count, redelivery) = match st.redeliver.first_key_value() {
+            Some((p, n)) => (*p, *n, true),
+            None => {
+                let Some(mut next) = self.ml.next_position(st.read_position) else {
+                    return KeyedJob::Idle;
+                };
+                while st.cursor.is_acked(next) || st.pending.contains_key(&next) {
+                    st.read_position = Some(next);
+                    let Some(n) = self.ml.next_position(Some(next)) else {
+                        return KeyedJob::Idle;
+                    };
+                    next = n;
+                }
+                (next, 0, false)
+            }
+        };
+        let Some(&hash) = st.key_hashes.get(&pos) else {
+            return KeyedJob::NeedKey(pos);
+        };
+        let c = st.consumers[crate::sticky_key::owner(hash, st.consumers.len())].clone();
+        if c.permits.load(Ordering::SeqCst) <= 0 {
+            return KeyedJob::Idle;
+        }
+        if redelivery {
+            st.redeliver.remove(&pos);
+        } else {
+            st.read_position = Some(pos);
+        }
+        st.key_hashes.remove(&pos);
+        st.pending.insert(pos, (c.key, count));
+        KeyedJob::Send(pos, c, count)
+    }
+
     /// Picks the next entry and consumer, recording the dispatch before any I/O.
     fn next_job(&self) -> Option<(Position, Arc<ConsumerHandle>, u32)> {
         let mut st = self.state();
@@ -344,7 +393,30 @@ impl Subscription {
                 }
                 flushed = Instant::now();
             }
-            match self.next_job() {
+            let job = if self.sub_type == SubType::KeyShared {
+                match self.next_keyed_job() {
+                    KeyedJob::Send(p, c, n) => Some((p, c, n)),
+                    KeyedJob::NeedKey(p) => {
+                        match self.ml.read(p).await {
+                            Ok(payload) => {
+                                let hash = inspect_payload(&payload)
+                                    .map(|i| crate::sticky_key::key_hash(&i.metadata))
+                                    .unwrap_or(0);
+                                self.state().key_hashes.insert(p, hash);
+                            }
+                            Err(e) => {
+                                tracing::warn!(subscription = self.name, %p, error = %e, "read failed; will retry");
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        }
+                        continue;
+                    }
+                    KeyedJob::Idle => None,
+                }
+            } else {
+                self.next_job()
+            };
+            match job {
                 Some((pos, consumer, count)) => {
                     if let Err(e) = self.send(pos, &consumer, count).await {
                         tracing::warn!(subscription = self.name, %pos, error = %e, "dispatch failed; will retry");
@@ -384,6 +456,16 @@ impl Subscription {
         crate::stats::OUT_BYTES.fetch_add(payload.len() as u64, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// What the Key_Shared dispatcher does next.
+enum KeyedJob {
+    /// Send this entry to this consumer.
+    Send(Position, Arc<ConsumerHandle>, u32),
+    /// Read this entry first to learn its key.
+    NeedKey(Position),
+    /// Nothing to do until something changes.
+    Idle,
 }
 
 fn next_after(p: Position) -> Position {

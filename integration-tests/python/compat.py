@@ -198,6 +198,44 @@ def scenario_failover():
     client.close()
 
 
+def scenario_key_shared():
+    client = new_client()
+    t = topic()
+    consumers = [
+        client.subscribe(t, "ks", consumer_type=pulsar.ConsumerType.KeyShared, consumer_name="c%d" % i,
+                         initial_position=pulsar.InitialPosition.Earliest, receiver_queue_size=50)
+        for i in range(3)
+    ]
+    producer = client.create_producer(t, batching_enabled=False, block_if_queue_full=True)
+    n, keys = 600, 12
+    for i in range(n):
+        producer.send_async(("%d" % i).encode(), lambda r, m: None, partition_key="key-%d" % (i % keys))
+    producer.flush()
+    owner = {}
+    last = {}
+    received = 0
+    idle = 0
+    while received < n and idle < 100:
+        progressed = False
+        for idx, c in enumerate(consumers):
+            while True:  # drain what this consumer has
+                try:
+                    m = c.receive(timeout_millis=20)
+                except pulsar.Timeout:
+                    break
+                key, seq = m.partition_key(), int(m.data().decode())
+                assert owner.setdefault(key, idx) == idx, "key %s went to two consumers" % key
+                assert seq > last.get(key, -1), "key %s out of order" % key
+                last[key] = seq
+                c.acknowledge(m)
+                received += 1
+                progressed = True
+        idle = 0 if progressed else idle + 1
+    assert received == n, "received %d of %d" % (received, n)
+    assert len(set(owner.values())) > 1, "every key went to one consumer"
+    client.close()
+
+
 def scenario_reader():
     client = new_client()
     t = topic()

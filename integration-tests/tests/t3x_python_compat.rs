@@ -48,6 +48,16 @@ fn t3a_failover_standby_takes_over_with_the_unacked_rest() {
 }
 
 #[test]
+fn t3b_key_shared_keeps_each_key_on_one_consumer_in_order() {
+    let dir = KeptDir::new("t3b-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    check(
+        run_scenario(&sa.service_url, "key_shared", &[]),
+        "key_shared",
+    );
+}
+
+#[test]
 fn t38_readers_from_earliest_a_message_id_and_latest() {
     let dir = KeptDir::new("t38-");
     let sa = StandaloneProcess::start(&dir.path()).unwrap();

@@ -20,11 +20,7 @@ pub async fn handle(conn: &mut Connection, c: CommandSubscribe) -> Result<()> {
         return conn.send(cmd::success(c.request_id)).await;
     }
     let sub_type = SubType::try_from(c.sub_type).unwrap_or(SubType::Exclusive);
-    // Key_Shared is served as Shared until it has its own dispatcher (no per-key order).
-    let served = match sub_type {
-        SubType::KeyShared => SubType::Shared,
-        other => other,
-    };
+    let served = sub_type;
     let initial = InitialPosition::try_from(c.initial_position.unwrap_or(0))
         .unwrap_or(InitialPosition::Latest);
     let result = async {
