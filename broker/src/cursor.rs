@@ -14,7 +14,7 @@ use std::sync::Arc;
 use common::{EntryId, LedgerId, Position};
 use meta::records::{decode, encode};
 use meta::{MetaError, MetadataStore, PutCondition, Version};
-use proto::meta::{CursorInfo, PositionInfo};
+use proto::meta::{AckedRange, CursorInfo, PositionInfo};
 
 use crate::error::{BrokerError, Result};
 use crate::managed_ledger::ManagedLedger;
@@ -52,6 +52,24 @@ fn to_info(p: Position) -> PositionInfo {
     }
 }
 
+/// Compresses acknowledged positions into runs of consecutive entries per ledger.
+fn ranges(acked: &BTreeSet<Position>) -> Vec<AckedRange> {
+    let mut out: Vec<AckedRange> = Vec::new();
+    for p in acked {
+        match out.last_mut() {
+            Some(r) if r.ledger_id == p.ledger.0 && r.last_entry + 1 == p.entry.0 => {
+                r.last_entry = p.entry.0
+            }
+            _ => out.push(AckedRange {
+                ledger_id: p.ledger.0,
+                first_entry: p.entry.0,
+                last_entry: p.entry.0,
+            }),
+        }
+    }
+    out
+}
+
 fn from_info(p: &PositionInfo) -> Position {
     Position::new(LedgerId(p.ledger_id), EntryId(p.entry_id))
 }
@@ -68,10 +86,27 @@ impl Cursor {
             Some(kv) => {
                 let info: CursorInfo = decode(&key, &kv.value)?;
                 let mark = info.mark_delete.as_ref().map(from_info);
+                let mut acked: BTreeSet<Position> =
+                    info.individually_acked.iter().map(from_info).collect();
+                for r in &info.acked_ranges {
+                    if r.last_entry < r.first_entry || r.last_entry - r.first_entry > 100_000_000 {
+                        return Err(BrokerError::Meta(meta::MetaError::Corrupt {
+                            location: key.clone(),
+                            reason: format!(
+                                "bad acked range {}:{}..{}",
+                                r.ledger_id, r.first_entry, r.last_entry
+                            ),
+                        }));
+                    }
+                    acked.extend(
+                        (r.first_entry..=r.last_entry)
+                            .map(|e| Position::new(LedgerId(r.ledger_id), EntryId(e))),
+                    );
+                }
                 Ok(Cursor {
                     persisted_mark_delete: mark,
                     mark_delete: mark,
-                    acked: info.individually_acked.iter().map(from_info).collect(),
+                    acked,
                     key,
                     version: Some(kv.version),
                     changes: 0,
@@ -162,7 +197,7 @@ impl Cursor {
             key: self.key.clone(),
             info: CursorInfo {
                 mark_delete: self.mark_delete.map(to_info),
-                individually_acked: self.acked.iter().copied().map(to_info).collect(),
+                acked_ranges: ranges(&self.acked),
                 ..Default::default()
             },
             condition: self
@@ -206,5 +241,22 @@ impl Cursor {
             Ok(()) | Err(MetaError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acked_positions_compress_into_runs() {
+        let p = |l, e| Position::new(LedgerId(l), EntryId(e));
+        let set: BTreeSet<Position> = [p(1, 3), p(1, 4), p(1, 5), p(1, 9), p(2, 0), p(2, 1)].into();
+        let r = ranges(&set);
+        let flat: Vec<(u64, u64, u64)> = r
+            .iter()
+            .map(|r| (r.ledger_id, r.first_entry, r.last_entry))
+            .collect();
+        assert_eq!(flat, vec![(1, 3, 5), (1, 9, 9), (2, 0, 1)]);
     }
 }
