@@ -25,6 +25,8 @@ pub enum Perf {
     },
     /// Ledger add throughput and latency through the ledger client, per E/Qw/Qa.
     Ledger(LedgerArgs),
+    /// Publish (and optionally consume) through a broker with a lean Pulsar-protocol client.
+    Produce(super::perf_pulsar::ProduceArgs),
 }
 
 /// `magnetar perf ledger` flags.
@@ -77,7 +79,7 @@ pub struct Matrix {
     preallocate: common::config::ByteSize,
 }
 
-fn humantime_duration(s: &str) -> Result<Duration, String> {
+pub(super) fn humantime_duration(s: &str) -> Result<Duration, String> {
     s.parse::<humantime::Duration>()
         .map(Into::into)
         .map_err(|e| e.to_string())
@@ -130,6 +132,7 @@ pub fn run(perf: Perf) -> anyhow::Result<()> {
                 Ok(())
             }
             Perf::Ledger(a) => perf_ledger(a).await,
+            Perf::Produce(a) => super::perf_pulsar::run(a).await,
             Perf::Bookie {
                 bookie: addr,
                 matrix: m,
