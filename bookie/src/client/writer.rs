@@ -474,17 +474,34 @@ impl WriterState {
             Ok(w) => w,
             Err(e) => return self.fail_all(e),
         };
+        let failed_is_registered = writable.contains(&failed);
         let mut candidates: Vec<String> = writable
             .into_iter()
             .filter(|b| !self.ensemble.contains(b))
             .collect();
         candidates.shuffle(&mut rand::rng());
         let Some(replacement) = candidates.pop() else {
-            // Every writable bookie is already in the ensemble (or down): no replacement.
-            let alive = self.ensemble.len() - 1;
+            if failed_is_registered {
+                // No spare bookie, but this one is still registered: a slow bookie (or a
+                // dropped stream) rather than a dead one. Try it again after a pause instead
+                // of failing the ledger; a dead one drops out when its lease expires.
+                tracing::warn!(ledger = %self.id, bookie = failed, "no replacement bookie; retrying the same one");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let now = Instant::now();
+                let (e, qw) = (self.e(), self.qw());
+                let mut resend = Vec::new();
+                for (entry, p) in self.pending.iter_mut() {
+                    if !p.acked.contains(&index) && write_set(*entry, e, qw).contains(&index) {
+                        p.sent_at = now;
+                        resend.push(*entry);
+                    }
+                }
+                return Box::pin(self.send(index, &resend)).await;
+            }
+            // Every writable bookie is already in the ensemble: no replacement.
             return self.fail_all(ClientError::NotEnoughBookies {
                 needed: self.e(),
-                available: alive,
+                available: self.ensemble.len() - 1,
             });
         };
         let first = (self.lac + 1) as u64;
