@@ -1,5 +1,6 @@
-//! Compiles `protos/*.proto` with the `protoc` that the README's commands install
-//! (Debian's `protobuf-compiler`); `PROTOC` overrides the one on PATH.
+//! Compiles `protos/*.proto` with the `protoc` named by `PROTOC`: `.cargo/config.toml` points it
+//! at `scripts/protoc` (the system's protoc, else the one vendored from crates.io), and a `PROTOC`
+//! set in the environment overrides that.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# Installs what building and testing Magnetar needs on a fresh Debian/Ubuntu machine, and
-# nothing that is already there:
-#   - protoc (Debian's protobuf-compiler): our proto crate and etcd-client compile .proto files;
-#   - etcd (Debian's etcd-server, 3.4+): the metadata tests start real etcd processes;
-#   - a Python virtualenv (.venv) with the official pulsar-client, pinned.
+# Installs what testing Magnetar needs on a new Debian/Ubuntu machine, and nothing that is
+# already there (building alone needs nothing: `protoc` comes from crates.io, see
+# .cargo/config.toml):
+#   - etcd (Debian's etcd-server, 3.4+): the metadata and cluster tests start real etcd processes;
+#   - pkg-config + libssl-dev: the Rust `pulsar` crate (a compatibility-test peer) links OpenSSL;
+#   - python3-venv when Python's venv module is missing, then a virtualenv (.venv) with the
+#     official Python client, pinned.
 # Idempotent; safe to run before every build.
 set -euo pipefail
 
 need=()
-command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
-# The Rust `pulsar` crate (a compatibility-test peer) links the system OpenSSL.
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}" >&2
@@ -31,17 +32,15 @@ if ((${#need[@]})); then
   fi
 fi
 
-command -v protoc >/dev/null && command -v etcd >/dev/null || {
-  echo "setup: protoc or etcd still missing after install" >&2
-  exit 1
-}
+command -v etcd >/dev/null || { echo "setup: etcd still missing after installing etcd-server" >&2; exit 1; }
 
 # The official Python client, pinned, for the compatibility tests (integration-tests/python).
-PULSAR_CLIENT_VERSION=3.5.0
+PULSAR_CLIENT_VERSION=3.13.0
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv"
 if ! "$venv/bin/python" -c "import pulsar, sys; sys.exit(0 if pulsar.__version__ == '$PULSAR_CLIENT_VERSION' else 1)" >/dev/null 2>&1; then
   echo "setup: creating $venv with pulsar-client==$PULSAR_CLIENT_VERSION" >&2
+  rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "pulsar-client==$PULSAR_CLIENT_VERSION"
 fi

@@ -329,9 +329,10 @@ pub async fn run(a: ProduceArgs) -> anyhow::Result<()> {
         q(1.0)
     );
     if a.consume {
+        let consumed = totals.consumed.load(Ordering::Relaxed);
         println!(
-            "consume  {:.0} msg/s",
-            totals.consumed.load(Ordering::Relaxed) as f64 / secs
+            "consume  {:.0} msg/s  ({consumed} of {sent} published messages received)",
+            consumed as f64 / secs
         );
     }
     Ok(())
