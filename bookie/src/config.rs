@@ -246,6 +246,7 @@ impl BookieConfig {
             },
             checkpoint_interval: self.ledger_storage.checkpoint_interval,
             recovery_mode: self.recovery_mode()?,
+            fs: common::fs::real(),
         })
     }
 }

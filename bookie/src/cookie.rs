@@ -14,7 +14,7 @@ use proto::meta::Cookie;
 
 use crate::error::{BookieError, Result};
 use crate::format::{COOKIE_MAGIC, COOKIE_VERSION};
-use crate::storage::checkpoint::write_atomic;
+use crate::storage::checkpoint::write_atomic_real;
 
 const FILE: &str = "cookie";
 
@@ -73,7 +73,7 @@ pub fn write_local(dir: &Path, cookie: &Cookie) -> Result<()> {
     b.extend_from_slice(&payload);
     let crc = common::checksum::crc32c(&b);
     b.extend_from_slice(&crc.to_le_bytes());
-    write_atomic(dir, FILE, &b)
+    write_atomic_real(dir, FILE, &b)
 }
 
 /// True if a directory already holds bookie data (journal or ledger files).

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::fs::{File, Fs, OpenOptions};
 use common::{EntryId, LedgerId};
 use tokio_util::sync::CancellationToken;
 
@@ -47,6 +48,9 @@ pub struct EngineConfig {
     pub checkpoint_interval: Duration,
     /// Journal corruption policy.
     pub recovery_mode: RecoveryMode,
+    /// Where the journal, ledger files, ledger state and checkpoint mark are written: the real
+    /// file system, or a simulated one in power-loss tests.
+    pub fs: Arc<dyn Fs>,
 }
 
 /// Per-ledger facts for `LedgerInfo`.
@@ -69,10 +73,11 @@ pub struct LedgerInfo {
 pub struct Engine {
     storage: Arc<LedgerStorage>,
     journal: JournalWriter,
+    fs: Arc<dyn Fs>,
     journal_dir: PathBuf,
     recycle_files: usize,
     /// Exclusive locks on the journal and ledger directories, held while the engine lives.
-    _locks: Vec<std::fs::File>,
+    _locks: Vec<Box<dyn File>>,
     checkpoint_interval: Duration,
     read_only: AtomicBool,
     shutting_down: AtomicBool,
@@ -104,25 +109,27 @@ impl Engine {
     /// Opens the engine: replays the journal, checkpoints, starts the journal writer.
     /// Blocking; call from `spawn_blocking` or before the runtime starts serving.
     pub fn open(config: EngineConfig) -> Result<Engine> {
+        let fs = config.fs.clone();
         let jdir = config.journal.dir.clone();
-        std::fs::create_dir_all(&jdir).map_err(BookieError::io(&jdir))?;
+        fs.create_dir_all(&jdir).map_err(BookieError::io(&jdir))?;
         let ldir = config.storage.dir.clone();
-        std::fs::create_dir_all(&ldir).map_err(BookieError::io(&ldir))?;
-        let locks = vec![lock_dir(&jdir)?, lock_dir(&ldir)?];
-        let storage = Arc::new(LedgerStorage::open(config.storage.clone())?);
-        let (end, last_seq, replayed) = replay(&storage, &jdir, config.recovery_mode)?;
+        fs.create_dir_all(&ldir).map_err(BookieError::io(&ldir))?;
+        let locks = vec![lock_dir(&*fs, &jdir)?, lock_dir(&*fs, &ldir)?];
+        let storage = Arc::new(LedgerStorage::open(config.storage.clone(), fs.clone())?);
+        let (end, last_seq, replayed) = replay(&storage, &*fs, &jdir, config.recovery_mode)?;
         storage.checkpoint_blocking(end)?;
         let recycle = config.journal.recycle_files;
-        recycle::retire_before(&jdir, end.file, recycle);
+        recycle::retire_before(&*fs, &jdir, end.file, recycle);
         tracing::info!(
             records = replayed,
             ledgers = storage.ledger_ids().len(),
             "journal replayed"
         );
-        let (journal, _thread) = JournalWriter::start(config.journal, last_seq + 1)?;
+        let (journal, _thread) = JournalWriter::start(config.journal, last_seq + 1, fs.clone())?;
         Ok(Engine {
             storage,
             journal,
+            fs,
             journal_dir: jdir,
             recycle_files: recycle,
             _locks: locks,
@@ -143,9 +150,20 @@ impl Engine {
         self.read_only.store(read_only, Ordering::SeqCst);
     }
 
-    /// Whether normal adds are refused for lack of disk.
+    /// Whether normal adds are refused: for lack of disk, or because the journal failed.
     pub fn is_read_only(&self) -> bool {
-        self.read_only.load(Ordering::SeqCst)
+        self.read_only.load(Ordering::SeqCst) || self.journal_failed().is_cancelled()
+    }
+
+    /// Fires once a journal write or fsync has failed: from then on no add can be made
+    /// durable, and the bookie stays read-only until it is restarted.
+    pub fn journal_failed(&self) -> &CancellationToken {
+        self.journal.failed()
+    }
+
+    /// The journal directory.
+    pub fn journal_dir(&self) -> &std::path::Path {
+        &self.journal_dir
     }
 
     /// Whether shutdown has begun.
@@ -290,12 +308,14 @@ impl Engine {
             Some(k) if *k != key => Err(BookieError::Unauthorized { ledger: id }),
             Some(_) => Ok(()),
             None => {
-                st.meta.master_key = Some(key.clone());
+                // Journal first: if the queue refuses the record, the key is not taken either,
+                // so no later add can be journaled for a ledger whose key never was.
+                drop(self.journal.submit(JournalRecord::MasterKey {
+                    ledger: id,
+                    key: key.clone(),
+                })?);
+                st.meta.master_key = Some(key);
                 st.dirty = true;
-                drop(
-                    self.journal
-                        .submit(JournalRecord::MasterKey { ledger: id, key })?,
-                );
                 Ok(())
             }
         }
@@ -399,6 +419,7 @@ impl Engine {
         if self.is_shutting_down() {
             return Err(BookieError::ShuttingDown);
         }
+        self.storage.begin_delete(id);
         self.journal
             .submit(JournalRecord::Delete { ledger: id })?
             .await?;
@@ -421,9 +442,10 @@ impl Engine {
         metrics::gauge!("bookie_write_cache_bytes").set(storage.cache_bytes() as f64);
         let jdir = self.journal_dir.clone();
         let keep = self.recycle_files;
+        let fs = self.fs.clone();
         tokio::task::spawn_blocking(move || {
             storage.checkpoint_blocking(pos)?;
-            recycle::retire_before(&jdir, pos.file, keep);
+            recycle::retire_before(&*fs, &jdir, pos.file, keep);
             Ok::<_, BookieError>(())
         })
         .await
@@ -465,18 +487,19 @@ impl Engine {
 /// the journal, the highest file sequence seen and how many records were applied.
 fn replay(
     storage: &LedgerStorage,
+    fs: &dyn Fs,
     jdir: &std::path::Path,
     mode: RecoveryMode,
 ) -> Result<(JournalPosition, u64, usize)> {
-    let mark = checkpoint::read(storage.dir())?.unwrap_or_default();
-    let seqs = list_files(jdir)?;
+    let mark = checkpoint::read(fs, storage.dir())?.unwrap_or_default().pos;
+    let seqs = list_files(fs, jdir)?;
     let mut end = mark;
     let mut applied = 0usize;
     let mut last_seq = mark.file;
     for &seq in seqs.iter().filter(|s| **s >= mark.file) {
         last_seq = seq;
         let from = if seq == mark.file { mark.offset } else { 0 };
-        let scan = read_file(jdir, seq, from, |record, _pos| {
+        let scan = read_file(fs, jdir, seq, from, |record, _pos| {
             apply(storage, record)?;
             applied += 1;
             Ok(())
@@ -492,10 +515,8 @@ fn replay(
         if let Some((offset, reason)) = &scan.torn {
             let path = path_of(jdir, seq);
             tracing::warn!(path = %path.display(), offset, reason = %reason, "truncating torn journal tail");
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .and_then(|f| f.set_len(scan.end))
+            fs.open(&path, OpenOptions::read_write())
+                .and_then(|f| f.set_len(scan.end).and_then(|()| f.sync_data()))
                 .map_err(BookieError::io(&path))?;
         }
         end = JournalPosition {
@@ -545,13 +566,10 @@ fn apply(storage: &LedgerStorage, record: JournalRecord) -> Result<()> {
 }
 
 /// Takes an exclusive lock on `dir/.lock`, so two bookies never share a directory.
-fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+fn lock_dir(fs: &dyn Fs, dir: &std::path::Path) -> Result<Box<dyn File>> {
     let path = dir.join(".lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
+    let f = fs
+        .open(&path, OpenOptions::create())
         .map_err(BookieError::io(&path))?;
     f.try_lock().map_err(|e| {
         BookieError::Config(format!(

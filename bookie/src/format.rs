@@ -19,12 +19,10 @@ pub const MAX_BATCH_LEN: usize = 256 << 20;
 
 /// Ledger data file: magic.
 pub const LEDGER_FILE_MAGIC: &[u8; 8] = b"MGNTLEDG";
-/// Ledger data file format version.
-pub const LEDGER_FILE_VERSION: u32 = 1;
+/// Ledger data file format version this build writes (it also reads and appends to version 1).
+pub const LEDGER_FILE_VERSION: u32 = 2;
 /// Ledger data file header length (magic, version, reserved, ledger id, crc, padding).
 pub const LEDGER_FILE_HEADER_LEN: usize = 32;
-/// Ledger data record header: length, crc, entry id, lac, length, entry crc.
-pub const LEDGER_RECORD_HEADER_LEN: usize = 36;
 
 /// Per-ledger state file ("index" of fenced flag, master key, explicit LAC): magic.
 pub const LEDGER_META_MAGIC: &[u8; 8] = b"MGNTLMET";
@@ -34,7 +32,7 @@ pub const LEDGER_META_VERSION: u32 = 1;
 /// Checkpoint mark file: magic.
 pub const CHECKPOINT_MAGIC: &[u8; 8] = b"MGNTCKPT";
 /// Checkpoint mark format version.
-pub const CHECKPOINT_VERSION: u32 = 1;
+pub const CHECKPOINT_VERSION: u32 = 2;
 
 /// Cookie file in each data directory: magic.
 pub const COOKIE_MAGIC: &[u8; 8] = b"MGNTCOOK";

@@ -92,12 +92,12 @@ pub async fn journal(
     let dir = config.dir.clone();
     let dir = dir.as_path();
     std::fs::create_dir_all(dir).map_err(BookieError::io(dir))?;
-    let first = crate::journal::file::list_files(dir)?
+    let first = crate::journal::file::list_files(&common::fs::RealFs, dir)?
         .last()
         .map_or(1, |s| s + 1);
     let keep = config.recycle_files;
     warm_up_recycled_files(dir, keep, config.max_file_bytes)?;
-    let (journal, _thread) = JournalWriter::start(config, first)?;
+    let (journal, _thread) = JournalWriter::start(config, first, common::fs::real())?;
     // What the bookie's checkpoint does: retire files it has passed, for reuse.
     let retire = {
         let (journal, dir) = (journal.clone(), dir.to_owned());
@@ -107,7 +107,7 @@ pub async fn journal(
                 let file = journal.durable_position().file;
                 let dir = dir.clone();
                 let _ = tokio::task::spawn_blocking(move || {
-                    crate::journal::recycle::retire_before(&dir, file, keep)
+                    crate::journal::recycle::retire_before(&common::fs::RealFs, &dir, file, keep)
                 })
                 .await;
             }

@@ -1,5 +1,6 @@
 //! Keeps the bookie listed in the metadata store: under `bookies/available/<id>` while it
-//! accepts writes, `bookies/readonly/<id>` while its disk is too full, always bound to a lease
+//! accepts writes, `bookies/readonly/<id>` while its ledger or journal disk is too full or its
+//! journal has failed (at once, not at the next disk check), always bound to a lease
 //! so a dead bookie drops out of placement. A lost lease is re-granted and the bookie
 //! re-registered — it does not crash the bookie. The disk check runs here too, because it
 //! decides which of the two keys the bookie is under.
@@ -68,8 +69,19 @@ impl Registration {
             }
             let lost = lease.lost();
             let mut tick = tokio::time::interval(self.disk.check_interval);
+            let journal_failed = self.engine.journal_failed().clone();
             loop {
                 tokio::select! {
+                    // At once, not at the next disk check: every add would fail from now on.
+                    () = journal_failed.cancelled(), if state != BookieState::ReadOnly => {
+                        match self.registry.register(&self.info, BookieState::ReadOnly, lease.id()).await {
+                            Ok(()) => {
+                                tracing::error!("journal failed: bookie is now read-only until restarted");
+                                state = BookieState::ReadOnly;
+                            }
+                            Err(e) => tracing::warn!(error = %e, "could not publish the bookie state"),
+                        }
+                    }
                     () = stop.cancelled() => {
                         if let Err(e) = lease.revoke().await {
                             tracing::warn!(error = %e, "could not deregister the bookie; its lease will expire");
@@ -99,22 +111,29 @@ impl Registration {
 
     /// Read-only above the high-water mark, writable again below the low-water mark; in
     /// between, stay as we are.
+    /// The journal directory counts as the ledger directory does: a full journal disk fails
+    /// every add just as surely. A failed journal keeps the bookie read-only.
     fn desired_state(&self, current: Option<BookieState>) -> BookieState {
-        let usage = match disk::usage(self.engine.storage().dir()) {
-            Ok(u) => u,
-            Err(e) => {
+        let ledger_usage = disk::usage(self.engine.storage().dir());
+        let journal_usage = disk::usage(self.engine.journal_dir());
+        let (ledger_usage, journal_usage) = match (ledger_usage, journal_usage) {
+            (Ok(l), Ok(j)) => (l, j),
+            (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(error = %e, "cannot read disk usage");
                 return current.unwrap_or(BookieState::Available);
             }
         };
-        metrics::gauge!("bookie_ledger_dir_usage_ratio").set(usage);
-        let next = if usage >= self.disk.usage_threshold {
-            BookieState::ReadOnly
-        } else if usage < self.disk.usage_lwm_threshold {
-            BookieState::Available
-        } else {
-            current.unwrap_or(BookieState::Available)
-        };
+        metrics::gauge!("bookie_ledger_dir_usage_ratio").set(ledger_usage);
+        metrics::gauge!("bookie_journal_dir_usage_ratio").set(journal_usage);
+        let usage = ledger_usage.max(journal_usage);
+        let next =
+            if self.engine.journal_failed().is_cancelled() || usage >= self.disk.usage_threshold {
+                BookieState::ReadOnly
+            } else if usage < self.disk.usage_lwm_threshold {
+                BookieState::Available
+            } else {
+                current.unwrap_or(BookieState::Available)
+            };
         if next == BookieState::ReadOnly && !self.engine.is_read_only() {
             tracing::warn!(
                 usage,

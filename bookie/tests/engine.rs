@@ -31,6 +31,7 @@ fn config(dir: &Path, cache: usize) -> EngineConfig {
         },
         checkpoint_interval: Duration::from_secs(3600),
         recovery_mode: RecoveryMode::Strict,
+        fs: common::fs::real(),
     }
 }
 
@@ -211,4 +212,94 @@ async fn read_lac_long_polls_until_a_newer_lac() {
         .unwrap()
         .unwrap();
     assert_eq!(lac, 0);
+}
+
+/// Regression (issue 9, defect 2): a checkpoint whose ledger-state write fails for one ledger
+/// must keep every ledger not yet written dirty. Before the fix, the ledgers after the failing
+/// one lost their dirty flag, the next checkpoint moved the mark past their Fence records, and
+/// after a restart a fenced ledger took the old writer's adds again.
+#[tokio::test]
+async fn a_failed_state_write_keeps_later_ledgers_dirty() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("ledgers/ledgers");
+    {
+        let eng = open(dir.path()).await;
+        for l in 21..=23 {
+            eng.fence(LedgerId(l), KEY).await.unwrap();
+        }
+        // Ledger 21's state is written first (ascending ids); make that write fail the way a
+        // full disk would, by putting a directory where its temporary file must go.
+        let blocker = files.join(format!("{:020}.meta.tmp", 21));
+        std::fs::create_dir_all(&blocker).unwrap();
+        eng.checkpoint().await.unwrap_err();
+        std::fs::remove_dir(&blocker).unwrap();
+        // This checkpoint succeeds and moves the mark past all three Fence records.
+        eng.checkpoint().await.unwrap();
+    }
+    let eng = open(dir.path()).await;
+    for l in 21..=23 {
+        assert!(
+            matches!(
+                eng.add(entry(l, 0), KEY, false).await,
+                Err(BookieError::Fenced { .. })
+            ),
+            "ledger {l} must still be fenced after the restart"
+        );
+    }
+}
+
+/// Regression (issue 9, defect 3): a master key is taken only once its journal record is
+/// queued. Before the fix, a full journal queue refused the MasterKey record while the key
+/// stayed set in memory; the ledger's next add was journaled and acknowledged, and after a
+/// restart the ledger had no key, so any writer's key was accepted.
+///
+/// A queue of one record and many ledgers' first adds racing for it make refusals happen; the
+/// check holds whichever of them are refused.
+#[tokio::test]
+async fn a_refused_master_key_record_leaves_the_key_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 64 << 20);
+    c.journal.queue_capacity = 1;
+    c.journal.flush_when_queue_empty = false;
+    c.journal.max_group_wait = Duration::from_millis(1);
+    let eng = std::sync::Arc::new(
+        tokio::task::spawn_blocking(move || Engine::open(c))
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for l in 100..160u64 {
+        let eng = eng.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut refused = 0;
+            // Retry until one add of the ledger is acknowledged.
+            for attempt in 0..10_000 {
+                match eng.add(entry(l, 0), KEY, false).await {
+                    Ok(()) => return refused,
+                    Err(BookieError::TooManyRequests(_)) => refused += 1,
+                    Err(e) => panic!("ledger {l} attempt {attempt}: {e}"),
+                }
+                tokio::task::yield_now().await;
+            }
+            panic!("ledger {l}: no add acknowledged");
+        }));
+    }
+    let mut refused = 0;
+    for t in tasks {
+        refused += t.await.unwrap();
+    }
+    drop(eng);
+    // Every ledger has an acknowledged add; after a restart each must still refuse another key.
+    let eng = open(dir.path()).await;
+    for l in 100..160u64 {
+        let err = eng
+            .add(entry(l, 1), Bytes::from_static(b"intruder"), false)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, BookieError::Unauthorized { .. }),
+            "ledger {l} lost its key ({refused} adds were refused by the full queue): {err}"
+        );
+    }
 }

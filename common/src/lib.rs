@@ -6,10 +6,13 @@
 //! - [`config`]: the one way servers load configuration — TOML file, then `MAGNETAR_*`
 //!   environment, then flags — plus human units (`"2ms"`, `"128MiB"`).
 //! - [`telemetry`]: tracing initialisation and the Prometheus recorder behind `/metrics`.
+//! - [`fs`]: the storage seam every durable write goes through — the real file system, or a
+//!   simulated one that can lose power (for tests that catch a missing fsync).
 
 pub mod checksum;
 pub mod config;
 pub mod error;
+pub mod fs;
 pub mod ids;
 pub mod telemetry;
 

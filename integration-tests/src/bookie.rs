@@ -29,6 +29,7 @@ pub struct BookieProcess {
     meta_url: String,
     env: Vec<(String, String)>,
     ledger_dir: Option<PathBuf>,
+    journal_dir: Option<PathBuf>,
     proc: Option<ServerProcess>,
     /// gRPC address of the running process.
     pub service: Option<SocketAddr>,
@@ -45,6 +46,7 @@ impl BookieProcess {
             meta_url: meta_url.to_owned(),
             env: Vec::new(),
             ledger_dir: None,
+            journal_dir: None,
             proc: None,
             service: None,
             http: None,
@@ -63,9 +65,17 @@ impl BookieProcess {
         self
     }
 
+    /// Puts the journal directory somewhere else (a small tmpfs, say).
+    pub fn with_journal_dir(mut self, dir: &Path) -> Self {
+        self.journal_dir = Some(dir.to_owned());
+        self
+    }
+
     /// The journal directory.
     pub fn journal_dir(&self) -> PathBuf {
-        self.root.join("journal")
+        self.journal_dir
+            .clone()
+            .unwrap_or_else(|| self.root.join("journal"))
     }
 
     /// The ledger directory.

@@ -395,3 +395,47 @@ async fn read_all_prefix(client: &LedgerClient, id: LedgerId, last: u64) {
         );
     }
 }
+
+/// Regression (issue 9, defect 8): with no spare bookie and a paused one that stays
+/// registered (its lease outlives the test), pending adds fail with `NotEnoughBookies` after a
+/// bounded number of same-bookie retries, while the writer keeps answering. Before the fix the
+/// writer slept inside its task and retried until the lease expired, and its adds never failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t29_no_spare_bookie_fails_adds_after_bounded_retries() {
+    let cluster = TestCluster::start_with(3, &[("MAGNETAR_META__LEASE_TTL", "300s")])
+        .await
+        .unwrap();
+    let config = bookie::client::ClientConfig {
+        add_timeout: Duration::from_secs(1),
+        read_timeout: Duration::from_secs(1),
+        same_bookie_retries: 3,
+        ..Default::default()
+    };
+    let client = LedgerClient::new(cluster.store().await, cluster.keys(), config);
+    let writer = client.create(opts(3, 3, 3)).await.unwrap();
+    for i in 0..10 {
+        writer.add(payload(i)).await.unwrap();
+    }
+    cluster.bookies[0].signal("STOP");
+    let started = std::time::Instant::now();
+    let pending = writer.append(payload(10)).await.unwrap();
+    // Retries: 1 s timeout each, then 200/400/800 ms: about 6 s; the lease lasts 300 s.
+    let res = tokio::time::timeout(Duration::from_secs(60), pending)
+        .await
+        .expect("the add must fail within a bounded time, not wait for the lease to expire");
+    assert!(
+        matches!(res, Err(ClientError::NotEnoughBookies { .. })),
+        "{res:?}"
+    );
+    // The writer task is not stuck: a new add is answered at once (with the same failure).
+    let next = tokio::time::timeout(Duration::from_secs(5), async {
+        writer.append(payload(11)).await.unwrap().await
+    })
+    .await
+    .expect("the writer still answers");
+    assert!(next.is_err());
+    cluster.bookies[0].signal("CONT");
+    eprintln!("adds failed after {:?}", started.elapsed());
+    // Everything acknowledged before the pause is readable once the ledger is recovered.
+    read_all(&client, writer.id(), 0..10).await;
+}

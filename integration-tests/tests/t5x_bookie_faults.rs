@@ -159,7 +159,7 @@ async fn t51_sigkill_mid_stream_loses_no_acknowledged_entry() {
         all_acked.len()
     );
     // The kills landed across journal rolls and recycled files, not in one fresh file.
-    let seqs = bookie::journal::file::list_files(&bk.journal_dir()).unwrap();
+    let seqs = bookie::journal::file::list_files(&common::fs::RealFs, &bk.journal_dir()).unwrap();
     let newest = *seqs.last().unwrap();
     assert!(newest >= 5, "journal never rolled (newest file {newest})");
     eprintln!(
@@ -171,9 +171,10 @@ async fn t51_sigkill_mid_stream_loses_no_acknowledged_entry() {
 /// The end of the valid data in the newest journal file, and that file's path.
 fn journal_tail(bk: &BookieProcess) -> (std::path::PathBuf, u64) {
     let jdir = bk.journal_dir();
-    let seqs = bookie::journal::file::list_files(&jdir).unwrap();
+    let seqs = bookie::journal::file::list_files(&common::fs::RealFs, &jdir).unwrap();
     let seq = *seqs.last().expect("a journal file");
-    let scan = bookie::journal::file::read_file(&jdir, seq, 0, |_, _| Ok(())).unwrap();
+    let scan = bookie::journal::file::read_file(&common::fs::RealFs, &jdir, seq, 0, |_, _| Ok(()))
+        .unwrap();
     (bookie::journal::file::path_of(&jdir, seq), scan.end)
 }
 
@@ -195,7 +196,7 @@ async fn t52_torn_journal_tail_is_truncated_and_everything_before_it_served() {
     let (path, end) = journal_tail(&bk);
     let mut batch = bytes::BytesMut::new();
     let extra = [bookie::journal::JournalRecord::Add(entry(7, 300, 4000))];
-    let seq = bookie::journal::file::list_files(&bk.journal_dir())
+    let seq = bookie::journal::file::list_files(&common::fs::RealFs, &bk.journal_dir())
         .unwrap()
         .last()
         .copied()
@@ -345,11 +346,17 @@ impl Drop for Tmpfs {
 async fn t56_full_disk_turns_read_only_and_back() {
     let etcd = EtcdServer::start().await.unwrap();
     let dir = KeptDir::new("t56-");
-    let ledger_dir = dir.path().join("small-disk");
-    let (mut bk, fill, _tmpfs) = match Tmpfs::mount(&ledger_dir, "32m") {
+    // Journal and ledger directories on one small disk: either filling up makes the bookie
+    // read-only, and here both do.
+    let disk = dir.path().join("small-disk");
+    let ledger_dir = disk.join("ledgers");
+    let journal_dir = disk.join("journal");
+    let (mut bk, fill, _tmpfs) = match Tmpfs::mount(&disk, "32m") {
         Some(t) => {
             let bk = BookieProcess::new(&etcd.url(), &dir.path(), "full-bookie")
                 .with_ledger_dir(&ledger_dir)
+                .with_journal_dir(&journal_dir)
+                .with_env("MAGNETAR_JOURNAL__PREALLOCATE", "1MiB")
                 .with_env("MAGNETAR_DISK__USAGE_THRESHOLD", "0.5")
                 .with_env("MAGNETAR_DISK__USAGE_LWM_THRESHOLD", "0.3")
                 .with_env("MAGNETAR_DISK__CHECK_INTERVAL", "50ms");
@@ -357,12 +364,13 @@ async fn t56_full_disk_turns_read_only_and_back() {
         }
         None => {
             // No tmpfs: put the thresholds just above the real disk's usage instead.
-            std::fs::create_dir_all(&ledger_dir).unwrap();
-            let (free, total) = bookie::disk::space(&ledger_dir).unwrap();
+            std::fs::create_dir_all(&disk).unwrap();
+            let (free, total) = bookie::disk::space(&disk).unwrap();
             let used = 1.0 - free as f64 / total as f64;
             let step = (512u64 << 20) as f64 / total as f64;
             let bk = BookieProcess::new(&etcd.url(), &dir.path(), "full-bookie")
                 .with_ledger_dir(&ledger_dir)
+                .with_journal_dir(&journal_dir)
                 .with_env(
                     "MAGNETAR_DISK__USAGE_THRESHOLD",
                     &format!("{}", used + 2.0 * step),
@@ -390,7 +398,7 @@ async fn t56_full_disk_turns_read_only_and_back() {
         vec![StatusCode::Ok]
     );
 
-    let filler = ledger_dir.join("filler");
+    let filler = disk.join("filler");
     let status = std::process::Command::new("fallocate")
         .args(["-l", &fill.to_string()])
         .arg(&filler)
@@ -484,4 +492,132 @@ async fn t57_lost_registration_lease_is_re_registered_without_a_crash() {
         log.contains("re-registering"),
         "no log line about the lost lease"
     );
+}
+
+fn fallocate(path: &std::path::Path, bytes: u64) {
+    let status = std::process::Command::new("fallocate")
+        .args(["-l", &bytes.to_string()])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "fallocate {}", path.display());
+}
+
+/// Regression (issue 9, defect 7): when a journal write fails (here: its disk is full), the
+/// bookie turns read-only at once — not at the next disk check, which is an hour away — and
+/// answers adds with READ_ONLY instead of taking them and failing every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t58_journal_failure_turns_the_bookie_read_only_at_once() {
+    let dir = KeptDir::new("t58-");
+    let journal_dir = dir.path().join("journal-disk");
+    let Some(_tmpfs) = Tmpfs::mount(&journal_dir, "4m") else {
+        eprintln!("t58 skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let etcd = EtcdServer::start().await.unwrap();
+    let mut bk = BookieProcess::new(&etcd.url(), &dir.path(), "journal-bookie")
+        .with_journal_dir(&journal_dir)
+        .with_env("MAGNETAR_JOURNAL__PREALLOCATE", "256KiB")
+        .with_env("MAGNETAR_JOURNAL__RECYCLE_FILES", "0")
+        .with_env("MAGNETAR_DISK__USAGE_THRESHOLD", "1.0")
+        .with_env("MAGNETAR_DISK__USAGE_LWM_THRESHOLD", "1.0")
+        .with_env("MAGNETAR_DISK__CHECK_INTERVAL", "1h");
+    bk.start().unwrap();
+    let store: Arc<dyn MetadataStore> = Arc::new(etcd.store().await.unwrap());
+    let registry = BookieRegistry::new(store, KeyLayout::for_cluster("standalone"));
+    let mut client = bk.client().await.unwrap();
+    let (free, _) = bookie::disk::space(&journal_dir).unwrap();
+    fallocate(&journal_dir.join("filler"), free);
+    // Adds until the journal cannot write: it overwrites its zeroed window first.
+    let mut failed_at = None;
+    for e in 0..200u64 {
+        let status = client
+            .add_all(&[entry(4, e, 64 << 10)], KEY, false)
+            .await
+            .unwrap()[0];
+        if status != StatusCode::Ok {
+            failed_at = Some((e, status));
+            break;
+        }
+    }
+    let (e, status) = failed_at.expect("the journal disk never filled up");
+    eprintln!("add {e} failed with {status:?}");
+    wait_for(
+        "the bookie to register read-only",
+        Duration::from_secs(5),
+        || async {
+            let ro = registry.list(BookieState::ReadOnly).await.unwrap();
+            (ro.len() == 1).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        registry
+            .list(BookieState::Available)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        client
+            .add_all(&[entry(4, e + 1, 10)], KEY, false)
+            .await
+            .unwrap(),
+        vec![StatusCode::ReadOnly]
+    );
+    // Reads of what was acknowledged still work.
+    assert_eq!(client.read(4, 0).await.unwrap().status(), StatusCode::Ok);
+    let log = std::fs::read_to_string(bk.log()).unwrap();
+    assert!(log.contains("journal failed"), "no log line about it");
+    bk.kill9();
+}
+
+/// Issue 9, defect 7: the journal directory's usage counts for read-only mode as the ledger
+/// directory's does (a bookie whose journal disk is nearly full turns read-only, and back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t59_full_journal_disk_turns_read_only_and_back() {
+    let dir = KeptDir::new("t59-");
+    let journal_dir = dir.path().join("journal-disk");
+    let Some(_tmpfs) = Tmpfs::mount(&journal_dir, "32m") else {
+        eprintln!("t59 skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    // The ledger directory is on the real disk: put the thresholds between its usage and 1.
+    let ledger_dir = dir.path().join("ledgers");
+    std::fs::create_dir_all(&ledger_dir).unwrap();
+    let used = bookie::disk::usage(&ledger_dir).unwrap();
+    let high = used + (1.0 - used) * 0.6;
+    let low = used + (1.0 - used) * 0.3;
+    if 1.0 - used < 0.05 {
+        eprintln!("t59 skipped: the real disk is {used:.2} full");
+        return;
+    }
+    let etcd = EtcdServer::start().await.unwrap();
+    let mut bk = BookieProcess::new(&etcd.url(), &dir.path(), "jdisk-bookie")
+        .with_ledger_dir(&ledger_dir)
+        .with_journal_dir(&journal_dir)
+        .with_env("MAGNETAR_JOURNAL__PREALLOCATE", "1MiB")
+        .with_env("MAGNETAR_DISK__USAGE_THRESHOLD", &format!("{high}"))
+        .with_env("MAGNETAR_DISK__USAGE_LWM_THRESHOLD", &format!("{low}"))
+        .with_env("MAGNETAR_DISK__CHECK_INTERVAL", "50ms");
+    bk.start().unwrap();
+    let store: Arc<dyn MetadataStore> = Arc::new(etcd.store().await.unwrap());
+    let registry = BookieRegistry::new(store, KeyLayout::for_cluster("standalone"));
+    let state = |want: BookieState| {
+        let registry = registry.clone();
+        async move { (registry.list(want).await.unwrap().len() == 1).then_some(()) }
+    };
+    let filler = journal_dir.join("filler");
+    let (free, _) = bookie::disk::space(&journal_dir).unwrap();
+    fallocate(&filler, free - (1 << 20));
+    wait_for("read-only", Duration::from_secs(20), || {
+        state(BookieState::ReadOnly)
+    })
+    .await;
+    std::fs::remove_file(&filler).unwrap();
+    wait_for("writable again", Duration::from_secs(20), || {
+        state(BookieState::Available)
+    })
+    .await;
+    bk.kill9();
 }

@@ -45,6 +45,11 @@ pub struct ClientConfig {
     pub speculative_read_delay: Duration,
     /// Adds in flight per ledger.
     pub window: usize,
+    /// With no spare bookie to replace a failed one that is still registered (slow, or its
+    /// stream dropped, rather than dead), how often it is tried again — after 200 ms, then
+    /// doubling up to 2 s — before the pending adds fail with `NotEnoughBookies`, so the
+    /// caller can move on (a broker rolls to a new ledger).
+    pub same_bookie_retries: u32,
 }
 
 impl Default for ClientConfig {
@@ -54,6 +59,7 @@ impl Default for ClientConfig {
             read_timeout: Duration::from_secs(5),
             speculative_read_delay: Duration::from_millis(50),
             window: 4096,
+            same_bookie_retries: 5,
         }
     }
 }
@@ -156,8 +162,7 @@ impl LedgerClient {
             self.ledgers.clone(),
             self.bookies.clone(),
             key,
-            self.config.add_timeout,
-            self.config.window,
+            &self.config,
         )))
     }
 

@@ -24,6 +24,7 @@ use rand::seq::SliceRandom;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::ClientConfig;
 use super::bookies::Bookies;
 use super::distribution::{replace_in_segments, write_set};
 use super::error::{ClientError, Result};
@@ -148,10 +149,14 @@ pub(super) struct WriterState {
     lac_length: u64,
     pending: BTreeMap<u64, Pending>,
     failed: Option<ClientError>,
+    /// Per ensemble position: retries of the same bookie so far (reset by an ack), and when
+    /// the next one is due. While one is due, that position is not failed again.
+    retries: Vec<u32>,
+    retry_at: Vec<Option<Instant>>,
+    retry_limit: u32,
 }
 
 impl WriterState {
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         id: LedgerId,
         meta: LedgerMetadata,
@@ -159,8 +164,7 @@ impl WriterState {
         ledgers: Arc<LedgerStore>,
         bookies: Arc<Bookies>,
         master_key: Bytes,
-        add_timeout: Duration,
-        window: usize,
+        config: &ClientConfig,
     ) -> Self {
         let ensemble = meta
             .segments
@@ -171,14 +175,17 @@ impl WriterState {
         WriterState {
             id,
             streams: vec![None; ensemble.len()],
+            retries: vec![0; ensemble.len()],
+            retry_at: vec![None; ensemble.len()],
+            retry_limit: config.same_bookie_retries,
             ensemble,
             meta,
             version,
             ledgers,
             bookies,
             master_key,
-            add_timeout,
-            window,
+            add_timeout: config.add_timeout,
+            window: config.window,
             generation: 0,
             events_tx,
             events_rx: Some(events_rx),
@@ -240,7 +247,10 @@ impl WriterState {
                     }
                 },
                 Some(ev) = events.recv() => self.on_event(ev).await,
-                _ = tick.tick() => self.check_timeouts().await,
+                _ = tick.tick() => {
+                    self.check_timeouts().await;
+                    self.retry_due().await;
+                }
             }
         }
     }
@@ -389,6 +399,7 @@ impl WriterState {
                 }
                 match status {
                     StatusCode::Ok => {
+                        self.retries[index] = 0;
                         if let Some(p) = self.pending.get_mut(&entry) {
                             p.acked.insert(index);
                         }
@@ -451,7 +462,7 @@ impl WriterState {
                 break;
             }
             for i in write_set(*e, self.e(), self.qw()) {
-                if !p.acked.contains(&i) {
+                if !p.acked.contains(&i) && self.retry_at[i].is_none() {
                     late.insert(i);
                 }
             }
@@ -464,7 +475,7 @@ impl WriterState {
 
     /// Ensemble change: replaces the bookie at `index`.
     async fn bookie_failed(&mut self, index: usize) {
-        if self.failed.is_some() {
+        if self.failed.is_some() || self.retry_at[index].is_some() {
             return;
         }
         let failed = self.ensemble[index].clone();
@@ -481,22 +492,17 @@ impl WriterState {
             .collect();
         candidates.shuffle(&mut rand::rng());
         let Some(replacement) = candidates.pop() else {
-            if failed_is_registered {
+            if failed_is_registered && self.retries[index] < self.retry_limit {
                 // No spare bookie, but this one is still registered: a slow bookie (or a
-                // dropped stream) rather than a dead one. Try it again after a pause instead
-                // of failing the ledger; a dead one drops out when its lease expires.
-                tracing::warn!(ledger = %self.id, bookie = failed, "no replacement bookie; retrying the same one");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let now = Instant::now();
-                let (e, qw) = (self.e(), self.qw());
-                let mut resend = Vec::new();
-                for (entry, p) in self.pending.iter_mut() {
-                    if !p.acked.contains(&index) && write_set(*entry, e, qw).contains(&index) {
-                        p.sent_at = now;
-                        resend.push(*entry);
-                    }
-                }
-                return Box::pin(self.send(index, &resend)).await;
+                // dropped stream) rather than a dead one. Try it again later — a timer event
+                // (`retry_due`), so the task keeps serving — a bounded number of times.
+                let attempt = self.retries[index];
+                self.retries[index] += 1;
+                let delay = (Duration::from_millis(200) * 2u32.pow(attempt.min(4)))
+                    .min(Duration::from_secs(2));
+                tracing::warn!(ledger = %self.id, bookie = failed, attempt = attempt + 1, ?delay, "no replacement bookie; retrying the same one");
+                self.retry_at[index] = Some(Instant::now() + delay);
+                return;
             }
             // Every writable bookie is already in the ensemble: no replacement.
             return self.fail_all(ClientError::NotEnoughBookies {
@@ -550,6 +556,26 @@ impl WriterState {
             }
         }
         Box::pin(self.send(index, &resend)).await;
+    }
+
+    /// Resends to every position whose same-bookie retry is due (see `bookie_failed`).
+    async fn retry_due(&mut self) {
+        let now = Instant::now();
+        for index in 0..self.retry_at.len() {
+            if self.retry_at[index].is_none_or(|at| at > now) {
+                continue;
+            }
+            self.retry_at[index] = None;
+            let (e, qw) = (self.e(), self.qw());
+            let mut resend = Vec::new();
+            for (entry, p) in self.pending.iter_mut() {
+                if !p.acked.contains(&index) && write_set(*entry, e, qw).contains(&index) {
+                    p.sent_at = now;
+                    resend.push(*entry);
+                }
+            }
+            self.send(index, &resend).await;
+        }
     }
 
     fn fail_all(&mut self, e: ClientError) {

@@ -14,11 +14,11 @@
 //! valid batch of another file sequence: journal files are recycled, and what follows the
 //! new data in a recycled file is the old incarnation's.
 
-use std::fs::File;
-use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
+use common::fs::{File, Fs, OpenOptions};
 
 use super::record::JournalRecord;
 use crate::error::{BookieError, Result};
@@ -42,12 +42,10 @@ pub fn file_name(seq: u64) -> String {
 }
 
 /// Sequence numbers of the journal files in `dir`, ascending.
-pub fn list_files(dir: &Path) -> Result<Vec<u64>> {
+pub fn list_files(fs: &dyn Fs, dir: &Path) -> Result<Vec<u64>> {
     let mut seqs = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(BookieError::io(dir))? {
-        let entry = entry.map_err(BookieError::io(dir))?;
-        let name = entry.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".jnl")) else {
+    for name in fs.list_dir(dir).map_err(BookieError::io(dir))? {
+        let Some(stem) = name.strip_suffix(".jnl") else {
             continue;
         };
         if let Ok(seq) = u64::from_str_radix(stem, 16) {
@@ -195,31 +193,41 @@ pub struct FileScan {
 /// every record of every valid batch with the position just past its batch.
 /// A torn tail ends the scan; corruption before the tail is an error naming file and offset.
 pub fn read_file(
+    fs: &dyn Fs,
     dir: &Path,
     seq: u64,
     from: u64,
     mut visit: impl FnMut(JournalRecord, JournalPosition) -> Result<()>,
 ) -> Result<FileScan> {
     let path = dir.join(file_name(seq));
-    let mut file = File::open(&path).map_err(BookieError::io(&path))?;
-    let file_len = file.metadata().map_err(BookieError::io(&path))?.len();
+    let file = fs
+        .open(&path, OpenOptions::read())
+        .map_err(BookieError::io(&path))?;
+    let file_len = file.size().map_err(BookieError::io(&path))?;
     let mut h = [0u8; JOURNAL_HEADER_LEN];
-    read_full(&mut file, &mut h, &path)?;
+    read_full(&*file, &mut h, 0, &path)?;
     check_header(&path, &h, seq)?;
     let mut offset = from.max(JOURNAL_HEADER_LEN as u64);
-    file.seek(SeekFrom::Start(offset))
-        .map_err(BookieError::io(&path))?;
     loop {
         if file_len - offset.min(file_len) < BATCH_HEADER_LEN as u64 {
-            let rest = read_rest(&mut file, &path)?;
+            let rest = read_rest(&*file, offset.min(file_len), &path)?;
             let torn =
                 (!rest.iter().all(|b| *b == 0)).then(|| (offset, "partial batch header".into()));
             return Ok(FileScan { end: offset, torn });
         }
         let mut bh = [0u8; BATCH_HEADER_LEN];
-        read_full(&mut file, &mut bh, &path)?;
+        read_full(&*file, &mut bh, offset, &path)?;
         let bad = match parse_batch_header(&bh) {
             Ok(None) => {
+                return Ok(FileScan {
+                    end: offset,
+                    torn: None,
+                });
+            }
+            // A valid batch of another file sequence is what a recycled file held before: the
+            // end of this file's data, whatever its length (new data often ends exactly on an
+            // old batch boundary, with fixed-size entries).
+            Ok(Some(b)) if b.seq != seq => {
                 return Ok(FileScan {
                     end: offset,
                     torn: None,
@@ -233,7 +241,12 @@ pub fn read_file(
             }
             Ok(Some(b)) => {
                 let mut payload = BytesMut::zeroed(b.payload_len);
-                read_full(&mut file, &mut payload, &path)?;
+                read_full(
+                    &*file,
+                    &mut payload,
+                    offset + BATCH_HEADER_LEN as u64,
+                    &path,
+                )?;
                 match parse_batch(payload.freeze(), b.count) {
                     Ok(records) => {
                         offset += (BATCH_HEADER_LEN + b.payload_len) as u64;
@@ -249,9 +262,7 @@ pub fn read_file(
             Err(reason) => reason,
         };
         // A bad batch: torn tail, unless a valid batch follows it.
-        file.seek(SeekFrom::Start(offset + 1))
-            .map_err(BookieError::io(&path))?;
-        let rest = read_rest(&mut file, &path)?;
+        let rest = read_rest(&*file, offset + 1, &path)?;
         if let Some(at) = find_valid_batch(&rest, seq) {
             return Err(BookieError::Corrupt {
                 location: format!("{} at offset {offset}", path.display()),
@@ -291,8 +302,8 @@ fn find_valid_batch(buf: &[u8], seq: u64) -> Option<usize> {
     None
 }
 
-fn read_full(file: &mut File, buf: &mut [u8], path: &Path) -> Result<()> {
-    file.read_exact(buf).map_err(|e| match e.kind() {
+fn read_full(file: &dyn File, buf: &mut [u8], offset: u64, path: &Path) -> Result<()> {
+    file.read_exact_at(buf, offset).map_err(|e| match e.kind() {
         ErrorKind::UnexpectedEof => BookieError::Corrupt {
             location: path.display().to_string(),
             reason: "file shorter than its header".into(),
@@ -304,10 +315,8 @@ fn read_full(file: &mut File, buf: &mut [u8], path: &Path) -> Result<()> {
     })
 }
 
-fn read_rest(file: &mut File, path: &Path) -> Result<Vec<u8>> {
-    let mut rest = Vec::new();
-    file.read_to_end(&mut rest).map_err(BookieError::io(path))?;
-    Ok(rest)
+fn read_rest(file: &dyn File, offset: u64, path: &Path) -> Result<Vec<u8>> {
+    file.read_from(offset).map_err(BookieError::io(path))
 }
 
 /// Path of journal file `seq` in `dir`.
@@ -356,7 +365,7 @@ mod tests {
 
     fn scan(dir: &Path) -> Result<(Vec<JournalRecord>, FileScan)> {
         let mut got = Vec::new();
-        let s = read_file(dir, 7, 0, |r, _| {
+        let s = read_file(&common::fs::RealFs, dir, 7, 0, |r, _| {
             got.push(r);
             Ok(())
         })?;
@@ -387,13 +396,44 @@ mod tests {
         recycled[JOURNAL_HEADER_LEN..JOURNAL_HEADER_LEN + buf.len()].copy_from_slice(&buf);
         std::fs::write(dir.path().join(file_name(8)), &recycled).unwrap();
         let mut got = Vec::new();
-        let scan = read_file(dir.path(), 8, 0, |r, _| {
+        let scan = read_file(&common::fs::RealFs, dir.path(), 8, 0, |r, _| {
             got.push(r);
             Ok(())
         })
         .unwrap();
         assert_eq!(got, all[..1].to_vec());
         assert_eq!(scan.end as usize, JOURNAL_HEADER_LEN + buf.len());
+    }
+
+    /// Regression (issue 9, defect 1): the new data ends exactly where an old batch begins, so
+    /// the old incarnation's batches (valid in themselves) follow. They must not be replayed.
+    #[test]
+    fn old_batches_aligned_after_new_data_are_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (img, all) = write_file(dir.path(), 0);
+        // The first old batch of file 7 holds records 0..3; write file 8's one batch of the
+        // same three records (same length), so file 7's second batch starts right after it.
+        let mut recycled = img.clone();
+        recycled[..JOURNAL_HEADER_LEN].copy_from_slice(&header(8));
+        let mut buf = BytesMut::new();
+        encode_batch(8, &all[..3], &mut buf);
+        let old_first_batch_end = {
+            let mut b = BytesMut::new();
+            encode_batch(7, &all[..3], &mut b);
+            JOURNAL_HEADER_LEN + b.len()
+        };
+        assert_eq!(JOURNAL_HEADER_LEN + buf.len(), old_first_batch_end);
+        recycled[JOURNAL_HEADER_LEN..old_first_batch_end].copy_from_slice(&buf);
+        std::fs::write(dir.path().join(file_name(8)), &recycled).unwrap();
+        let mut got = Vec::new();
+        let scan = read_file(&common::fs::RealFs, dir.path(), 8, 0, |r, _| {
+            got.push(r);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, all[..3].to_vec(), "only file 8's own batch is data");
+        assert_eq!(scan.end as usize, old_first_batch_end);
+        assert!(scan.torn.is_none());
     }
 
     #[test]

@@ -6,14 +6,14 @@
 //! disks we measured, fdatasync after overwriting allocated blocks costs a half to a third of
 //! one after appending (no size or extent metadata to commit).
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use common::fs::{File, Fs, OpenOptions};
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 use super::file::{JournalPosition, encode_batch, header, path_of};
 use super::record::JournalRecord;
@@ -74,6 +74,7 @@ impl Request {
 pub struct JournalWriter {
     tx: flume::Sender<Request>,
     durable: Arc<Mutex<JournalPosition>>,
+    failed: CancellationToken,
 }
 
 impl std::fmt::Debug for JournalWriter {
@@ -87,19 +88,29 @@ impl JournalWriter {
     pub fn start(
         config: WriterConfig,
         first_seq: u64,
+        fs: Arc<dyn Fs>,
     ) -> Result<(Self, std::thread::JoinHandle<()>)> {
-        let file = JournalFile::create(&config.dir, first_seq, config.preallocate_bytes)?;
+        let file = JournalFile::create(fs, &config.dir, first_seq, config.preallocate_bytes)?;
         let durable = Arc::new(Mutex::new(JournalPosition {
             file: first_seq,
             offset: JOURNAL_HEADER_LEN as u64,
         }));
         let (tx, rx) = flume::bounded(config.queue_capacity.max(1));
         let shared = durable.clone();
+        let failed = CancellationToken::new();
+        let on_failure = failed.clone();
         let thread = std::thread::Builder::new()
             .name("journal-writer".into())
-            .spawn(move || run(config, file, rx, shared))
+            .spawn(move || run(config, file, rx, shared, on_failure))
             .map_err(BookieError::io("journal-writer thread"))?;
-        Ok((JournalWriter { tx, durable }, thread))
+        Ok((
+            JournalWriter {
+                tx,
+                durable,
+                failed,
+            },
+            thread,
+        ))
     }
 
     /// Queues a record and resolves once it is fsynced, with the journal position just past
@@ -144,6 +155,13 @@ impl JournalWriter {
         Ok(async move { rx.await.map_err(|_| BookieError::ShuttingDown)? })
     }
 
+    /// Fires once a journal write or fsync has failed. The writer then fails every later
+    /// record (after a failed fsync the file's state is unknown), so the bookie must stop
+    /// taking adds: it turns read-only at once.
+    pub fn failed(&self) -> &CancellationToken {
+        &self.failed
+    }
+
     /// Everything before this position is durable.
     pub fn durable_position(&self) -> JournalPosition {
         *self.durable.lock().unwrap_or_else(|p| p.into_inner())
@@ -152,9 +170,10 @@ impl JournalWriter {
 
 /// The open journal file being written.
 struct JournalFile {
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
     seq: u64,
-    file: File,
+    file: Box<dyn File>,
     offset: u64,
     zeroed_to: u64,
 }
@@ -162,29 +181,29 @@ struct JournalFile {
 impl JournalFile {
     /// Starts journal file `seq`: a recycled file if one is waiting (all its blocks are
     /// allocated, so every write is an overwrite), else a new one.
-    fn create(dir: &Path, seq: u64, preallocate: u64) -> Result<Self> {
-        match super::recycle::take(dir, seq)? {
+    fn create(fs: Arc<dyn Fs>, dir: &Path, seq: u64, preallocate: u64) -> Result<Self> {
+        match super::recycle::take(&*fs, dir, seq)? {
             Some((file, len)) => Ok(JournalFile {
+                fs,
                 dir: dir.to_owned(),
                 seq,
                 file,
                 offset: JOURNAL_HEADER_LEN as u64,
                 zeroed_to: len,
             }),
-            None => Self::create_new(dir, seq, preallocate),
+            None => Self::create_new(fs, dir, seq, preallocate),
         }
     }
 
-    fn create_new(dir: &Path, seq: u64, preallocate: u64) -> Result<Self> {
+    fn create_new(fs: Arc<dyn Fs>, dir: &Path, seq: u64, preallocate: u64) -> Result<Self> {
         let path = path_of(dir, seq);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
+        let file = fs
+            .open(&path, OpenOptions::create_new())
             .map_err(BookieError::io(&path))?;
         file.write_all_at(&header(seq), 0)
             .map_err(BookieError::io(&path))?;
         let mut jf = JournalFile {
+            fs,
             dir: dir.to_owned(),
             seq,
             file,
@@ -193,10 +212,8 @@ impl JournalFile {
         };
         // A small initial window; write_batch tops it up as the file fills.
         jf.zero_fill(JOURNAL_HEADER_LEN as u64 + preallocate.min(1 << 20))?;
-        jf.file.sync_all().map_err(BookieError::io(&path))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(BookieError::io(dir))?;
+        jf.file.sync_data().map_err(BookieError::io(&path))?;
+        jf.fs.sync_dir(dir).map_err(BookieError::io(dir))?;
         Ok(jf)
     }
 
@@ -252,6 +269,7 @@ fn run(
     mut file: JournalFile,
     rx: flume::Receiver<Request>,
     durable: Arc<Mutex<JournalPosition>>,
+    on_failure: CancellationToken,
 ) {
     let mut group: Vec<Request> = Vec::new();
     let mut buf = BytesMut::with_capacity(config.max_group_bytes + (64 << 10));
@@ -289,8 +307,10 @@ fn run(
             Some(reason) => Err(reason.clone()),
             None => commit(&config, &mut file, &group, &mut buf).map_err(|e| {
                 tracing::error!(error = %e, "journal write failed; the bookie can no longer accept adds");
+                metrics::counter!("bookie_journal_failures_total").increment(1);
                 let reason = e.to_string();
                 failed = Some(reason.clone());
+                on_failure.cancel();
                 reason
             }),
         };
@@ -326,7 +346,8 @@ fn commit(
         && file.offset + buf.len() as u64 > config.max_file_bytes
     {
         seq += 1;
-        let next = JournalFile::create(&config.dir, seq, config.preallocate_bytes)?;
+        let next =
+            JournalFile::create(file.fs.clone(), &config.dir, seq, config.preallocate_bytes)?;
         tracing::debug!(
             file = next.seq,
             recycled = next.zeroed_to > JOURNAL_HEADER_LEN as u64 + (1 << 20),

@@ -1,23 +1,40 @@
 //! The checkpoint mark: the journal position before which everything is durable in ledger
-//! storage. Replay starts here; journal files wholly before it are deleted.
+//! storage, and the number of the checkpoint that made it so. Replay starts at the position;
+//! journal files wholly before it are deleted. Ledger-file records carry the number of the
+//! checkpoint that wrote them, so a record numbered at most the mark's is known to have been
+//! fsynced (see `ledger_file`).
 //!
 //! File `checkpoint` in the ledger directory, replaced atomically (tmp, fsync, rename, fsync
-//! dir): magic (8) | version u32 | reserved u32 | journal file u64 | offset u64 | crc32c u32.
+//! dir). Version 2: magic (8) | version u32 | reserved u32 | journal file u64 | offset u64 |
+//! checkpoint number u64 | crc32c u32 (44 bytes). Version 1 (36 bytes) had no number; it
+//! reads as number 0.
 
 use std::path::Path;
+
+use common::fs::{Fs, OpenOptions, RealFs};
 
 use crate::error::{BookieError, Result};
 use crate::format::{CHECKPOINT_MAGIC, CHECKPOINT_VERSION};
 use crate::journal::JournalPosition;
 
 const FILE: &str = "checkpoint";
-const LEN: usize = 36;
+const LEN_V1: usize = 36;
+const LEN: usize = 44;
+
+/// What the mark says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Mark {
+    /// Replay starts here.
+    pub pos: JournalPosition,
+    /// The checkpoint that wrote this mark; the next one is `number + 1`.
+    pub number: u64,
+}
 
 /// Reads the mark: `Ok(None)` if there is none yet (a fresh bookie), `Corrupt` if it is
 /// unreadable — never mistaken for a fresh start.
-pub fn read(dir: &Path) -> Result<Option<JournalPosition>> {
+pub fn read(fs: &dyn Fs, dir: &Path) -> Result<Option<Mark>> {
     let path = dir.join(FILE);
-    let bytes = match std::fs::read(&path) {
+    let bytes = match fs.read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(BookieError::io(&path)(e)),
@@ -26,51 +43,74 @@ pub fn read(dir: &Path) -> Result<Option<JournalPosition>> {
         location: path.display().to_string(),
         reason: reason.into(),
     };
-    if bytes.len() != LEN || &bytes[..8] != CHECKPOINT_MAGIC {
+    if bytes.len() < 12 || &bytes[..8] != CHECKPOINT_MAGIC {
         return Err(corrupt("not a checkpoint file"));
     }
-    let crc = u32::from_le_bytes(bytes[32..36].try_into().unwrap_or_default());
-    if common::checksum::crc32c(&bytes[..32]) != crc {
+    let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap_or_default());
+    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
+    let len = match version {
+        1 => LEN_V1,
+        CHECKPOINT_VERSION => LEN,
+        _ => {
+            return Err(BookieError::UnsupportedVersion {
+                path,
+                found: version,
+                supported: CHECKPOINT_VERSION,
+            });
+        }
+    };
+    if bytes.len() != len {
+        return Err(corrupt("wrong length for its version"));
+    }
+    let crc = u32::from_le_bytes(bytes[len - 4..].try_into().unwrap_or_default());
+    if common::checksum::crc32c(&bytes[..len - 4]) != crc {
         return Err(corrupt("checksum mismatch"));
     }
-    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
-    if version != CHECKPOINT_VERSION {
-        return Err(BookieError::UnsupportedVersion {
-            path,
-            found: version,
-            supported: CHECKPOINT_VERSION,
-        });
-    }
-    Ok(Some(JournalPosition {
-        file: u64::from_le_bytes(bytes[16..24].try_into().unwrap_or_default()),
-        offset: u64::from_le_bytes(bytes[24..32].try_into().unwrap_or_default()),
+    Ok(Some(Mark {
+        pos: JournalPosition {
+            file: u64_at(16),
+            offset: u64_at(24),
+        },
+        number: if version == 1 { 0 } else { u64_at(32) },
     }))
 }
 
 /// Writes the mark atomically.
-pub fn write(dir: &Path, pos: JournalPosition) -> Result<()> {
+pub fn write(fs: &dyn Fs, dir: &Path, mark: Mark) -> Result<()> {
     let mut b = [0u8; LEN];
     b[..8].copy_from_slice(CHECKPOINT_MAGIC);
     b[8..12].copy_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
-    b[16..24].copy_from_slice(&pos.file.to_le_bytes());
-    b[24..32].copy_from_slice(&pos.offset.to_le_bytes());
-    let crc = common::checksum::crc32c(&b[..32]);
-    b[32..].copy_from_slice(&crc.to_le_bytes());
-    write_atomic(dir, FILE, &b)
+    b[16..24].copy_from_slice(&mark.pos.file.to_le_bytes());
+    b[24..32].copy_from_slice(&mark.pos.offset.to_le_bytes());
+    b[32..40].copy_from_slice(&mark.number.to_le_bytes());
+    let crc = common::checksum::crc32c(&b[..LEN - 4]);
+    b[LEN - 4..].copy_from_slice(&crc.to_le_bytes());
+    write_atomic(fs, dir, FILE, &b)
 }
 
-/// Replaces `dir/name` with `bytes` atomically and durably.
-pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
+/// Replaces `dir/name` with `bytes` atomically and durably: write a temporary file, fsync,
+/// rename over, fsync the directory.
+pub fn write_atomic(fs: &dyn Fs, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
-    let mut f = std::fs::File::create(&tmp).map_err(BookieError::io(&tmp))?;
-    f.write_all(bytes).map_err(BookieError::io(&tmp))?;
-    f.sync_all().map_err(BookieError::io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(BookieError::io(&path))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(BookieError::io(dir))
+    let f = fs
+        .open(&tmp, OpenOptions::create_truncate())
+        .map_err(BookieError::io(&tmp))?;
+    f.write_all_at(bytes, 0)
+        .and_then(|()| f.sync_data())
+        .map_err(BookieError::io(&tmp))?;
+    fs.rename(&tmp, &path).map_err(BookieError::io(&path))?;
+    sync_dir(fs, dir)
+}
+
+/// [`write_atomic`] on the real file system (cookies, which live outside the storage seam).
+pub fn write_atomic_real(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    write_atomic(&RealFs, dir, name, bytes)
+}
+
+/// fsyncs a directory, making the entries created, renamed or removed in it durable.
+pub fn sync_dir(fs: &dyn Fs, dir: &Path) -> Result<()> {
+    fs.sync_dir(dir).map_err(BookieError::io(dir))
 }
 
 #[cfg(test)]
@@ -80,16 +120,51 @@ mod tests {
     #[test]
     fn absent_present_corrupt() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(read(dir.path()).unwrap(), None);
-        let pos = JournalPosition {
-            file: 3,
-            offset: 4096,
+        assert_eq!(read(&RealFs, dir.path()).unwrap(), None);
+        let mark = Mark {
+            pos: JournalPosition {
+                file: 3,
+                offset: 4096,
+            },
+            number: 17,
         };
-        write(dir.path(), pos).unwrap();
-        assert_eq!(read(dir.path()).unwrap(), Some(pos));
+        write(&RealFs, dir.path(), mark).unwrap();
+        assert_eq!(read(&RealFs, dir.path()).unwrap(), Some(mark));
         let mut bytes = std::fs::read(dir.path().join(FILE)).unwrap();
         bytes[20] ^= 1;
         std::fs::write(dir.path().join(FILE), &bytes).unwrap();
-        assert!(matches!(read(dir.path()), Err(BookieError::Corrupt { .. })));
+        assert!(matches!(
+            read(&RealFs, dir.path()),
+            Err(BookieError::Corrupt { .. })
+        ));
+    }
+
+    /// A version 1 mark (golden bytes: file 3, offset 4096) still reads, as checkpoint 0.
+    #[test]
+    fn version_1_reads_as_checkpoint_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v1 = [0u8; LEN_V1];
+        v1[..8].copy_from_slice(CHECKPOINT_MAGIC);
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        v1[16..24].copy_from_slice(&3u64.to_le_bytes());
+        v1[24..32].copy_from_slice(&4096u64.to_le_bytes());
+        let crc = common::checksum::crc32c(&v1[..32]);
+        v1[32..].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(dir.path().join(FILE), v1).unwrap();
+        let mark = read(&RealFs, dir.path()).unwrap().unwrap();
+        assert_eq!(
+            mark.pos,
+            JournalPosition {
+                file: 3,
+                offset: 4096
+            }
+        );
+        assert_eq!(mark.number, 0);
+        v1[8] = 7;
+        std::fs::write(dir.path().join(FILE), v1).unwrap();
+        assert!(matches!(
+            read(&RealFs, dir.path()),
+            Err(BookieError::UnsupportedVersion { found: 7, .. })
+        ));
     }
 }

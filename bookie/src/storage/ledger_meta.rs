@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use bytes::Bytes;
+use common::fs::Fs;
 
 use super::checkpoint::write_atomic;
 use crate::error::{BookieError, Result};
@@ -74,9 +75,9 @@ pub fn decode(path: &Path, b: &[u8]) -> Result<LedgerMeta> {
 }
 
 /// Reads `dir/<name>`; `Ok(None)` if absent.
-pub fn read(dir: &Path, name: &str) -> Result<Option<LedgerMeta>> {
+pub fn read(fs: &dyn Fs, dir: &Path, name: &str) -> Result<Option<LedgerMeta>> {
     let path = dir.join(name);
-    match std::fs::read(&path) {
+    match fs.read(&path) {
         Ok(b) => decode(&path, &b).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(BookieError::io(&path)(e)),
@@ -84,8 +85,8 @@ pub fn read(dir: &Path, name: &str) -> Result<Option<LedgerMeta>> {
 }
 
 /// Writes `dir/<name>` atomically.
-pub fn write(dir: &Path, name: &str, m: &LedgerMeta) -> Result<()> {
-    write_atomic(dir, name, &encode(m))
+pub fn write(fs: &dyn Fs, dir: &Path, name: &str, m: &LedgerMeta) -> Result<()> {
+    write_atomic(fs, dir, name, &encode(m))
 }
 
 #[cfg(test)]

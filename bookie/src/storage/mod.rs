@@ -6,9 +6,11 @@
 //! - [`checkpoint`]: the journal position up to which ledger storage is durable.
 //!
 //! Checkpoint path: capture the journal's durable position, swap the write-cache generations,
-//! append each ledger's entries to its file, fsync the files, write changed ledger state,
-//! then write the mark. Entries enter the cache before they are journaled, so everything the
-//! journal holds before the captured position is in the swapped generation.
+//! append each ledger's entries to its file (records numbered with this checkpoint), fsync the
+//! files, fsync the directory if a file was created or a ledger deleted, write changed ledger
+//! state, then write the mark with its number. Entries enter the cache before they are
+//! journaled, so everything the journal holds before the captured position is in the swapped
+//! generation.
 
 pub mod checkpoint;
 pub mod ledger_file;
@@ -17,9 +19,11 @@ pub mod write_cache;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use common::fs::Fs;
 use common::{EntryId, LedgerId};
 use tokio::sync::{Notify, watch};
 
@@ -114,10 +118,16 @@ impl Ledger {
 #[derive(Debug)]
 pub struct LedgerStorage {
     config: StorageConfig,
+    fs: Arc<dyn Fs>,
     files_dir: PathBuf,
     cache: Mutex<WriteCache>,
     ledgers: Mutex<HashMap<LedgerId, Arc<Ledger>>>,
     checkpoint_lock: Mutex<()>,
+    /// Number of the last checkpoint whose mark is on disk.
+    committed: AtomicU64,
+    /// Ledgers whose deletion is under way: their files must be gone, durably, before a mark
+    /// passes their Delete record (else a power cut brings them back with nothing to replay).
+    deleting: Mutex<Vec<LedgerId>>,
     /// Signalled when a checkpoint frees cache space.
     space_freed: Notify,
     /// Signalled when the active generation is half the budget: time to checkpoint.
@@ -125,15 +135,16 @@ pub struct LedgerStorage {
 }
 
 impl LedgerStorage {
-    /// Opens storage in `config.dir`, loading every ledger's state (not its data).
-    pub fn open(config: StorageConfig) -> Result<Self> {
+    /// Opens storage in `config.dir` on `fs`, loading every ledger's state (not its data).
+    pub fn open(config: StorageConfig, fs: Arc<dyn Fs>) -> Result<Self> {
         let files_dir = config.dir.join("ledgers");
-        std::fs::create_dir_all(&files_dir).map_err(BookieError::io(&files_dir))?;
+        fs.create_dir_all(&files_dir)
+            .map_err(BookieError::io(&files_dir))?;
         let mut ledgers = HashMap::new();
-        for entry in std::fs::read_dir(&files_dir).map_err(BookieError::io(&files_dir))? {
-            let entry = entry.map_err(BookieError::io(&files_dir))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
+        for name in fs
+            .list_dir(&files_dir)
+            .map_err(BookieError::io(&files_dir))?
+        {
             let Some((stem, ext)) = name.split_once('.') else {
                 continue;
             };
@@ -143,19 +154,24 @@ impl LedgerStorage {
             if !matches!(ext, "dat" | "meta") || ledgers.contains_key(&LedgerId(id)) {
                 continue;
             }
-            let meta =
-                ledger_meta::read(&files_dir, &meta_name(LedgerId(id)))?.unwrap_or(LedgerMeta {
+            let meta = ledger_meta::read(&*fs, &files_dir, &meta_name(LedgerId(id)))?.unwrap_or(
+                LedgerMeta {
                     explicit_lac: NO_ENTRY,
                     ..Default::default()
-                });
+                },
+            );
             ledgers.insert(LedgerId(id), Arc::new(Ledger::new(LedgerId(id), meta)));
         }
+        let committed = checkpoint::read(&*fs, &config.dir)?.map_or(0, |m| m.number);
         Ok(LedgerStorage {
             config,
+            fs,
             files_dir,
             cache: Mutex::new(WriteCache::default()),
             ledgers: Mutex::new(ledgers),
             checkpoint_lock: Mutex::new(()),
+            committed: AtomicU64::new(committed),
+            deleting: Mutex::new(Vec::new()),
             space_freed: Notify::new(),
             flush_wanted: Notify::new(),
         })
@@ -287,7 +303,13 @@ impl LedgerStorage {
     /// Opens a ledger's file if not yet open, and raises its LAC from the last stored entry.
     fn load_file(&self, ledger: &Ledger, file: &mut Option<LedgerFile>) -> Result<()> {
         if file.is_none()
-            && let Some(f) = LedgerFile::open(&self.files_dir, ledger.id, false)?
+            && let Some(f) = LedgerFile::open(
+                &*self.fs,
+                &self.files_dir,
+                ledger.id,
+                false,
+                self.committed.load(Ordering::SeqCst),
+            )?
         {
             if let Some(last) = f.last_entry()
                 && let Ok(Some(e)) = f.read(ledger.id, last)
@@ -299,8 +321,23 @@ impl LedgerStorage {
         Ok(())
     }
 
-    /// Deletes a ledger's entries and files; the disk space returns at once. Blocking.
+    /// Announces a deletion before its Delete record is journaled: from now on a checkpoint
+    /// removes the ledger's files itself (and fsyncs the directory) before writing its mark.
+    pub fn begin_delete(&self, id: LedgerId) {
+        lock(&self.deleting).push(id);
+    }
+
+    /// Deletes a ledger's entries and files, durably (the directory is fsynced); the disk
+    /// space returns at once. Blocking.
     pub fn delete_blocking(&self, id: LedgerId) -> Result<bool> {
+        let existed = self.remove_files(id)?;
+        checkpoint::sync_dir(&*self.fs, &self.files_dir)?;
+        lock(&self.deleting).retain(|d| *d != id);
+        Ok(existed)
+    }
+
+    /// Forgets a ledger and unlinks its files (not yet durable).
+    fn remove_files(&self, id: LedgerId) -> Result<bool> {
         let ledger = lock(&self.ledgers).remove(&id);
         if let Some(l) = &ledger {
             l.state().deleted = true;
@@ -309,7 +346,7 @@ impl LedgerStorage {
         lock(&self.cache).remove_ledger(id);
         let mut existed = ledger.is_some();
         for name in [ledger_file::data_file_name(id), meta_name(id)] {
-            match std::fs::remove_file(self.files_dir.join(&name)) {
+            match self.fs.remove_file(&self.files_dir.join(&name)) {
                 Ok(()) => existed = true,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(BookieError::io(self.files_dir.join(name))(e)),
@@ -321,6 +358,9 @@ impl LedgerStorage {
     /// Writes the write cache to ledger files and records `pos` as the checkpoint. Blocking.
     pub fn checkpoint_blocking(&self, pos: JournalPosition) -> Result<()> {
         let _only_one = lock(&self.checkpoint_lock);
+        // Read after `pos` was captured: a deletion announced later has its Delete record
+        // after `pos`, so this mark does not pass it.
+        let deleting = lock(&self.deleting).clone();
         let snapshot = {
             let mut c = lock(&self.cache);
             let generation = std::mem::take(&mut c.active);
@@ -330,7 +370,7 @@ impl LedgerStorage {
             snap
         };
         let started = std::time::Instant::now();
-        let result = self.write_snapshot(&snapshot, pos);
+        let result = self.write_snapshot(&snapshot, pos, &deleting);
         metrics::histogram!("bookie_checkpoint_seconds").record(started.elapsed().as_secs_f64());
         tracing::debug!(
             entries = snapshot.len(),
@@ -356,8 +396,15 @@ impl LedgerStorage {
         result
     }
 
-    fn write_snapshot(&self, snapshot: &write_cache::CacheMap, pos: JournalPosition) -> Result<()> {
+    fn write_snapshot(
+        &self,
+        snapshot: &write_cache::CacheMap,
+        pos: JournalPosition,
+        deleting: &[LedgerId],
+    ) -> Result<()> {
+        let number = self.committed.load(Ordering::SeqCst) + 1;
         let mut touched = Vec::new();
+        let mut dir_changed = false;
         let mut iter = snapshot.iter().peekable();
         while let Some(((lid, _), _)) = iter.peek() {
             let id = LedgerId(*lid);
@@ -377,10 +424,11 @@ impl LedgerStorage {
                 continue;
             }
             if file.is_none() {
-                *file = LedgerFile::open(&self.files_dir, id, true)?;
+                *file = LedgerFile::open(&*self.fs, &self.files_dir, id, true, number - 1)?;
+                dir_changed |= file.as_ref().is_some_and(LedgerFile::created);
             }
             if let Some(f) = file.as_mut() {
-                f.append(&group)?;
+                f.append(&group, number)?;
             }
             drop(file);
             touched.push(ledger);
@@ -390,25 +438,49 @@ impl LedgerStorage {
                 f.sync()?;
             }
         }
-        let dirty: Vec<(LedgerId, LedgerMeta)> = lock(&self.ledgers)
-            .values()
+        for id in deleting {
+            self.remove_files(*id)?;
+            dir_changed = true;
+        }
+        // New files' directory entries (and deletions) durable before the mark relies on them.
+        if dir_changed {
+            checkpoint::sync_dir(&*self.fs, &self.files_dir)?;
+        }
+        // Each flag is cleared when its state is captured (a change after that sets it again);
+        // if a write fails, that ledger and every one not yet written are marked dirty again,
+        // so the mark never passes a Fence or MasterKey record whose state is not on disk.
+        let ledgers: Vec<Arc<Ledger>> = lock(&self.ledgers).values().cloned().collect();
+        let mut dirty: Vec<(Arc<Ledger>, LedgerMeta)> = ledgers
+            .into_iter()
             .filter_map(|l| {
-                let mut st = l.state();
-                (st.dirty && !st.deleted).then(|| {
+                let meta = {
+                    let mut st = l.state();
+                    if !st.dirty || st.deleted {
+                        return None;
+                    }
                     st.dirty = false;
-                    (l.id, st.meta.clone())
-                })
+                    st.meta.clone()
+                };
+                Some((l, meta))
             })
             .collect();
-        for (id, meta) in &dirty {
-            if let Err(e) = ledger_meta::write(&self.files_dir, &meta_name(*id), meta) {
-                if let Some(l) = self.ledger(*id) {
-                    l.state().dirty = true;
+        dirty.sort_unstable_by_key(|(l, _)| l.id);
+        for (i, (ledger, meta)) in dirty.iter().enumerate() {
+            if let Err(e) =
+                ledger_meta::write(&*self.fs, &self.files_dir, &meta_name(ledger.id), meta)
+            {
+                for (unwritten, _) in &dirty[i..] {
+                    unwritten.state().dirty = true;
                 }
                 return Err(e);
             }
         }
-        checkpoint::write(&self.config.dir, pos)?;
+        checkpoint::write(
+            &*self.fs,
+            &self.config.dir,
+            checkpoint::Mark { pos, number },
+        )?;
+        self.committed.store(number, Ordering::SeqCst);
         metrics::counter!("bookie_checkpoints_total").increment(1);
         Ok(())
     }

@@ -3,18 +3,25 @@
 //!
 //! Layout (little-endian; full spec in docs/metadata.md):
 //! ```text
-//! header:  magic "MGNTMETA" (8) | format version u32 (=1) | reserved u32 (=0)
-//! record:  payload length u32 | crc32c(payload) u32 | payload (protobuf LogRecord)
+//! header:  magic "MGNTMETA" (8) | format version u32 (=2) | reserved u32 (=0)
+//! record:  payload length u32 | crc32c(payload) u32 | crc32c(previous 8 bytes) u32 |
+//!          payload (protobuf LogRecord)
 //! ```
-//! On open, a record that fails its checksum or runs past the end of the file is a torn
-//! tail if nothing valid follows it: it is truncated with a warning. Anything else is
-//! `Corrupt` naming the file and offset, and the store refuses to open.
+//! Every record is appended and fdatasynced alone, so only the last one can be torn. On open,
+//! a bad record (either checksum fails, or it runs past the end of the file) is a torn tail if
+//! no valid record starts anywhere after it: it is truncated with a warning. Otherwise it is
+//! `Corrupt` naming the file and offset, and the store refuses to open. The header checksum
+//! matters: without it a flipped length bit looked like a record running past the end, and every
+//! later committed mutation was truncated as a "torn tail".
+//!
+//! Version 1 logs (records without the header checksum) are still read, with the old rule,
+//! and rewritten as a version 2 snapshot when the store opens.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use common::fs::{File, Fs, OpenOptions};
 use prost::Message;
 use proto::embedded::{self as pb, log_record::Record, op::Op as PbOp};
 
@@ -26,10 +33,13 @@ use crate::store::{LeaseId, TxnOp};
 pub(super) const FILE_NAME: &str = "meta.log";
 /// First bytes of every log file.
 pub(super) const MAGIC: &[u8; 8] = b"MGNTMETA";
-/// The only log format version this build reads and writes.
-pub(super) const FORMAT_VERSION: u32 = 1;
+/// The log format version this build writes (it also reads version 1).
+pub(super) const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 16;
-const RECORD_HEADER_LEN: usize = 8;
+/// Record header of version 2: length, payload crc, header crc.
+const RECORD_HEADER_LEN: usize = 12;
+/// Record header of version 1: length, payload crc.
+const RECORD_HEADER_LEN_V1: usize = 8;
 /// No record may claim more than this; checked before allocating.
 pub(super) const MAX_RECORD_LEN: usize = 256 << 20;
 
@@ -43,13 +53,16 @@ pub(super) enum Replayed {
 /// The open, locked log file.
 #[derive(Debug)]
 pub(super) struct LogFile {
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
-    file: File,
+    file: Box<dyn File>,
     len: u64,
     /// Size of the file right after the last rewrite: growth is measured against it.
     base_len: u64,
     /// Set when a write failed: the file's tail is unknown, so no further writes.
     failed: bool,
+    /// Format version of the file as found on open (older ones are rewritten by the store).
+    version: u32,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MetaError + '_ {
@@ -62,17 +75,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MetaError + '_ {
 impl LogFile {
     /// Opens (or creates) the log in `dir`, locks it against other processes, and returns
     /// its records. A torn tail is truncated.
-    pub fn open(dir: &Path) -> Result<(LogFile, Vec<Replayed>)> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    pub fn open(fs: Arc<dyn Fs>, dir: &Path) -> Result<(LogFile, Vec<Replayed>)> {
+        fs.create_dir_all(dir).map_err(io(dir))?;
         let path = dir.join(FILE_NAME);
-        let fresh = !path.exists();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io(&path))?;
+        let fresh = !fs.exists(&path).map_err(io(&path))?;
+        let file = fs.open(&path, OpenOptions::create()).map_err(io(&path))?;
         file.try_lock().map_err(|e| {
             MetaError::Invalid(format!(
                 "{} is in use by another process ({e}); stop it or use another data dir",
@@ -80,13 +87,12 @@ impl LogFile {
             ))
         })?;
         if fresh {
-            file.write_all(&header()).map_err(io(&path))?;
-            file.sync_all().map_err(io(&path))?;
-            sync_dir(dir)?;
+            file.write_all_at(&header(), 0)
+                .and_then(|()| file.sync_data())
+                .map_err(io(&path))?;
+            sync_dir(&*fs, dir)?;
         }
-        let mut buf = Vec::new();
-        file.seek(SeekFrom::Start(0)).map_err(io(&path))?;
-        file.read_to_end(&mut buf).map_err(io(&path))?;
+        let buf = file.read_to_end().map_err(io(&path))?;
         let decoded = decode(&buf).map_err(|(offset, reason)| MetaError::Corrupt {
             location: format!("{} at offset {offset}", path.display()),
             reason,
@@ -99,21 +105,27 @@ impl LogFile {
             );
             file.set_len(len).map_err(io(&path))?;
             if len == 0 {
-                file.seek(SeekFrom::Start(0)).map_err(io(&path))?;
-                file.write_all(&header()).map_err(io(&path))?;
+                file.write_all_at(&header(), 0).map_err(io(&path))?;
                 len = HEADER_LEN as u64;
             }
-            file.sync_all().map_err(io(&path))?;
+            file.sync_data().map_err(io(&path))?;
         }
-        file.seek(SeekFrom::Start(len)).map_err(io(&path))?;
         let log = LogFile {
+            fs,
             dir: dir.to_owned(),
             file,
             len,
             base_len: len,
             failed: false,
+            version: decoded.version,
         };
         Ok((log, decoded.records))
+    }
+
+    /// Whether the file is in an older format: the caller must [`LogFile::rewrite`] it before
+    /// appending, so one file never mixes two record formats.
+    pub fn needs_upgrade(&self) -> bool {
+        self.version != FORMAT_VERSION
     }
 
     fn path(&self) -> PathBuf {
@@ -137,7 +149,7 @@ impl LogFile {
         let frame = frame(&record.encode_to_vec());
         let res = self
             .file
-            .write_all(&frame)
+            .write_all_at(&frame, self.len)
             .and_then(|()| self.file.sync_data());
         if let Err(source) = res {
             self.failed = true;
@@ -179,25 +191,26 @@ impl LogFile {
         let mut bytes = header().to_vec();
         bytes.extend_from_slice(&frame(&record.encode_to_vec()));
         let tmp = self.dir.join(format!("{FILE_NAME}.tmp"));
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        f.try_lock().map_err(|e| MetaError::Io {
-            path: tmp.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        std::fs::rename(&tmp, self.path()).map_err(io(&tmp))?;
-        sync_dir(&self.dir)?;
-        f.seek(SeekFrom::End(0)).map_err(io(&tmp))?;
+        let f = self
+            .fs
+            .open(&tmp, OpenOptions::create_truncate())
+            .map_err(io(&tmp))?;
+        f.write_all_at(&bytes, 0)
+            .and_then(|()| f.sync_data())
+            .and_then(|()| f.try_lock())
+            .map_err(io(&tmp))?;
+        self.fs.rename(&tmp, &self.path()).map_err(io(&tmp))?;
+        sync_dir(&*self.fs, &self.dir)?;
         self.file = f;
         self.len = bytes.len() as u64;
         self.base_len = self.len;
+        self.version = FORMAT_VERSION;
         Ok(())
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+fn sync_dir(fs: &dyn Fs, dir: &Path) -> Result<()> {
+    fs.sync_dir(dir).map_err(io(dir))
 }
 
 fn header() -> [u8; HEADER_LEN] {
@@ -207,11 +220,13 @@ fn header() -> [u8; HEADER_LEN] {
     h
 }
 
-/// Length + checksum + payload.
+/// Length + payload checksum + header checksum + payload.
 pub(super) fn frame(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(RECORD_HEADER_LEN + payload.len());
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&common::checksum::crc32c(payload).to_le_bytes());
+    let header_crc = common::checksum::crc32c(&out[..8]);
+    out.extend_from_slice(&header_crc.to_le_bytes());
     out.extend_from_slice(payload);
     out
 }
@@ -224,6 +239,8 @@ pub(super) struct Decoded {
     pub valid_len: usize,
     /// Where and why the tail was torn, if it was.
     pub torn: Option<(usize, String)>,
+    /// The file's format version.
+    pub version: u32,
 }
 
 /// Decodes a whole log image. `Err((offset, reason))` is corruption that is not a torn tail.
@@ -235,6 +252,7 @@ pub(super) fn decode(buf: &[u8]) -> std::result::Result<Decoded, (usize, String)
                 records: Vec::new(),
                 valid_len: 0,
                 torn: (!buf.is_empty()).then(|| (0, "partial header".to_owned())),
+                version: FORMAT_VERSION,
             });
         }
         return Err((0, "not a Magnetar metadata log (bad magic)".into()));
@@ -243,10 +261,12 @@ pub(super) fn decode(buf: &[u8]) -> std::result::Result<Decoded, (usize, String)
         return Err((0, "not a Magnetar metadata log (bad magic)".into()));
     }
     let version = u32::from_le_bytes(buf[8..12].try_into().unwrap_or_default());
-    if version != FORMAT_VERSION {
+    if !(1..=FORMAT_VERSION).contains(&version) {
         return Err((
             8,
-            format!("log format version {version}, this build reads {FORMAT_VERSION}"),
+            format!(
+                "log format version {version}, this build reads versions 1 to {FORMAT_VERSION} (written by a newer Magnetar?)"
+            ),
         ));
     }
     if buf[12..16] != [0; 4] {
@@ -255,17 +275,23 @@ pub(super) fn decode(buf: &[u8]) -> std::result::Result<Decoded, (usize, String)
     let mut records = Vec::new();
     let mut pos = HEADER_LEN;
     while pos < buf.len() {
-        match decode_record(&buf[pos..]) {
+        match decode_record(&buf[pos..], version) {
             Ok((record, used)) => {
                 records.push(record.map_err(|reason| (pos, reason))?);
                 pos += used;
             }
             Err(reason) => {
-                if is_tail(buf, pos) {
+                let tail = if version == 1 {
+                    is_tail_v1(buf, pos)
+                } else {
+                    !valid_record_after(&buf[pos..])
+                };
+                if tail {
                     return Ok(Decoded {
                         records,
                         valid_len: pos,
                         torn: Some((pos, reason)),
+                        version,
                     });
                 }
                 return Err((pos, reason));
@@ -276,28 +302,45 @@ pub(super) fn decode(buf: &[u8]) -> std::result::Result<Decoded, (usize, String)
         records,
         valid_len: pos,
         torn: None,
+        version,
     })
 }
 
-/// Whether a bad record at `pos` can only be the unfinished last write: it claims to run to
-/// or past the end of the file, or everything from it on is zeros (a size extended before
-/// the data landed).
-fn is_tail(buf: &[u8], pos: usize) -> bool {
+/// Whether a valid (version 2) record starts anywhere after the first byte of `rest`. The
+/// header checksum makes a false start rare and cheap to reject.
+fn valid_record_after(rest: &[u8]) -> bool {
+    (1..rest.len()).any(|i| matches!(decode_record(&rest[i..], FORMAT_VERSION), Ok((Ok(_), _))))
+}
+
+/// Version 1's rule (no header checksum): a bad record is the unfinished last write if it
+/// claims to run to or past the end of the file, or everything from it on is zeros.
+fn is_tail_v1(buf: &[u8], pos: usize) -> bool {
     let rest = &buf[pos..];
-    if rest.iter().all(|b| *b == 0) || rest.len() < RECORD_HEADER_LEN {
+    if rest.iter().all(|b| *b == 0) || rest.len() < RECORD_HEADER_LEN_V1 {
         return true;
     }
     let len = u32::from_le_bytes(rest[..4].try_into().unwrap_or_default()) as usize;
-    RECORD_HEADER_LEN.saturating_add(len) >= rest.len()
+    RECORD_HEADER_LEN_V1.saturating_add(len) >= rest.len()
 }
 
 /// One framed record: `Ok((Ok(record) | Err(undecodable payload), bytes used))`, or `Err`
 /// when the frame itself is bad (too short, too long, checksum mismatch).
 type Framed = (std::result::Result<Replayed, String>, usize);
 
-fn decode_record(buf: &[u8]) -> std::result::Result<Framed, String> {
-    if buf.len() < RECORD_HEADER_LEN {
+fn decode_record(buf: &[u8], version: u32) -> std::result::Result<Framed, String> {
+    let header_len = if version == 1 {
+        RECORD_HEADER_LEN_V1
+    } else {
+        RECORD_HEADER_LEN
+    };
+    if buf.len() < header_len {
         return Err("partial record header".into());
+    }
+    if version > 1 {
+        let header_crc = u32::from_le_bytes(buf[8..12].try_into().unwrap_or_default());
+        if common::checksum::crc32c(&buf[..8]) != header_crc {
+            return Err("record header checksum mismatch".into());
+        }
     }
     let len = u32::from_le_bytes(buf[..4].try_into().unwrap_or_default()) as usize;
     let crc = u32::from_le_bytes(buf[4..8].try_into().unwrap_or_default());
@@ -308,17 +351,17 @@ fn decode_record(buf: &[u8]) -> std::result::Result<Framed, String> {
     if len > MAX_RECORD_LEN {
         return Err(format!("record length {len} exceeds {MAX_RECORD_LEN}"));
     }
-    if buf.len() - RECORD_HEADER_LEN < len {
+    if buf.len() - header_len < len {
         return Err(format!(
             "record of {len} bytes runs past the end of the file"
         ));
     }
-    let payload = &buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len];
+    let payload = &buf[header_len..header_len + len];
     common::checksum::verify(payload, crc).map_err(|e| e.to_string())?;
     let record = pb::LogRecord::decode(payload)
         .map_err(|e| format!("checksum valid but payload undecodable: {e}"))
         .and_then(from_pb);
-    Ok((record, RECORD_HEADER_LEN + len))
+    Ok((record, header_len + len))
 }
 
 fn from_pb(record: pb::LogRecord) -> std::result::Result<Replayed, String> {
@@ -429,10 +472,10 @@ mod tests {
     #[test]
     fn unknown_version_is_refused() {
         let mut img = image(&sample());
-        img[8] = 2;
+        img[8] = 9;
         let (offset, reason) = decode(&img).unwrap_err();
         assert_eq!(offset, 8);
-        assert!(reason.contains("version 2"), "{reason}");
+        assert!(reason.contains("version 9"), "{reason}");
     }
 
     #[test]
@@ -441,6 +484,59 @@ mod tests {
         img[HEADER_LEN + RECORD_HEADER_LEN + 3] ^= 0x40; // inside the first record
         let (offset, _) = decode(&img).unwrap_err();
         assert_eq!(offset, HEADER_LEN);
+    }
+
+    /// Regression (issue 9, defect 5): a flipped bit in a record's length field made it look
+    /// like a record running past the end of the file, and every later committed mutation
+    /// was truncated as a torn tail. The header checksum turns it into corruption.
+    #[test]
+    fn a_flipped_length_bit_is_corruption_not_a_torn_tail() {
+        for bit in 0..32 {
+            let mut img = image(&sample());
+            img[HEADER_LEN + bit / 8] ^= 1 << (bit % 8); // first record's length
+            let (offset, reason) = decode(&img).unwrap_err();
+            assert_eq!(offset, HEADER_LEN, "bit {bit}: {reason}");
+        }
+    }
+
+    /// A version 1 log (no record header checksum) is still read.
+    #[test]
+    fn version_1_logs_are_read() {
+        let mut img = header().to_vec();
+        img[8..12].copy_from_slice(&1u32.to_le_bytes());
+        for (rev, ops) in sample() {
+            let rec = pb::LogRecord {
+                record: Some(Record::Mutation(pb::Mutation {
+                    revision: rev,
+                    ops: ops.iter().map(op_to_pb).collect(),
+                })),
+            };
+            let payload = rec.encode_to_vec();
+            img.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            img.extend_from_slice(&common::checksum::crc32c(&payload).to_le_bytes());
+            img.extend_from_slice(&payload);
+        }
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/meta-log-v1.bin");
+        if std::env::var_os("MAGNETAR_BLESS").is_some() {
+            std::fs::create_dir_all(std::path::Path::new(path).parent().unwrap()).unwrap();
+            std::fs::write(path, &img).unwrap();
+        }
+        let golden = std::fs::read(path).unwrap();
+        assert_eq!(
+            img, golden,
+            "testdata/meta-log-v1.bin is a version 1 log of sample()"
+        );
+        let d = decode(&golden).unwrap();
+        assert_eq!(d.version, 1);
+        assert_eq!(revisions(&d), vec![1, 2, 3, 4, 5]);
+        assert!(d.torn.is_none());
+        let (_, reason) = decode(&{
+            let mut newer = golden.clone();
+            newer[8] = 3;
+            newer
+        })
+        .unwrap_err();
+        assert!(reason.contains("version 3"), "{reason}");
     }
 
     #[test]

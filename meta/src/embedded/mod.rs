@@ -37,6 +37,9 @@ pub struct EmbeddedOptions {
     pub history_limit: usize,
     /// How often expired leases are collected.
     pub lease_check_interval: Duration,
+    /// Where `meta.log` is written: the real file system, or a simulated one in power-loss
+    /// tests.
+    pub fs: Arc<dyn common::fs::Fs>,
 }
 
 impl Default for EmbeddedOptions {
@@ -45,6 +48,7 @@ impl Default for EmbeddedOptions {
             compact_threshold_bytes: 64 << 20,
             history_limit: 100_000,
             lease_check_interval: Duration::from_millis(100),
+            fs: common::fs::real(),
         }
     }
 }
@@ -79,15 +83,22 @@ impl EmbeddedStore {
         let dir = dir.as_ref().to_owned();
         let log_dir = dir.clone();
         let history_limit = options.history_limit;
+        let fs = options.fs.clone();
         let (log, state) = blocking(move || {
             let dir = log_dir;
-            let (log, records) = LogFile::open(&dir)?;
+            let (mut log, records) = LogFile::open(fs, &dir)?;
             let mut state = State::new(history_limit);
             for record in records {
                 match record {
                     Replayed::Mutation(rev, ops) => state.replay(rev, &ops)?,
                     Replayed::Snapshot(rev, kvs) => state.restore(rev, kvs),
                 }
+            }
+            if log.needs_upgrade() {
+                // One file never mixes record formats: an older log becomes a snapshot in
+                // the current format before anything is appended.
+                log.rewrite(state.revision, &state.kvs)?;
+                tracing::info!("metadata log rewritten in the current format");
             }
             Ok((log, state))
         })
