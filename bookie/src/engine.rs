@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::entry::Entry;
 use crate::error::{BookieError, Result};
-use crate::journal::file::{list_files, path_of, read_file};
+use crate::journal::file::{holds_batches, list_files, path_of, read_file};
 use crate::journal::recycle;
 use crate::journal::{JournalPosition, JournalRecord, JournalWriter, WriterConfig};
 use crate::storage::{LedgerState, LedgerStorage, StorageConfig, checkpoint};
@@ -506,6 +506,17 @@ fn replay(
         });
         let scan = match scan {
             Ok(s) => s,
+            // The newest file, its creation cut short (torn header, no batch of its own):
+            // nothing in it was acknowledged.
+            Err(BookieError::Corrupt { location, reason })
+                if Some(&seq) == seqs.last() && !holds_batches(fs, jdir, seq)? =>
+            {
+                tracing::warn!(%location, %reason, "removing a journal file whose creation a crash cut short");
+                let path = path_of(jdir, seq);
+                fs.remove_file(&path).map_err(BookieError::io(&path))?;
+                fs.sync_dir(jdir).map_err(BookieError::io(jdir))?;
+                continue;
+            }
             Err(e @ BookieError::Corrupt { .. }) if mode == RecoveryMode::TolerateCorruption => {
                 tracing::error!(error = %e, "skipping the rest of a corrupt journal file (recovery_mode = tolerate_corruption)");
                 continue;

@@ -279,6 +279,15 @@ pub fn read_file(
     }
 }
 
+/// Whether journal file `seq` holds any valid batch of its own. A file whose header is torn
+/// and holds none is one whose creation a crash cut short: a batch is acknowledged only after
+/// an fdatasync that also makes the header durable, so nothing in it was acknowledged.
+pub fn holds_batches(fs: &dyn Fs, dir: &Path, seq: u64) -> Result<bool> {
+    let path = path_of(dir, seq);
+    let buf = fs.read(&path).map_err(BookieError::io(&path))?;
+    Ok(find_valid_batch(&buf, seq).is_some())
+}
+
 /// Offset of the first valid batch of file `seq` in `buf`, if any.
 fn find_valid_batch(buf: &[u8], seq: u64) -> Option<usize> {
     let magic = BATCH_MAGIC.to_le_bytes();

@@ -117,8 +117,15 @@ impl LedgerFile {
             created: false,
         };
         let buf = lf.file.read_to_end().map_err(BookieError::io(&lf.path))?;
-        if buf.len() < LEDGER_FILE_HEADER_LEN {
-            // New, or a crash before the header was synced: nothing in it was checkpointed.
+        let fresh = buf.len() < LEDGER_FILE_HEADER_LEN
+            || (lf
+                .check_header(&buf[..LEDGER_FILE_HEADER_LEN], ledger)
+                .is_err()
+                && !holds_committed_records(&buf, committed));
+        if fresh {
+            // New, or created by a checkpoint that a crash cut short before it fsynced the
+            // file (its header torn, no record of a completed checkpoint in it): nothing in it
+            // was checkpointed.
             lf.file
                 .set_len(0)
                 .and_then(|()| lf.file.write_all_at(&header(ledger), 0))
@@ -355,6 +362,14 @@ fn parse_record(buf: &[u8], version: u32) -> std::result::Result<Parsed, String>
         payload_len: body_len - fixed,
         checkpoint,
     })
+}
+
+/// Whether a file whose header is bad still holds data a completed checkpoint wrote: a
+/// committed version 2 record anywhere, or a version 1 record right after the header. Then the
+/// bad header is corruption; otherwise it is the torn creation of an uncommitted file.
+fn holds_committed_records(buf: &[u8], committed: u64) -> bool {
+    committed_record_after(buf, committed).is_some()
+        || parse_record(&buf[LEDGER_FILE_HEADER_LEN.min(buf.len())..], 1).is_ok()
 }
 
 /// Offset in `rest` (after its first byte) of a valid version 2 record written by a checkpoint

@@ -336,13 +336,17 @@ impl LedgerStorage {
         Ok(existed)
     }
 
-    /// Forgets a ledger and unlinks its files (not yet durable).
+    /// Forgets a ledger and unlinks its files (not yet durable). The ledger's file lock is
+    /// held throughout, so a checkpoint writing its data or state file (under the same lock,
+    /// after checking `deleted`) cannot bring a file back after the unlink.
     fn remove_files(&self, id: LedgerId) -> Result<bool> {
         let ledger = lock(&self.ledgers).remove(&id);
-        if let Some(l) = &ledger {
+        let _io = ledger.as_ref().map(|l| {
             l.state().deleted = true;
-            *lock(&l.file) = None;
-        }
+            let mut file = lock(&l.file);
+            *file = None;
+            file
+        });
         lock(&self.cache).remove_ledger(id);
         let mut existed = ledger.is_some();
         for name in [ledger_file::data_file_name(id), meta_name(id)] {
@@ -466,6 +470,10 @@ impl LedgerStorage {
             .collect();
         dirty.sort_unstable_by_key(|(l, _)| l.id);
         for (i, (ledger, meta)) in dirty.iter().enumerate() {
+            let _io = lock(&ledger.file);
+            if ledger.state().deleted {
+                continue;
+            }
             if let Err(e) =
                 ledger_meta::write(&*self.fs, &self.files_dir, &meta_name(ledger.id), meta)
             {
