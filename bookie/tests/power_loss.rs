@@ -73,7 +73,7 @@ fn entry(l: u64, e: u64) -> Entry {
 
 /// What the bookie acknowledged, and what it may or may not have done (a failed call whose
 /// record was already durable).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Model {
     acked: BTreeMap<(u64, u64), ()>,
     fenced: BTreeSet<u64>,
@@ -217,7 +217,8 @@ async fn run_seed(seed: u64, cuts: usize) {
         let eng = Arc::new(open(&fs).await.unwrap_or_else(|e| {
             panic!("{ctx}: start-up refused a state a power cut can produce: {e}")
         }));
-        verify(&eng, &model.lock().unwrap(), &ctx).await;
+        let promised = model.lock().unwrap().clone();
+        verify(&eng, &promised, &ctx).await;
         // Ops are picked up front (deterministic per seed); up to 8 run at once.
         let target = rng.random_range(5..120usize);
         let ops: Vec<Op> = {
@@ -292,12 +293,8 @@ async fn run_seed(seed: u64, cuts: usize) {
     let eng = open(&fs)
         .await
         .unwrap_or_else(|e| panic!("seed {seed}: final start-up refused: {e}"));
-    verify(
-        &eng,
-        &model.lock().unwrap(),
-        &format!("seed {seed}, at the end"),
-    )
-    .await;
+    let promised = model.lock().unwrap().clone();
+    verify(&eng, &promised, &format!("seed {seed}, at the end")).await;
 }
 
 fn kept_seeds() -> Vec<u64> {
