@@ -331,12 +331,20 @@ impl Engine {
         let durable = {
             let mut st = ledger.state();
             self.check_master_key(&mut st, id, master_key)?;
-            st.meta.fenced = true;
-            st.dirty = true;
-            self.journal.submit(JournalRecord::Fence { ledger: id })?
+            if st.fence_durable {
+                // Already fenced for good: recovery's fencing reads cost no journal write.
+                None
+            } else {
+                st.meta.fenced = true;
+                st.dirty = true;
+                Some(self.journal.submit(JournalRecord::Fence { ledger: id })?)
+            }
         };
-        durable.await?;
-        metrics::counter!("bookie_fences_total").increment(1);
+        if let Some(durable) = durable {
+            durable.await?;
+            ledger.state().fence_durable = true;
+            metrics::counter!("bookie_fences_total").increment(1);
+        }
         self.lac(id).await
     }
 
@@ -558,6 +566,7 @@ fn apply(storage: &LedgerStorage, record: JournalRecord) -> Result<()> {
             let l = storage.ledger_or_create(ledger);
             let mut st = l.state();
             st.meta.fenced = true;
+            st.fence_durable = true;
             st.dirty = true;
         }
         JournalRecord::Lac { ledger, lac } => {

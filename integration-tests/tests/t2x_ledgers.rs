@@ -439,3 +439,69 @@ async fn t29_no_spare_bookie_fails_adds_after_bounded_retries() {
     // Everything acknowledged before the pause is readable once the ledger is recovered.
     read_all(&client, writer.id(), 0..10).await;
 }
+
+/// Regression (issue 9, defect 9): recovery of a 10,000-entry tail (the bookies' LAC never
+/// advanced) with one bookie of the ensemble dead. Before the fix, recovery read one entry at
+/// a time with a journaled fence per read, re-added to Qa bookies only, and could not replace
+/// a dead bookie, so the ledger — and a topic on it — could not be recovered until it returned.
+/// Now the dead bookie is replaced, every recovered entry is on its whole write set, and the
+/// tail recovers quickly (the time is printed; benchmarks are not assertions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t2a_recovery_replaces_a_dead_bookie_and_re_replicates_a_long_tail() {
+    const N: u64 = 10_000;
+    let mut cluster = TestCluster::start(4).await.unwrap();
+    let client = cluster.client().await;
+    let writer = client.create(opts(3, 2, 2)).await.unwrap();
+    let id = writer.id();
+    drop(writer); // OPEN, nothing written through it
+    let (meta, _) = client.ledgers().get(id).await.unwrap();
+    let ensemble = meta.segments[0].bookies.clone();
+    let key = bookie::client::master_key(b"");
+    // A writer that died before any LAC reached the bookies: every entry carries LAC -1.
+    let entries: Vec<bookie::Entry> = (0..N)
+        .map(|i| bookie::Entry::new(id, common::EntryId(i), -1, (i + 1) * 10, payload(i)))
+        .collect();
+    for (index, b) in ensemble.iter().enumerate() {
+        let mine: Vec<bookie::Entry> = entries
+            .iter()
+            .filter(|e| bookie::client::distribution::write_set(e.entry.0, 3, 2).contains(&index))
+            .cloned()
+            .collect();
+        let mut bc = cluster.bookies[cluster.index_of(b)].client().await.unwrap();
+        let statuses = bc.add_all(&mine, &key, false).await.unwrap();
+        assert!(statuses.iter().all(|s| *s == proto::bookie::StatusCode::Ok));
+    }
+    // One bookie of the ensemble dies for good.
+    let dead = ensemble[1].clone();
+    let dead_index = cluster.index_of(&dead);
+    cluster.bookies[dead_index].kill9();
+    let started = std::time::Instant::now();
+    let recovered = cluster.client().await.recover(id, b"").await.unwrap();
+    eprintln!(
+        "recovered a {N}-entry tail with a dead bookie in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(recovered.last_entry_id, N as i64 - 1);
+    let last = recovered.segments.last().unwrap();
+    assert!(
+        !last.bookies.contains(&dead),
+        "the dead bookie is still in the last segment: {:?}",
+        recovered.segments
+    );
+    read_all(&client, id, 0..N).await;
+    // Every entry is on its whole write set under the final metadata (Qw copies, not Qa).
+    for i in (0..N).step_by(97) {
+        for b in bookie::client::reader::replicas(&recovered, i) {
+            let mut bc = cluster.bookies[cluster.index_of(&b)]
+                .client()
+                .await
+                .unwrap();
+            let r = bc.read(id.0, i).await.unwrap();
+            assert_eq!(
+                r.status(),
+                proto::bookie::StatusCode::Ok,
+                "entry {i} missing on {b}"
+            );
+        }
+    }
+}

@@ -49,12 +49,12 @@ async fn run_seed(seed: u64, cuts: usize) {
         let store = EmbeddedStore::open("/meta", options(&fs))
             .await
             .unwrap_or_else(|e| panic!("{ctx}: refused to open: {e}"));
-        for (k, st) in &keys {
+        for (k, st) in &mut keys {
             let got = store.get(k).await.unwrap().map(|kv| kv.value);
             let ok = got == st.acked || st.in_flight.as_ref().is_some_and(|v| *v == got);
             assert!(ok, "{ctx}: {k} is {got:?}, acknowledged {:?}", st.acked);
-        }
-        for st in keys.values_mut() {
+            // Whatever survived is what the key holds from now on.
+            st.acked = got;
             st.in_flight = None;
         }
         // Three writers, each on its own keys; the cut comes after `target` acknowledgements.
@@ -116,13 +116,18 @@ async fn run_seed(seed: u64, cuts: usize) {
     }
 }
 
+/// Seeds that once failed, run every time: 2247 found the test's own model forgetting a
+/// write that was in flight at one cut and survived it.
+const KEPT_SEEDS: [u64; 1] = [2247];
+
+/// A few hundred cuts in bounded time; more from `scripts/power-loss.sh`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_power_loss() {
-    let seeds = std::env::var("MAGNETAR_POWER_LOSS_SEEDS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(20);
-    for seed in 1..=seeds {
-        run_seed(seed, 15).await;
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let seeds = env("MAGNETAR_POWER_LOSS_SEEDS").unwrap_or(20);
+    let first = env("MAGNETAR_POWER_LOSS_FIRST_SEED").unwrap_or(1);
+    let cuts = env("MAGNETAR_POWER_LOSS_CUTS").unwrap_or(15) as usize;
+    for seed in KEPT_SEEDS.into_iter().chain(first..first + seeds) {
+        run_seed(seed, cuts).await;
     }
 }

@@ -4,13 +4,20 @@
 //! checkpoint that wrote them, so a record numbered at most the mark's is known to have been
 //! fsynced (see `ledger_file`).
 //!
+//! A checkpoint that will append to ledger files first rewrites the mark with an **intent**:
+//! the ids of those ledgers (its number is the mark's + 1). If it never completes, the next
+//! start scans exactly those files and truncates what it left, before any later checkpoint
+//! reuses its number — so a record can never be mistaken for one a completed checkpoint wrote.
+//!
 //! File `checkpoint` in the ledger directory, replaced atomically (tmp, fsync, rename, fsync
 //! dir). Version 2: magic (8) | version u32 | reserved u32 | journal file u64 | offset u64 |
-//! checkpoint number u64 | crc32c u32 (44 bytes). Version 1 (36 bytes) had no number; it
-//! reads as number 0.
+//! checkpoint number u64 | intent count u32 | intent ledger ids u64 × count | crc32c u32
+//! (48 + 8 × count bytes). Version 1 (36 bytes) had no number and no intent; it reads as
+//! number 0.
 
 use std::path::Path;
 
+use common::LedgerId;
 use common::fs::{Fs, OpenOptions, RealFs};
 
 use crate::error::{BookieError, Result};
@@ -19,15 +26,19 @@ use crate::journal::JournalPosition;
 
 const FILE: &str = "checkpoint";
 const LEN_V1: usize = 36;
-const LEN: usize = 44;
+const FIXED: usize = 48;
+/// Most ledgers one intent may name (checked before allocating).
+const MAX_INTENT: usize = 1 << 20;
 
 /// What the mark says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Mark {
     /// Replay starts here.
     pub pos: JournalPosition,
     /// The checkpoint that wrote this mark; the next one is `number + 1`.
     pub number: u64,
+    /// Ledgers checkpoint `number + 1` is appending to (empty: none in progress).
+    pub intent: Vec<LedgerId>,
 }
 
 /// Reads the mark: `Ok(None)` if there is none yet (a fresh bookie), `Corrupt` if it is
@@ -50,7 +61,14 @@ pub fn read(fs: &dyn Fs, dir: &Path) -> Result<Option<Mark>> {
     let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
     let len = match version {
         1 => LEN_V1,
-        CHECKPOINT_VERSION => LEN,
+        CHECKPOINT_VERSION if bytes.len() >= FIXED => {
+            let count = u32::from_le_bytes(bytes[40..44].try_into().unwrap_or_default()) as usize;
+            if count > MAX_INTENT {
+                return Err(corrupt("intent names too many ledgers"));
+            }
+            FIXED + 8 * count
+        }
+        CHECKPOINT_VERSION => return Err(corrupt("shorter than its header")),
         _ => {
             return Err(BookieError::UnsupportedVersion {
                 path,
@@ -66,25 +84,39 @@ pub fn read(fs: &dyn Fs, dir: &Path) -> Result<Option<Mark>> {
     if common::checksum::crc32c(&bytes[..len - 4]) != crc {
         return Err(corrupt("checksum mismatch"));
     }
+    let intent = if version == 1 {
+        Vec::new()
+    } else {
+        (44..len - 4)
+            .step_by(8)
+            .map(|i| LedgerId(u64_at(i)))
+            .collect()
+    };
     Ok(Some(Mark {
         pos: JournalPosition {
             file: u64_at(16),
             offset: u64_at(24),
         },
         number: if version == 1 { 0 } else { u64_at(32) },
+        intent,
     }))
 }
 
 /// Writes the mark atomically.
-pub fn write(fs: &dyn Fs, dir: &Path, mark: Mark) -> Result<()> {
-    let mut b = [0u8; LEN];
-    b[..8].copy_from_slice(CHECKPOINT_MAGIC);
-    b[8..12].copy_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
-    b[16..24].copy_from_slice(&mark.pos.file.to_le_bytes());
-    b[24..32].copy_from_slice(&mark.pos.offset.to_le_bytes());
-    b[32..40].copy_from_slice(&mark.number.to_le_bytes());
-    let crc = common::checksum::crc32c(&b[..LEN - 4]);
-    b[LEN - 4..].copy_from_slice(&crc.to_le_bytes());
+pub fn write(fs: &dyn Fs, dir: &Path, mark: &Mark) -> Result<()> {
+    let mut b = Vec::with_capacity(FIXED + 8 * mark.intent.len());
+    b.extend_from_slice(CHECKPOINT_MAGIC);
+    b.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
+    b.extend_from_slice(&[0u8; 4]);
+    b.extend_from_slice(&mark.pos.file.to_le_bytes());
+    b.extend_from_slice(&mark.pos.offset.to_le_bytes());
+    b.extend_from_slice(&mark.number.to_le_bytes());
+    b.extend_from_slice(&(mark.intent.len() as u32).to_le_bytes());
+    for id in &mark.intent {
+        b.extend_from_slice(&id.0.to_le_bytes());
+    }
+    let crc = common::checksum::crc32c(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
     write_atomic(fs, dir, FILE, &b)
 }
 
@@ -121,15 +153,18 @@ mod tests {
     fn absent_present_corrupt() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(read(&RealFs, dir.path()).unwrap(), None);
-        let mark = Mark {
-            pos: JournalPosition {
-                file: 3,
-                offset: 4096,
-            },
-            number: 17,
-        };
-        write(&RealFs, dir.path(), mark).unwrap();
-        assert_eq!(read(&RealFs, dir.path()).unwrap(), Some(mark));
+        for intent in [vec![], vec![LedgerId(5), LedgerId(9)]] {
+            let mark = Mark {
+                pos: JournalPosition {
+                    file: 3,
+                    offset: 4096,
+                },
+                number: 17,
+                intent,
+            };
+            write(&RealFs, dir.path(), &mark).unwrap();
+            assert_eq!(read(&RealFs, dir.path()).unwrap(), Some(mark));
+        }
         let mut bytes = std::fs::read(dir.path().join(FILE)).unwrap();
         bytes[20] ^= 1;
         std::fs::write(dir.path().join(FILE), &bytes).unwrap();
@@ -160,6 +195,7 @@ mod tests {
             }
         );
         assert_eq!(mark.number, 0);
+        assert!(mark.intent.is_empty());
         v1[8] = 7;
         std::fs::write(dir.path().join(FILE), v1).unwrap();
         assert!(matches!(

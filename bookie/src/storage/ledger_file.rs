@@ -125,10 +125,12 @@ impl LedgerFile {
         if fresh {
             // New, or created by a checkpoint that a crash cut short before it fsynced the
             // file (its header torn, no record of a completed checkpoint in it): nothing in it
-            // was checkpointed.
+            // was checkpointed. The reset is made durable at once: what it replaces must not
+            // come back after another crash, once a later checkpoint has reused its number.
             lf.file
                 .set_len(0)
                 .and_then(|()| lf.file.write_all_at(&header(ledger), 0))
+                .and_then(|()| lf.file.sync_data())
                 .map_err(BookieError::io(&lf.path))?;
             lf.len = LEDGER_FILE_HEADER_LEN as u64;
             lf.created = true;

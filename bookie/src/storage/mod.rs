@@ -58,6 +58,9 @@ pub struct LedgerState {
     pub dirty: bool,
     /// Deleted; nothing may be written for it any more.
     pub deleted: bool,
+    /// `meta.fenced` is durable (its Fence record fsynced, or read back from disk), so a
+    /// repeated fence — every recovery read fences — needs no journal write.
+    pub fence_durable: bool,
 }
 
 /// One ledger on this bookie.
@@ -77,6 +80,7 @@ impl Ledger {
         Ledger {
             id,
             state: Mutex::new(LedgerState {
+                fence_durable: meta.fenced,
                 meta,
                 dirty: false,
                 deleted: false,
@@ -125,6 +129,8 @@ pub struct LedgerStorage {
     checkpoint_lock: Mutex<()>,
     /// Number of the last checkpoint whose mark is on disk.
     committed: AtomicU64,
+    /// The mark as last written by a completed checkpoint.
+    mark: Mutex<checkpoint::Mark>,
     /// Ledgers whose deletion is under way: their files must be gone, durably, before a mark
     /// passes their Delete record (else a power cut brings them back with nothing to replay).
     deleting: Mutex<Vec<LedgerId>>,
@@ -162,10 +168,26 @@ impl LedgerStorage {
             );
             ledgers.insert(LedgerId(id), Arc::new(Ledger::new(LedgerId(id), meta)));
         }
-        let committed = checkpoint::read(&*fs, &config.dir)?.map_or(0, |m| m.number);
+        let mark = checkpoint::read(&*fs, &config.dir)?.unwrap_or_default();
+        // A checkpoint that was cut short: clean up what it left in the files it named, before
+        // any later checkpoint reuses its number.
+        for id in &mark.intent {
+            LedgerFile::open(&*fs, &files_dir, *id, false, mark.number)?;
+        }
+        if !mark.intent.is_empty() {
+            tracing::info!(
+                ledgers = mark.intent.len(),
+                "checked the ledger files a cut-short checkpoint had written"
+            );
+        }
+        let committed = mark.number;
         Ok(LedgerStorage {
             config,
             fs,
+            mark: Mutex::new(checkpoint::Mark {
+                intent: Vec::new(),
+                ..mark
+            }),
             files_dir,
             cache: Mutex::new(WriteCache::default()),
             ledgers: Mutex::new(ledgers),
@@ -407,6 +429,16 @@ impl LedgerStorage {
         deleting: &[LedgerId],
     ) -> Result<()> {
         let number = self.committed.load(Ordering::SeqCst) + 1;
+        let mut intent: Vec<LedgerId> = snapshot.keys().map(|(l, _)| LedgerId(*l)).collect();
+        intent.dedup();
+        if !intent.is_empty() {
+            let prev = lock(&self.mark).clone();
+            checkpoint::write(
+                &*self.fs,
+                &self.config.dir,
+                &checkpoint::Mark { intent, ..prev },
+            )?;
+        }
         let mut touched = Vec::new();
         let mut dir_changed = false;
         let mut iter = snapshot.iter().peekable();
@@ -483,11 +515,13 @@ impl LedgerStorage {
                 return Err(e);
             }
         }
-        checkpoint::write(
-            &*self.fs,
-            &self.config.dir,
-            checkpoint::Mark { pos, number },
-        )?;
+        let mark = checkpoint::Mark {
+            pos,
+            number,
+            intent: Vec::new(),
+        };
+        checkpoint::write(&*self.fs, &self.config.dir, &mark)?;
+        *lock(&self.mark) = mark;
         self.committed.store(number, Ordering::SeqCst);
         metrics::counter!("bookie_checkpoints_total").increment(1);
         Ok(())

@@ -27,6 +27,26 @@ pub enum Perf {
     Ledger(LedgerArgs),
     /// Publish (and optionally consume) through a broker with a lean Pulsar-protocol client.
     Produce(super::perf_pulsar::ProduceArgs),
+    /// Ledger recovery time: a tail of entries the bookies hold but whose LAC never advanced
+    /// (a writer that died), on 3 in-process bookies, recovered by a new client.
+    Recovery(RecoveryArgs),
+}
+
+/// `magnetar perf recovery` flags.
+#[derive(Debug, clap::Args)]
+pub struct RecoveryArgs {
+    /// Directory for the in-process bookies.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Entries in the unconfirmed tail.
+    #[arg(long, default_value_t = 10_000)]
+    entries: u64,
+    /// Bytes per entry.
+    #[arg(long, default_value_t = 1024)]
+    entry_size: usize,
+    /// Quorum, as E/Qw/Qa (E at most 3).
+    #[arg(long, default_value = "3/2/2")]
+    quorum: String,
 }
 
 /// `magnetar perf ledger` flags.
@@ -132,6 +152,7 @@ pub fn run(perf: Perf) -> anyhow::Result<()> {
                 Ok(())
             }
             Perf::Ledger(a) => perf_ledger(a).await,
+            Perf::Recovery(a) => perf_recovery(a).await,
             Perf::Produce(a) => super::perf_pulsar::run(a).await,
             Perf::Bookie {
                 bookie: addr,
@@ -165,32 +186,35 @@ pub fn run(perf: Perf) -> anyhow::Result<()> {
     })
 }
 
-async fn perf_ledger(a: LedgerArgs) -> anyhow::Result<()> {
-    let tmp = tempfile::Builder::new()
-        .prefix("magnetar-perf-")
-        .tempdir_in(&a.dir)?;
+type InProcess = (Arc<bookie::Engine>, tokio_util::sync::CancellationToken);
+
+/// The cluster a ledger benchmark runs on: `meta_url`'s, or 3 bookies in-process (registered
+/// as `perf-bookie-N` in an embedded store under `dir`) with the lease that keeps them listed.
+async fn bench_cluster(
+    meta_url: Option<&str>,
+    dir: &std::path::Path,
+) -> anyhow::Result<(
+    Arc<dyn meta::MetadataStore>,
+    Vec<InProcess>,
+    Option<meta::Lease>,
+)> {
     let keys = meta::KeyLayout::for_cluster(meta::keys::DEFAULT_CLUSTER);
     let mut servers = Vec::new();
-    // The in-process bookies' registration lease, kept alive for the whole run.
     let mut lease_guard = None;
-    let store: Arc<dyn meta::MetadataStore> = match &a.meta_url {
+    let store: Arc<dyn meta::MetadataStore> = match meta_url {
         Some(url) => {
             let meta::MetaUrl::Etcd(endpoints) = url.parse::<meta::MetaUrl>()?;
             Arc::new(meta::EtcdStore::connect(meta::EtcdOptions::new(endpoints)).await?)
         }
         None => {
             let store: Arc<dyn meta::MetadataStore> = Arc::new(
-                meta::EmbeddedStore::open(
-                    tmp.path().join("meta"),
-                    meta::EmbeddedOptions::default(),
-                )
-                .await?,
+                meta::EmbeddedStore::open(dir.join("meta"), meta::EmbeddedOptions::default())
+                    .await?,
             );
             let registry = meta::BookieRegistry::new(store.clone(), keys.clone());
             let lease = meta::Lease::grant(store.clone(), Duration::from_secs(30)).await?;
             for i in 0..3 {
-                let (addr, server) =
-                    in_process_bookie(&tmp.path().join(format!("bookie-{i}"))).await?;
+                let (addr, server) = in_process_bookie(&dir.join(format!("bookie-{i}"))).await?;
                 let info = proto::meta::BookieServiceInfo {
                     bookie_id: format!("perf-bookie-{i}"),
                     grpc_address: addr.to_string(),
@@ -205,17 +229,39 @@ async fn perf_ledger(a: LedgerArgs) -> anyhow::Result<()> {
             store
         }
     };
+    Ok((store, servers, lease_guard))
+}
+
+fn parse_quorum(q: &str) -> anyhow::Result<(usize, usize, usize)> {
+    let parts: Vec<usize> = q
+        .split('/')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("bad quorum {q:?}: write E/Qw/Qa, e.g. 3/2/2"))?;
+    let [e, w, ack] = parts[..] else {
+        anyhow::bail!("bad quorum {q:?}: write E/Qw/Qa, e.g. 3/2/2");
+    };
+    Ok((e, w, ack))
+}
+
+async fn stop_servers(servers: Vec<InProcess>) -> anyhow::Result<()> {
+    for (engine, stop) in servers {
+        stop.cancel();
+        engine.shutdown().await?;
+    }
+    Ok(())
+}
+
+async fn perf_ledger(a: LedgerArgs) -> anyhow::Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix("magnetar-perf-")
+        .tempdir_in(&a.dir)?;
+    let (store, servers, lease_guard) = bench_cluster(a.meta_url.as_deref(), tmp.path()).await?;
+    let keys = meta::KeyLayout::for_cluster(meta::keys::DEFAULT_CLUSTER);
     let client =
         bookie::client::LedgerClient::new(store, keys, bookie::client::ClientConfig::default());
     for q in &a.quorums {
-        let parts: Vec<usize> = q
-            .split('/')
-            .map(str::parse)
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("bad quorum {q:?}: write E/Qw/Qa, e.g. 3/2/2"))?;
-        let [e, w, ack] = parts[..] else {
-            anyhow::bail!("bad quorum {q:?}: write E/Qw/Qa, e.g. 3/2/2");
-        };
+        let (e, w, ack) = parse_quorum(q)?;
         let r = bookie::perf::ledger(
             &client,
             (e, w, ack),
@@ -232,10 +278,77 @@ async fn perf_ledger(a: LedgerArgs) -> anyhow::Result<()> {
             a.json,
         );
     }
-    for (engine, stop) in servers {
-        stop.cancel();
-        engine.shutdown().await?;
+    stop_servers(servers).await?;
+    drop(lease_guard);
+    Ok(())
+}
+
+async fn perf_recovery(a: RecoveryArgs) -> anyhow::Result<()> {
+    let (e, w, ack) = parse_quorum(&a.quorum)?;
+    anyhow::ensure!(
+        e <= 3,
+        "perf recovery runs 3 in-process bookies: E must be at most 3"
+    );
+    let tmp = tempfile::Builder::new()
+        .prefix("magnetar-perf-")
+        .tempdir_in(&a.dir)?;
+    let (store, servers, lease_guard) = bench_cluster(None, tmp.path()).await?;
+    let keys = meta::KeyLayout::for_cluster(meta::keys::DEFAULT_CLUSTER);
+    let client =
+        bookie::client::LedgerClient::new(store, keys, bookie::client::ClientConfig::default());
+    let writer = client
+        .create(bookie::client::CreateOptions {
+            ensemble: e,
+            write_quorum: w,
+            ack_quorum: ack,
+            password: bytes::Bytes::new(),
+            custom: Default::default(),
+        })
+        .await?;
+    let id = writer.id();
+    drop(writer);
+    let (meta, _) = client.ledgers().get(id).await?;
+    let key = bookie::client::master_key(b"");
+    let body = bytes::Bytes::from(vec![b'r'; a.entry_size]);
+    // Straight into the bookies' engines, LAC -1 throughout: a writer that died unconfirmed.
+    for (index, b) in meta.segments[0].bookies.iter().enumerate() {
+        let n: usize = b.trim_start_matches("perf-bookie-").parse()?;
+        let engine = &servers[n].0;
+        let mut adds = Vec::new();
+        for i in 0..a.entries {
+            if bookie::client::distribution::write_set(i, e, w).contains(&index) {
+                let entry = bookie::Entry::new(
+                    id,
+                    common::EntryId(i),
+                    -1,
+                    (i + 1) * a.entry_size as u64,
+                    body.clone(),
+                );
+                adds.push(bookie::engine::AddItem {
+                    entry,
+                    master_key: key.clone(),
+                    recovery: false,
+                });
+            }
+        }
+        for chunk in adds.chunks(1024) {
+            for r in engine.add_batch(chunk.to_vec()).await {
+                r?;
+            }
+        }
     }
+    let started = std::time::Instant::now();
+    let recovered = client.recover(id, b"").await?;
+    let elapsed = started.elapsed();
+    println!(
+        "recovery {e}/{w}/{ack}  tail {} entries of {} B  {:.3} s  ({:.0} entries/s)  closed at entry {}",
+        a.entries,
+        a.entry_size,
+        elapsed.as_secs_f64(),
+        a.entries as f64 / elapsed.as_secs_f64(),
+        recovered.last_entry_id
+    );
+    stop_servers(servers).await?;
     drop(lease_guard);
     Ok(())
 }
