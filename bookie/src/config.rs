@@ -35,6 +35,34 @@ pub struct BookieConfig {
     pub ledger_storage: LedgerStorageSection,
     /// Disk usage thresholds.
     pub disk: DiskSection,
+    /// Garbage collection of ledgers the metadata no longer needs here.
+    pub gc: GcSection,
+}
+
+/// `[gc]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcSection {
+    /// Run the collector at all.
+    pub enabled: bool,
+    /// Time between passes.
+    #[serde(with = "duration")]
+    pub interval: Duration,
+    /// A ledger whose metadata exists but no longer lists this bookie is removed only once it
+    /// has had no add or fence here for this long (re-replication copies before it updates the
+    /// metadata).
+    #[serde(with = "duration")]
+    pub min_age: Duration,
+}
+
+impl Default for GcSection {
+    fn default() -> Self {
+        GcSection {
+            enabled: true,
+            interval: Duration::from_secs(15 * 60),
+            min_age: Duration::from_secs(60 * 60),
+        }
+    }
 }
 
 /// `[meta]`.
@@ -123,6 +151,7 @@ impl Default for BookieConfig {
             journal: JournalSection::default(),
             ledger_storage: LedgerStorageSection::default(),
             disk: DiskSection::default(),
+            gc: GcSection::default(),
         }
     }
 }
@@ -207,6 +236,12 @@ impl BookieConfig {
         }
         if self.journal.max_group_entries == 0 || self.journal.queue_capacity == 0 {
             return bad("journal.max_group_entries", "must be > 0");
+        }
+        if self.gc.interval.is_zero() {
+            return bad(
+                "gc.interval",
+                "must be > 0 (set gc.enabled = false to turn it off)",
+            );
         }
         if self.ledger_storage.write_cache_size.0 < 1 << 20 {
             return bad("ledger_storage.write_cache_size", "must be at least 1MiB");

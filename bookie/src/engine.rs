@@ -83,6 +83,8 @@ pub struct Engine {
     shutting_down: AtomicBool,
     /// Adds between acceptance and reply; shutdown waits for them.
     in_flight: AtomicUsize,
+    /// When the engine was opened (ledgers with no write since count as written then).
+    started: std::time::Instant,
 }
 
 /// Counts adds as in flight until dropped.
@@ -137,7 +139,13 @@ impl Engine {
             read_only: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
+            started: std::time::Instant::now(),
         })
+    }
+
+    /// When the engine was opened.
+    pub fn started(&self) -> std::time::Instant {
+        self.started
     }
 
     /// Ledger storage, for status and tools.
@@ -262,6 +270,7 @@ impl Engine {
             if accepted.is_empty() {
                 continue;
             }
+            st.last_write = Some(std::time::Instant::now());
             self.storage
                 .insert_many(records.iter().filter_map(|r| match r {
                     JournalRecord::Add(e) => Some(e.clone()),
@@ -337,6 +346,7 @@ impl Engine {
             } else {
                 st.meta.fenced = true;
                 st.dirty = true;
+                st.last_write = Some(std::time::Instant::now());
                 Some(self.journal.submit(JournalRecord::Fence { ledger: id })?)
             }
         };

@@ -8,6 +8,7 @@
 //! - [`format`]: on-disk constants (layouts in docs/formats.md);
 //! - [`cookie`], [`registration`], [`disk`]: the bookie's identity and liveness in the
 //!   metadata store, and read-only mode;
+//! - [`gc`]: removes ledgers the metadata no longer needs on this bookie;
 //! - [`server`]: gRPC handlers (one file each), HTTP, start-up and shutdown order;
 //! - [`config`]: `config/bookie.toml`, compiled in as the documented defaults;
 //! - [`client`]: the ledger client — quorum-striped writes, ensemble changes, fencing and
@@ -26,6 +27,7 @@ pub mod engine;
 pub mod entry;
 pub mod error;
 pub mod format;
+pub mod gc;
 pub mod journal;
 pub mod perf;
 pub mod registration;

@@ -18,3 +18,18 @@ pub mod standalone;
 pub use bookie::{BookieClient, BookieProcess};
 pub use cluster::TestCluster;
 pub use meta::testing::{EtcdServer, wait_for};
+
+/// A plain HTTP/1.1 GET (status line, headers and body as one string): enough for
+/// `/metrics` and status pages, without an HTTP client dependency.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the HTTP port");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("send the request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read the response");
+    out
+}

@@ -8,7 +8,7 @@ use bookie::Entry;
 use bytes::Bytes;
 use common::{EntryId, LedgerId};
 use integration_tests::process::KeptDir;
-use integration_tests::{BookieProcess, EtcdServer, wait_for};
+use integration_tests::{BookieProcess, EtcdServer, http_get, wait_for};
 use meta::{BookieRegistry, BookieState, KeyLayout, MetadataStore};
 use proto::bookie::StatusCode;
 
@@ -20,17 +20,6 @@ fn entry(l: u64, e: u64) -> Entry {
         e,
         Bytes::from(vec![e as u8; 100]),
     )
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -182,6 +182,18 @@ pub async fn start_with_store(
         ..Default::default()
     };
     let (registered_tx, registered_rx) = oneshot::channel();
+    if config.gc.enabled {
+        let gc = crate::gc::Gc {
+            ledgers: meta::LedgerStore::new(
+                store.clone(),
+                KeyLayout::for_cluster(&config.meta.cluster),
+            ),
+            engine: engine.clone(),
+            bookie_id: bookie_id.to_string(),
+            config: config.gc.clone(),
+        };
+        tasks.push(tokio::spawn(gc.run(serving.clone())));
+    }
     let reg = Registration {
         store,
         registry,

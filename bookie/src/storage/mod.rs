@@ -61,6 +61,9 @@ pub struct LedgerState {
     /// `meta.fenced` is durable (its Fence record fsynced, or read back from disk), so a
     /// repeated fence — every recovery read fences — needs no journal write.
     pub fence_durable: bool,
+    /// Last add or fence accepted here since start (`None`: none yet); garbage collection
+    /// leaves recently written ledgers alone.
+    pub last_write: Option<std::time::Instant>,
 }
 
 /// One ledger on this bookie.
@@ -84,6 +87,7 @@ impl Ledger {
                 meta,
                 dirty: false,
                 deleted: false,
+                last_write: None,
             }),
             file: Mutex::new(None),
             lac: watch::channel(lac).0,
