@@ -125,6 +125,10 @@ pub struct LedgerStorageSection {
     /// Checkpoint period.
     #[serde(with = "duration")]
     pub checkpoint_interval: Duration,
+    /// Ledger data files open at once at most.
+    pub max_open_files: usize,
+    /// Memory for the in-memory indexes of open ledger files.
+    pub index_cache_size: ByteSize,
 }
 
 /// `[disk]`.
@@ -191,6 +195,8 @@ impl Default for LedgerStorageSection {
             dir: "data/ledgers".into(),
             write_cache_size: ByteSize(128 << 20),
             max_throttle: Duration::from_secs(1),
+            max_open_files: 1024,
+            index_cache_size: ByteSize(256 << 20),
             checkpoint_interval: Duration::from_secs(5),
         }
     }
@@ -243,6 +249,9 @@ impl BookieConfig {
                 "must be > 0 (set gc.enabled = false to turn it off)",
             );
         }
+        if self.ledger_storage.max_open_files == 0 {
+            return bad("ledger_storage.max_open_files", "must be > 0");
+        }
         if self.ledger_storage.write_cache_size.0 < 1 << 20 {
             return bad("ledger_storage.write_cache_size", "must be at least 1MiB");
         }
@@ -278,6 +287,9 @@ impl BookieConfig {
                 dir: self.ledger_storage.dir.clone(),
                 write_cache_bytes: self.ledger_storage.write_cache_size.0 as usize,
                 max_throttle: self.ledger_storage.max_throttle,
+                max_open_files: self.ledger_storage.max_open_files,
+                max_index_entries: self.ledger_storage.index_cache_size.0 as usize
+                    / crate::storage::INDEX_ENTRY_BYTES,
             },
             checkpoint_interval: self.ledger_storage.checkpoint_interval,
             recovery_mode: self.recovery_mode()?,

@@ -28,6 +28,8 @@ fn config(dir: &Path, cache: usize) -> EngineConfig {
             dir: dir.join("ledgers"),
             write_cache_bytes: cache,
             max_throttle: Duration::from_millis(100),
+            max_open_files: 4,
+            max_index_entries: 1 << 20,
         },
         checkpoint_interval: Duration::from_secs(3600),
         recovery_mode: RecoveryMode::Strict,
@@ -302,4 +304,46 @@ async fn a_refused_master_key_record_leaves_the_key_unset() {
             "ledger {l} lost its key ({refused} adds were refused by the full queue): {err}"
         );
     }
+}
+
+/// Ledger data files this process has open (nextest runs each test in its own process).
+fn open_data_files() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|p| p.extension().is_some_and(|x| x == "dat"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Issue 9, defect 6: however many ledgers are read, at most `ledger_storage.max_open_files`
+/// data files stay open (least recently used closed first), and every entry still reads back.
+#[tokio::test]
+async fn open_files_stay_within_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 64 << 20);
+    c.storage.max_open_files = 2;
+    let eng = tokio::task::spawn_blocking(move || Engine::open(c))
+        .await
+        .unwrap()
+        .unwrap();
+    for l in 30..40 {
+        for e in 0..20 {
+            eng.add(entry(l, e), KEY, false).await.unwrap();
+        }
+    }
+    eng.checkpoint().await.unwrap();
+    assert!(eng.storage().open_files() <= 2);
+    for round in 0..3 {
+        for e in 0..20 {
+            for l in 30..40 {
+                let (got, _) = eng.read(LedgerId(l), EntryId(e), None).await.unwrap();
+                assert_eq!(got, entry(l, e), "round {round}");
+                assert!(eng.storage().open_files() <= 2);
+            }
+        }
+    }
+    let fds = open_data_files();
+    assert!(fds <= 2, "{fds} ledger data files open");
 }

@@ -48,6 +48,8 @@ fn config(fs: &SimFs) -> EngineConfig {
             dir: "/bookie/ledgers".into(),
             write_cache_bytes: 64 << 20,
             max_throttle: Duration::from_secs(1),
+            max_open_files: 4,
+            max_index_entries: 1 << 20,
         },
         checkpoint_interval: Duration::from_secs(3600),
         recovery_mode: RecoveryMode::Strict,

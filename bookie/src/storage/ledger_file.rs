@@ -36,6 +36,9 @@ use crate::format::{
     LEDGER_FILE_HEADER_LEN, LEDGER_FILE_MAGIC, LEDGER_FILE_VERSION, MAX_RECORD_LEN,
 };
 
+/// Bytes read at a time when a file is scanned on open.
+const SCAN_CHUNK: usize = 1 << 20;
+
 /// Body bytes before the payload: entry id, lac, length, entry crc (and v2's checkpoint).
 const fn body_fixed(version: u32) -> usize {
     if version == 1 { 28 } else { 36 }
@@ -64,6 +67,8 @@ pub struct LedgerFile {
     /// Created (or found without a complete header) by this open: its directory entry is
     /// not durable until the directory is fsynced.
     created: bool,
+    /// Appended to since the last [`LedgerFile::sync`].
+    unsynced: bool,
 }
 
 fn header(ledger: LedgerId) -> [u8; LEDGER_FILE_HEADER_LEN] {
@@ -96,6 +101,18 @@ impl LedgerFile {
         create: bool,
         committed: u64,
     ) -> Result<Option<Self>> {
+        Self::open_with(fs, dir, ledger, create, committed, SCAN_CHUNK)
+    }
+
+    /// [`LedgerFile::open`], reading the file in `scan_chunk`-byte reads (tests vary it).
+    fn open_with(
+        fs: &dyn Fs,
+        dir: &Path,
+        ledger: LedgerId,
+        create: bool,
+        committed: u64,
+        scan_chunk: usize,
+    ) -> Result<Option<Self>> {
         let path = dir.join(data_file_name(ledger));
         let opts = if create {
             OpenOptions::create()
@@ -115,13 +132,19 @@ impl LedgerFile {
             index: BTreeMap::new(),
             bytes: 0,
             created: false,
+            unsynced: false,
         };
-        let buf = lf.file.read_to_end().map_err(BookieError::io(&lf.path))?;
-        let fresh = buf.len() < LEDGER_FILE_HEADER_LEN
-            || (lf
-                .check_header(&buf[..LEDGER_FILE_HEADER_LEN], ledger)
-                .is_err()
-                && !holds_committed_records(&buf, committed));
+        let file_len = lf.file.size().map_err(BookieError::io(&lf.path))?;
+        let mut w = Window::new(&*lf.file, file_len, scan_chunk);
+        let head = w
+            .get(0, LEDGER_FILE_HEADER_LEN)
+            .map_err(BookieError::io(&lf.path))?
+            .to_vec();
+        let fresh = head.len() < LEDGER_FILE_HEADER_LEN
+            || (lf.check_header(&head, ledger).is_err()
+                && !holds_committed_records(&mut w, committed)
+                    .map_err(BookieError::io(&lf.path))?);
+        drop(w);
         if fresh {
             // New, or created by a checkpoint that a crash cut short before it fsynced the
             // file (its header torn, no record of a completed checkpoint in it): nothing in it
@@ -136,8 +159,8 @@ impl LedgerFile {
             lf.created = true;
             return Ok(Some(lf));
         }
-        lf.version = lf.check_header(&buf[..LEDGER_FILE_HEADER_LEN], ledger)?;
-        lf.scan(&buf, committed)?;
+        lf.version = lf.check_header(&head, ledger)?;
+        lf.scan(file_len, committed, scan_chunk)?;
         Ok(Some(lf))
     }
 
@@ -174,31 +197,34 @@ impl LedgerFile {
         Ok(version)
     }
 
-    fn scan(&mut self, buf: &[u8], committed: u64) -> Result<()> {
-        let mut pos = LEDGER_FILE_HEADER_LEN;
+    /// Builds the index by one front-to-back pass in `chunk`-byte reads (never the whole file
+    /// in memory); what a cut-short checkpoint left is truncated, corruption is refused.
+    fn scan(&mut self, file_len: u64, committed: u64, chunk: usize) -> Result<()> {
+        let mut pos = LEDGER_FILE_HEADER_LEN as u64;
         let hlen = header_len(self.version) as u64;
-        while pos < buf.len() {
-            match parse_record(&buf[pos..], self.version) {
+        let fixed = body_fixed(self.version) as u64;
+        let mut w = Window::new(&*self.file, file_len, chunk);
+        while pos < file_len {
+            let parsed =
+                record_at(&mut w, pos, self.version).map_err(BookieError::io(&self.path))?;
+            match parsed {
                 Ok(p) => {
-                    if let Some((_, old)) = self
-                        .index
-                        .insert(p.entry, (pos as u64, p.record_len as u32))
-                    {
+                    if let Some((_, old)) = self.index.insert(p.entry, (pos, p.record_len as u32)) {
                         // Re-flushed after a crash between flush and checkpoint: same entry.
-                        self.bytes -= u64::from(old) - hlen - body_fixed(self.version) as u64;
+                        self.bytes -= u64::from(old) - hlen - fixed;
                     }
                     self.bytes += p.payload_len as u64;
-                    pos += p.record_len;
+                    pos += p.record_len as u64;
                 }
                 Err(reason) => {
                     if self.version > 1
-                        && let Some(at) = committed_record_after(&buf[pos..], committed)
+                        && let Some(at) = committed_record_after(&mut w, pos + 1, committed)
+                            .map_err(BookieError::io(&self.path))?
                     {
                         return Err(BookieError::Corrupt {
                             location: format!("{} at offset {pos}", self.path.display()),
                             reason: format!(
-                                "{reason}, yet a record of a completed checkpoint follows at offset {}",
-                                pos + at
+                                "{reason}, yet a record of a completed checkpoint follows at offset {at}"
                             ),
                         });
                     }
@@ -206,16 +232,23 @@ impl LedgerFile {
                         path = %self.path.display(), offset = pos, reason = %reason,
                         "truncating what a cut-short checkpoint left in a ledger file; its entries are replayed from the journal"
                     );
+                    drop(w);
                     self.file
-                        .set_len(pos as u64)
+                        .set_len(pos)
                         .and_then(|()| self.file.sync_data())
                         .map_err(BookieError::io(&self.path))?;
-                    break;
+                    self.len = pos;
+                    return Ok(());
                 }
             }
         }
-        self.len = pos.min(buf.len()) as u64;
+        self.len = pos.min(file_len);
         Ok(())
+    }
+
+    /// Index entries held in memory (for the open-file budget).
+    pub fn index_entries(&self) -> usize {
+        self.index.len()
     }
 
     /// Appends entries written by checkpoint number `checkpoint` (in writes of about 1 MiB,
@@ -263,12 +296,20 @@ impl LedgerFile {
             }
         }
         self.len = written;
+        self.unsynced = true;
         Ok(())
     }
 
     /// fsyncs the file.
-    pub fn sync(&self) -> Result<()> {
-        self.file.sync_data().map_err(BookieError::io(&self.path))
+    pub fn sync(&mut self) -> Result<()> {
+        self.file.sync_data().map_err(BookieError::io(&self.path))?;
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// Whether appends since the last [`LedgerFile::sync`] are not yet durable.
+    pub fn unsynced(&self) -> bool {
+        self.unsynced
     }
 
     /// Reads an entry, verifying both the record checksum and the writer's entry checksum.
@@ -366,20 +407,86 @@ fn parse_record(buf: &[u8], version: u32) -> std::result::Result<Parsed, String>
     })
 }
 
+/// Reads of a ledger file in chunks: a window over `file[start..start + buf.len()]`, refilled
+/// from the asked position when a request falls outside it.
+struct Window<'a> {
+    file: &'a dyn File,
+    len: u64,
+    chunk: usize,
+    start: u64,
+    buf: Vec<u8>,
+}
+
+impl<'a> Window<'a> {
+    fn new(file: &'a dyn File, len: u64, chunk: usize) -> Self {
+        Window {
+            file,
+            len,
+            chunk: chunk.max(1),
+            start: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// `file[pos..pos + n]`, shorter at the end of the file.
+    fn get(&mut self, pos: u64, n: usize) -> std::io::Result<&[u8]> {
+        let n = n.min(self.len.saturating_sub(pos) as usize);
+        let end = pos + n as u64;
+        if pos < self.start || end > self.start + self.buf.len() as u64 {
+            let want = n.max(self.chunk).min(self.len.saturating_sub(pos) as usize);
+            self.buf.resize(want, 0);
+            self.file.read_exact_at(&mut self.buf, pos)?;
+            self.start = pos;
+        }
+        let off = (pos - self.start) as usize;
+        Ok(&self.buf[off..off + n])
+    }
+}
+
+/// Parses the record of format `version` at `pos`: the outer error is I/O, the inner a bad
+/// record.
+fn record_at(
+    w: &mut Window<'_>,
+    pos: u64,
+    version: u32,
+) -> std::io::Result<std::result::Result<Parsed, String>> {
+    let hlen = header_len(version);
+    let head = w.get(pos, hlen)?;
+    if head.len() < 4 {
+        return Ok(Err("partial record".into()));
+    }
+    let body_len = u32::from_le_bytes(head[..4].try_into().unwrap_or_default()) as usize;
+    let rec = w.get(pos, hlen + body_len.min(MAX_RECORD_LEN))?;
+    Ok(parse_record(rec, version))
+}
+
 /// Whether a file whose header is bad still holds data a completed checkpoint wrote: a
 /// committed version 2 record anywhere, or a version 1 record right after the header. Then the
 /// bad header is corruption; otherwise it is the torn creation of an uncommitted file.
-fn holds_committed_records(buf: &[u8], committed: u64) -> bool {
-    committed_record_after(buf, committed).is_some()
-        || parse_record(&buf[LEDGER_FILE_HEADER_LEN.min(buf.len())..], 1).is_ok()
+fn holds_committed_records(w: &mut Window<'_>, committed: u64) -> std::io::Result<bool> {
+    Ok(committed_record_after(w, 1, committed)?.is_some()
+        || record_at(w, LEDGER_FILE_HEADER_LEN as u64, 1)?.is_ok())
 }
 
-/// Offset in `rest` (after its first byte) of a valid version 2 record written by a checkpoint
-/// numbered at most `committed`, if any. The header checksum rejects false starts cheaply.
-fn committed_record_after(rest: &[u8], committed: u64) -> Option<usize> {
-    (1..rest.len()).find(|&i| {
-        parse_record(&rest[i..], LEDGER_FILE_VERSION).is_ok_and(|p| p.checkpoint <= committed)
-    })
+/// Offset (at or after `from`) of a valid version 2 record written by a checkpoint numbered at
+/// most `committed`, if any. The header checksum rejects false starts cheaply.
+fn committed_record_after(
+    w: &mut Window<'_>,
+    from: u64,
+    committed: u64,
+) -> std::io::Result<Option<u64>> {
+    let hlen = header_len(LEDGER_FILE_VERSION);
+    for at in from..w.len.saturating_sub(hlen as u64) {
+        let head = w.get(at, hlen)?;
+        let hcrc = u32::from_le_bytes(head[8..12].try_into().unwrap_or_default());
+        if common::checksum::crc32c(&head[..8]) != hcrc {
+            continue;
+        }
+        if record_at(w, at, LEDGER_FILE_VERSION)?.is_ok_and(|p| p.checkpoint <= committed) {
+            return Ok(Some(at));
+        }
+    }
+    Ok(None)
 }
 
 /// Reads a whole data file's entries in id order (for tools and tests); `committed` as for
@@ -518,6 +625,49 @@ mod tests {
             read_all(&RealFs, dir.path(), LedgerId(5), 1).unwrap(),
             es[..12].to_vec()
         );
+    }
+
+    /// Issue 9, defect 6: opening scans the file in bounded reads, never the whole file at
+    /// once; whatever the read size (records straddle every boundary), the index is the same,
+    /// and corruption and torn tails are still told apart.
+    #[test]
+    fn the_scan_reads_in_chunks_of_any_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = LedgerFile::open(&RealFs, dir.path(), LedgerId(5), true, 0)
+            .unwrap()
+            .unwrap();
+        let es: Vec<Entry> = (0..60)
+            .map(|i| {
+                let mut e = entry(i);
+                e.payload = Bytes::from(vec![i as u8; (i as usize * 37) % 700 + 1]);
+                e.crc = Entry::new(e.ledger, e.entry, e.lac, e.length, e.payload.clone()).crc;
+                e
+            })
+            .collect();
+        f.append(&es.iter().collect::<Vec<_>>(), 1).unwrap();
+        f.sync().unwrap();
+        drop(f);
+        let len = std::fs::metadata(path(dir.path())).unwrap().len();
+        for chunk in [1, 5, 12, 47, 300, 4096, 1 << 20] {
+            let f = LedgerFile::open_with(&RealFs, dir.path(), LedgerId(5), false, 1, chunk)
+                .unwrap()
+                .unwrap();
+            assert_eq!(f.entries(), 60, "chunk {chunk}");
+            assert_eq!(f.len, len, "chunk {chunk}");
+            for e in &es {
+                assert_eq!(f.read(LedgerId(5), e.entry).unwrap().as_ref(), Some(e));
+            }
+        }
+        // A damaged record with committed records after it: corruption at any read size.
+        let mut b = std::fs::read(path(dir.path())).unwrap();
+        b[200] ^= 0x40;
+        std::fs::write(path(dir.path()), &b).unwrap();
+        for chunk in [3, 64, 1 << 20] {
+            assert!(matches!(
+                LedgerFile::open_with(&RealFs, dir.path(), LedgerId(5), false, 1, chunk),
+                Err(BookieError::Corrupt { .. })
+            ));
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! - [`write_cache`]: entries not yet in ledger files, bounded in memory;
 //! - [`ledger_file`]: one data file per ledger with an in-memory index (deletion = unlink);
 //! - [`ledger_meta`]: per-ledger fenced flag, master key and explicit LAC;
+//! - [`open_files`]: which data files stay open (LRU within a file and index-memory budget);
 //! - [`checkpoint`]: the journal position up to which ledger storage is durable.
 //!
 //! Checkpoint path: capture the journal's durable position, swap the write-cache generations,
@@ -15,6 +16,7 @@
 pub mod checkpoint;
 pub mod ledger_file;
 pub mod ledger_meta;
+pub mod open_files;
 pub mod write_cache;
 
 use std::collections::HashMap;
@@ -43,7 +45,15 @@ pub struct StorageConfig {
     pub write_cache_bytes: usize,
     /// How long an add may wait for the cache to drain before `TooManyRequests`.
     pub max_throttle: Duration,
+    /// Ledger data files open at most (least recently used closed first).
+    pub max_open_files: usize,
+    /// Index entries of open files held in memory at most (about
+    /// [`INDEX_ENTRY_BYTES`] bytes each).
+    pub max_index_entries: usize,
 }
+
+/// Memory one in-memory index entry takes, for sizing `ledger_storage.index_cache_size`.
+pub const INDEX_ENTRY_BYTES: usize = 48;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -133,6 +143,8 @@ pub struct LedgerStorage {
     checkpoint_lock: Mutex<()>,
     /// Number of the last checkpoint whose mark is on disk.
     committed: AtomicU64,
+    /// Open data files, within budget.
+    open_files: Mutex<open_files::OpenFiles>,
     /// The mark as last written by a completed checkpoint.
     mark: Mutex<checkpoint::Mark>,
     /// Ledgers whose deletion is under way: their files must be gone, durably, before a mark
@@ -185,7 +197,10 @@ impl LedgerStorage {
             );
         }
         let committed = mark.number;
+        let open_files =
+            open_files::OpenFiles::new(config.max_open_files, config.max_index_entries);
         Ok(LedgerStorage {
+            open_files: Mutex::new(open_files),
             config,
             fs,
             mark: Mutex::new(checkpoint::Mark {
@@ -291,15 +306,39 @@ impl LedgerStorage {
         if let Some(e) = lock(&self.cache).get(id, entry) {
             return Ok(e);
         }
-        match file
+        let found = file
             .as_ref()
             .map(|f| f.read(id, entry))
             .transpose()?
-            .flatten()
-        {
-            Some(e) => Ok(e),
-            None => Err(BookieError::NoEntry { ledger: id, entry }),
+            .flatten();
+        let entries = file.as_ref().map(LedgerFile::index_entries);
+        drop(file);
+        if let Some(n) = entries {
+            self.note_use(id, n);
         }
+        found.ok_or(BookieError::NoEntry { ledger: id, entry })
+    }
+
+    /// Counts a use of a ledger's open file and closes the least recently used others beyond
+    /// the budget. Called with no ledger's file lock held; a busy file, or one with appends
+    /// not yet fsynced (its checkpoint syncs it through this handle), is left open for now.
+    fn note_use(&self, id: LedgerId, index_entries: usize) {
+        let victims = lock(&self.open_files).touch(id, index_entries);
+        for v in victims {
+            let Some(l) = self.ledger(v) else { continue };
+            let Ok(mut f) = l.file.try_lock() else {
+                continue;
+            };
+            if f.as_ref().is_some_and(|f| !f.unsynced()) {
+                *f = None;
+                metrics::counter!("bookie_ledger_files_closed_total").increment(1);
+            }
+        }
+    }
+
+    /// Ledger data files counted as open.
+    pub fn open_files(&self) -> usize {
+        lock(&self.open_files).len()
     }
 
     /// (entries, payload bytes, last entry) of a ledger. Blocking.
@@ -374,6 +413,7 @@ impl LedgerStorage {
             file
         });
         lock(&self.cache).remove_ledger(id);
+        lock(&self.open_files).forget(id);
         let mut existed = ledger.is_some();
         for name in [ledger_file::data_file_name(id), meta_name(id)] {
             match self.fs.remove_file(&self.files_dir.join(&name)) {
@@ -474,8 +514,18 @@ impl LedgerStorage {
             touched.push(ledger);
         }
         for ledger in &touched {
-            if let Some(f) = lock(&ledger.file).as_ref() {
-                f.sync()?;
+            let entries = {
+                let mut file = lock(&ledger.file);
+                match file.as_mut() {
+                    Some(f) => {
+                        f.sync()?;
+                        Some(f.index_entries())
+                    }
+                    None => None,
+                }
+            };
+            if let Some(n) = entries {
+                self.note_use(ledger.id, n);
             }
         }
         for id in deleting {
