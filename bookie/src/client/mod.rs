@@ -191,6 +191,7 @@ impl LedgerClient {
             bookies: &self.bookies,
             master_key: key,
             timeout: self.config.read_timeout,
+            speculative: self.config.speculative_read_delay,
         }
         .run()
         .await

@@ -46,6 +46,8 @@ pub(super) struct Recovery<'a> {
     pub bookies: &'a Arc<Bookies>,
     pub master_key: Bytes,
     pub timeout: Duration,
+    /// Other replicas are read too when the first has not answered by then.
+    pub speculative: Duration,
 }
 
 impl Recovery<'_> {
@@ -203,40 +205,41 @@ impl Recovery<'_> {
             }
         };
         // One replica first (rotating, to spread the load): one copy decides an entry that
-        // exists, which is every entry of the tail but the last. The others are asked only
-        // when it lacks the entry or fails — absence needs Qw − Qa + 1 fenced answers.
+        // exists, which is every entry of the tail but the last. The others are asked when it
+        // lacks the entry or fails — absence needs Qw − Qa + 1 fenced answers — or when it has
+        // not answered within the speculative delay (a slow or paused bookie).
         if reps.is_empty() {
             return Ok(None);
         }
         let first = reps.remove(entry as usize % reps.len());
-        let r = read_from(
-            self.bookies,
-            &first,
-            self.id,
-            entry,
-            Some(&self.master_key),
-            self.timeout,
-        )
-        .await;
-        if let Some(verdict) = tally(r) {
-            return verdict;
-        }
-        let mut tries: FuturesUnordered<_> = reps
-            .iter()
-            .map(|b| {
-                read_from(
-                    self.bookies,
-                    b,
-                    self.id,
-                    entry,
-                    Some(&self.master_key),
-                    self.timeout,
-                )
-            })
-            .collect();
-        while let Some(r) = tries.next().await {
-            if let Some(verdict) = tally(r) {
-                return verdict;
+        let read = |b: String| async move {
+            read_from(
+                self.bookies,
+                &b,
+                self.id,
+                entry,
+                Some(&self.master_key),
+                self.timeout,
+            )
+            .await
+        };
+        let mut tries = FuturesUnordered::new();
+        tries.push(read(first));
+        let mut rest = reps;
+        let speculate = tokio::time::sleep(self.speculative);
+        tokio::pin!(speculate);
+        loop {
+            tokio::select! {
+                r = tries.next() => {
+                    let Some(r) = r else { break };
+                    if let Some(verdict) = tally(r) {
+                        return verdict;
+                    }
+                    tries.extend(rest.drain(..).map(read));
+                }
+                () = &mut speculate, if !rest.is_empty() => {
+                    tries.extend(rest.drain(..).map(read));
+                }
             }
         }
         Err(ClientError::Timeout(format!(
