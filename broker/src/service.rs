@@ -92,7 +92,10 @@ impl BrokerService {
                     self.config.clone(),
                 )
                 .await?;
-                Ok::<_, BrokerError>(Topic::new(name.clone(), ml, self.keys.clone()))
+                let topic = Topic::new(name.clone(), ml, self.keys.clone());
+                let subs = topic.load_subscriptions().await?;
+                tracing::debug!(topic = name, subscriptions = subs, "topic loaded");
+                Ok::<_, BrokerError>(topic)
             })
             .await?;
         Ok(topic.clone())

@@ -47,6 +47,9 @@ pub struct ConsumerHandle {
 }
 
 struct State {
+    /// Exclusive, Shared, …: set by the first consumer, kept while any consumer is attached
+    /// (an idle subscription takes the type of the next consumer, as in Pulsar).
+    sub_type: SubType,
     cursor: Cursor,
     /// Last position handed out in order (`None`: nothing yet).
     read_position: Option<Position>,
@@ -65,8 +68,6 @@ struct State {
 pub struct Subscription {
     /// Its name.
     pub name: String,
-    /// Exclusive, Shared, …
-    pub sub_type: SubType,
     ml: Arc<ManagedLedger>,
     store: Arc<dyn MetadataStore>,
     state: Mutex<State>,
@@ -93,10 +94,10 @@ impl Subscription {
         let read_position = cursor.mark_delete;
         let sub = Arc::new(Subscription {
             name,
-            sub_type,
             store: ml.store().clone(),
             ml,
             state: Mutex::new(State {
+                sub_type,
                 cursor,
                 read_position,
                 consumers: Vec::new(),
@@ -117,17 +118,25 @@ impl Subscription {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The subscription's current type.
+    pub fn sub_type(&self) -> SubType {
+        self.state().sub_type
+    }
+
     /// Adds a consumer; enforces the subscription type. Failover keeps consumers sorted by
     /// (priority, name): the first is the active one.
     pub fn add_consumer(&self, c: Arc<ConsumerHandle>, sub_type: SubType) -> Result<()> {
         let mut st = self.state();
-        if sub_type != self.sub_type && !st.consumers.is_empty() {
+        if st.consumers.is_empty() {
+            st.sub_type = sub_type;
+        }
+        if sub_type != st.sub_type {
             return Err(BrokerError::ConsumerBusy(format!(
                 "subscription {} is {:?}, not {:?}",
-                self.name, self.sub_type, sub_type
+                self.name, st.sub_type, sub_type
             )));
         }
-        if self.sub_type == SubType::Exclusive && !st.consumers.is_empty() {
+        if st.sub_type == SubType::Exclusive && !st.consumers.is_empty() {
             return Err(BrokerError::ConsumerBusy(format!(
                 "exclusive subscription {} already has a consumer",
                 self.name
@@ -135,12 +144,12 @@ impl Subscription {
         }
         let before = st.consumers.first().map(|c| c.key);
         st.consumers.push(c);
-        if self.sub_type == SubType::Failover {
+        if st.sub_type == SubType::Failover {
             st.consumers
                 .sort_by(|a, b| (a.priority, &a.name, a.key).cmp(&(b.priority, &b.name, b.key)));
             self.failover_changed(&mut st, before);
         }
-        if self.sub_type == SubType::KeyShared {
+        if st.sub_type == SubType::KeyShared {
             // Hash ranges are split over consumers in this order.
             st.consumers
                 .sort_by(|a, b| (&a.name, a.key).cmp(&(&b.name, b.key)));
@@ -155,7 +164,7 @@ impl Subscription {
     /// is active (ACTIVE_CONSUMER_CHANGE).
     fn failover_changed(&self, st: &mut State, before: Option<(u64, u64)>) {
         let active = st.consumers.first().map(|c| c.key);
-        if self.sub_type != SubType::Failover || active == before {
+        if st.sub_type != SubType::Failover || active == before {
             return;
         }
         let moved: Vec<(Position, u32)> = st
@@ -354,7 +363,7 @@ impl Subscription {
             return None;
         }
         // Exclusive and Failover: only the first (active) consumer receives.
-        let n = match self.sub_type {
+        let n = match st.sub_type {
             SubType::Shared | SubType::KeyShared => st.consumers.len(),
             _ => st.consumers.len().min(1),
         };
@@ -362,7 +371,7 @@ impl Subscription {
             .map(|i| (st.next_consumer + i) % n)
             .find(|i| st.consumers[*i].permits.load(Ordering::SeqCst) > 0)?;
         let c = st.consumers[consumer].clone();
-        if self.sub_type == SubType::Shared {
+        if st.sub_type == SubType::Shared {
             st.next_consumer = (consumer + 1) % n;
         }
         let (pos, count) = if let Some((p, n)) = st.redeliver.pop_first() {
@@ -393,7 +402,7 @@ impl Subscription {
                 }
                 flushed = Instant::now();
             }
-            let job = if self.sub_type == SubType::KeyShared {
+            let job = if self.sub_type() == SubType::KeyShared {
                 match self.next_keyed_job() {
                     KeyedJob::Send(p, c, n) => Some((p, c, n)),
                     KeyedJob::NeedKey(p) => {

@@ -1,5 +1,6 @@
 //! A topic: its managed ledger and subscriptions. Topics are loaded on first use
-//! (auto-creation) and kept while the broker runs.
+//! (auto-creation) and kept while the broker runs. Loading a topic loads every durable
+//! subscription stored for it, with or without consumers: trimming goes by all of them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -88,6 +89,30 @@ impl Topic {
         let sub = Subscription::start(name.to_owned(), sub_type, self.ml.clone(), cursor);
         subs.insert(name.to_owned(), sub.clone());
         Ok(sub)
+    }
+
+    /// Loads every durable subscription stored for the topic that is not loaded yet (at topic
+    /// load: a subscription whose consumers are offline still holds its backlog, as in
+    /// Pulsar). Its type is set by its next consumer.
+    pub async fn load_subscriptions(&self) -> Result<usize> {
+        let prefix = self.keys.cursors_prefix(&self.name);
+        let (kvs, _) = meta::range_all(self.ml.store().as_ref(), &prefix, 1000).await?;
+        let mut subs = self.subscriptions.lock().await;
+        let mut loaded = 0;
+        for kv in kvs {
+            let Some(name) = kv.key.strip_prefix(&prefix) else {
+                continue;
+            };
+            if subs.contains_key(name) {
+                continue;
+            }
+            let cursor = Cursor::load_or_create(self.ml.store(), kv.key.clone(), None).await?;
+            let sub =
+                Subscription::start(name.to_owned(), SubType::Exclusive, self.ml.clone(), cursor);
+            subs.insert(name.to_owned(), sub);
+            loaded += 1;
+        }
+        Ok(loaded)
     }
 
     /// Drops a non-durable subscription once its last consumer left.
