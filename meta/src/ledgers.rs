@@ -1,7 +1,10 @@
 //! Ledger metadata records (`ledgers/<id>`) and the ledger-id allocator (`ledgers/ids`).
 //!
-//! Ids are reserved in blocks by compare-and-set on the counter, so concurrent allocators in
-//! different processes never hand out the same id, and a crashed allocator only leaves a gap.
+//! Ids are reserved by compare-and-set on the counter, so concurrent allocators in different
+//! processes never hand out the same id, and a crashed allocator only leaves a gap. By default
+//! one id per trip: ids then increase in the order ledgers are created, cluster-wide, which a
+//! topic moving between brokers relies on (Pulsar's positions, and its clients' message ids,
+//! order by ledger id). Tools that create many throwaway ledgers may reserve blocks.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -17,8 +20,10 @@ use crate::store::{MetadataStore, PutCondition, Version};
 
 /// The first ledger id a cluster hands out (0 is never used, so it can mean "none").
 pub const FIRST_LEDGER_ID: u64 = 1;
-/// Ids reserved per compare-and-set on the counter.
-pub const DEFAULT_ID_BLOCK: u64 = 64;
+/// Ids reserved per compare-and-set on the counter: one, so ids increase cluster-wide in
+/// creation order (a block per process would let a topic's next ledger, created by the
+/// process that owned it before, get a smaller id than the ledgers another owner added).
+pub const DEFAULT_ID_BLOCK: u64 = 1;
 /// A CAS loop gives up after this many lost rounds (only under absurd contention).
 const MAX_CAS_ROUNDS: usize = 10_000;
 
@@ -42,7 +47,8 @@ impl LedgerStore {
         }
     }
 
-    /// Reserves `block` ids per trip to the counter (at least 1).
+    /// Reserves `block` ids per trip to the counter (at least 1). Ids are then no longer
+    /// ordered by creation across processes: only for ledgers no topic orders.
     pub fn with_id_block(mut self, block: u64) -> Self {
         self.block = block.max(1);
         self
