@@ -208,11 +208,11 @@ impl Cursor {
         })
     }
 
-    /// Writes a snapshot. A CAS conflict means another broker took the topic.
+    /// Writes a snapshot. A CAS conflict means another broker took the topic; an ambiguous
+    /// failure is settled by reading back (`meta::cas`).
     pub async fn write(store: &Arc<dyn MetadataStore>, snap: &Snapshot) -> Result<Version> {
         let mut info = snap.info.clone();
-        match store
-            .put(&snap.key, encode(&mut info), snap.condition, None)
+        match meta::cas::put_checked(store.as_ref(), &snap.key, encode(&mut info), snap.condition)
             .await
         {
             Ok(v) => Ok(v),

@@ -70,3 +70,51 @@ async fn t61_topic_moved_between_owners_keeps_order_and_trims_correctly() {
     }
     assert_eq!(m.entries_after(Some(mark)), 30);
 }
+
+/// Regression (issue 10, defect 3): writes whose answer is lost after the store applied them
+/// (every second one here) neither freeze the topic ("not owner" forever, from a stale cached
+/// version) nor stop its cursor persisting: the outcome is read back, never assumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t62_lost_answers_from_the_metadata_store_do_not_freeze_a_topic() {
+    use broker::cursor::Cursor;
+    use meta::testing::LosingAnswers;
+    let cluster = TestCluster::start(1).await.unwrap();
+    let losing = Arc::new(LosingAnswers::new(
+        cluster.store().await,
+        "managed-ledgers/",
+        2,
+    ));
+    let store: Arc<dyn meta::MetadataStore> = losing.clone();
+    let client = LedgerClient::new(store.clone(), cluster.keys(), ClientConfig::default());
+    let topic = "persistent://public/default/lossy";
+    let m = ManagedLedger::open(topic, store.clone(), &cluster.keys(), client, config())
+        .await
+        .unwrap();
+    let key = cluster.keys().cursor(topic, "sub");
+    let mut cursor = Cursor::load_or_create(&store, key, None).await.unwrap();
+    let mut written = Vec::new();
+    for i in 0..60 {
+        // 60 entries, 7 per ledger: eight rolls, each a CAS on the ledger list.
+        let pos = m
+            .append(Bytes::from(format!("m{i}")))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        written.push(pos);
+        cursor.ack(pos, &m);
+        let snap = cursor.snapshot().expect("a change to persist");
+        let v = Cursor::write(&store, &snap).await.unwrap();
+        cursor.flushed(v, &snap);
+    }
+    // Trimming CASes the list again.
+    m.trim_before(written[40]).await.unwrap();
+    assert_eq!(m.read(written[59]).await.unwrap(), Bytes::from("m59"));
+    let lost = losing.lost.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(lost >= 20, "only {lost} answers were lost");
+    // The persisted cursor is the last one written.
+    let reloaded = Cursor::load_or_create(&store, cluster.keys().cursor(topic, "sub"), None)
+        .await
+        .unwrap();
+    assert_eq!(reloaded.mark_delete, Some(written[59]));
+}

@@ -7,6 +7,7 @@
 //! - [`embedded`]: an in-process backend persisted to one local log file, for
 //!   `magnetar standalone`;
 //! - [`lease`]: a lease kept alive in the background, with a "lost" notification;
+//! - [`cas`]: compare-and-set whose ambiguous failures are settled by reading back;
 //! - [`keys`]: every key path under the cluster root (docs/metadata.md);
 //! - [`records`]: versioned protobuf values; [`ledgers`] and [`bookies`]: typed stores on top;
 //! - `testing` (feature): a real-etcd process harness and the conformance suite that every
@@ -17,6 +18,7 @@
 //! revision order.
 
 pub mod bookies;
+pub mod cas;
 pub mod embedded;
 pub mod error;
 pub mod etcd;

@@ -197,7 +197,7 @@ impl ManagedLedger {
         });
         let cond = version.map_or(PutCondition::Absent, PutCondition::Version);
         let mut rec = info.clone();
-        match store.put(key, encode(&mut rec), cond, None).await {
+        match meta::cas::put_checked(store.as_ref(), key, encode(&mut rec), cond).await {
             Ok(v) => Ok((writer, info, v)),
             Err(MetaError::BadVersion { .. } | MetaError::AlreadyExists { .. }) => {
                 Err(BrokerError::NotOwner(topic.to_owned()))
@@ -425,15 +425,13 @@ impl ManagedLedger {
         info.ledgers
             .retain(|l| !doomed.contains(&LedgerId(l.ledger_id)));
         let mut rec = info.clone();
-        match self
-            .store
-            .put(
-                &self.key,
-                encode(&mut rec),
-                PutCondition::Version(w.version),
-                None,
-            )
-            .await
+        match meta::cas::put_checked(
+            self.store.as_ref(),
+            &self.key,
+            encode(&mut rec),
+            PutCondition::Version(w.version),
+        )
+        .await
         {
             Ok(v) => {
                 w.info = info;

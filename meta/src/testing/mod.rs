@@ -32,3 +32,100 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A store that loses the answers of some writes: every `every`-th put to a key containing
+/// `infix` is applied and then reported as `Unavailable`, as when a connection drops after
+/// the store committed. For tests of ambiguous outcomes.
+#[derive(Debug)]
+pub struct LosingAnswers {
+    inner: std::sync::Arc<dyn crate::MetadataStore>,
+    infix: String,
+    every: u64,
+    puts: std::sync::atomic::AtomicU64,
+    /// Answers lost so far.
+    pub lost: std::sync::atomic::AtomicU64,
+}
+
+impl LosingAnswers {
+    /// Wraps `inner`.
+    pub fn new(inner: std::sync::Arc<dyn crate::MetadataStore>, infix: &str, every: u64) -> Self {
+        LosingAnswers {
+            inner,
+            infix: infix.to_owned(),
+            every: every.max(1),
+            puts: Default::default(),
+            lost: Default::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::MetadataStore for LosingAnswers {
+    async fn get(&self, key: &str) -> crate::Result<Option<crate::KeyValue>> {
+        self.inner.get(key).await
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: bytes::Bytes,
+        condition: crate::PutCondition,
+        lease: Option<crate::LeaseId>,
+    ) -> crate::Result<crate::Version> {
+        use std::sync::atomic::Ordering;
+        let res = self.inner.put(key, value, condition, lease).await;
+        if key.contains(&self.infix)
+            && res.is_ok()
+            && (self.puts.fetch_add(1, Ordering::SeqCst) + 1).is_multiple_of(self.every)
+        {
+            self.lost.fetch_add(1, Ordering::SeqCst);
+            return Err(crate::MetaError::Unavailable {
+                endpoints: "test".into(),
+                timeout: Duration::from_millis(1),
+                reason: "answer lost after the write applied".into(),
+            });
+        }
+        res
+    }
+
+    async fn delete(&self, key: &str, expected: Option<crate::Version>) -> crate::Result<()> {
+        self.inner.delete(key, expected).await
+    }
+
+    async fn range(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> crate::Result<crate::RangePage> {
+        self.inner.range(prefix, start_after, limit).await
+    }
+
+    async fn txn(&self, txn: crate::Txn) -> crate::Result<crate::Revision> {
+        self.inner.txn(txn).await
+    }
+
+    async fn watch(
+        &self,
+        prefix: &str,
+        from: Option<crate::Revision>,
+    ) -> crate::Result<crate::Watcher> {
+        self.inner.watch(prefix, from).await
+    }
+
+    async fn compact(&self, revision: crate::Revision) -> crate::Result<()> {
+        self.inner.compact(revision).await
+    }
+
+    async fn grant_lease(&self, ttl: Duration) -> crate::Result<crate::LeaseId> {
+        self.inner.grant_lease(ttl).await
+    }
+
+    async fn keep_alive(&self, lease: crate::LeaseId) -> crate::Result<Duration> {
+        self.inner.keep_alive(lease).await
+    }
+
+    async fn revoke_lease(&self, lease: crate::LeaseId) -> crate::Result<()> {
+        self.inner.revoke_lease(lease).await
+    }
+}
