@@ -5,10 +5,15 @@
 //! etcd takes a few thousand writes a second, so acks are not persisted one by one: the
 //! subscription flushes a dirty cursor at most once per `flush_interval`, and always when its
 //! last consumer leaves and at shutdown. After a crash, acknowledgements newer than the last
-//! flush are redelivered (at most `flush_interval` worth) — never lost the other way round:
-//! the ack-hole list is stored whole, never truncated.
+//! flush are redelivered (at most `flush_interval` worth) — never lost the other way round.
+//!
+//! Acknowledgements after the mark-delete are runs of consecutive entries ([`AckSet`](crate::ack_set::AckSet)): memory
+//! and the stored record grow with the number of gaps, not of messages. The stored record
+//! keeps at most [`MAX_PERSISTED_RUNS`] runs, those nearest the mark-delete (Pulsar's
+//! `managedLedgerMaxUnackedRangesToPersist`): beyond that, acknowledgements of messages far
+//! ahead of the oldest unacknowledged one are forgotten at a restart and those messages are
+//! delivered again — at least once, never lost.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use common::{EntryId, LedgerId, Position};
@@ -16,8 +21,12 @@ use meta::records::{decode, encode};
 use meta::{MetaError, MetadataStore, PutCondition, Version};
 use proto::meta::{AckedRange, CursorInfo, PositionInfo};
 
+use crate::ack_set::AckSet;
 use crate::error::{BrokerError, Result};
 use crate::managed_ledger::ManagedLedger;
+
+/// Runs of acknowledged entries a stored cursor keeps at most (see the module docs).
+pub const MAX_PERSISTED_RUNS: usize = 10_000;
 
 /// In-memory cursor state plus its persisted version.
 #[derive(Debug)]
@@ -26,7 +35,7 @@ pub struct Cursor {
     /// Everything up to here is acknowledged (`None`: nothing yet).
     pub mark_delete: Option<Position>,
     /// Acknowledged entries after `mark_delete`.
-    pub acked: BTreeSet<Position>,
+    pub acked: AckSet,
     /// Mark-delete as of the last successful flush.
     pub persisted_mark_delete: Option<Position>,
     version: Option<Version>,
@@ -52,22 +61,21 @@ fn to_info(p: Position) -> PositionInfo {
     }
 }
 
-/// Compresses acknowledged positions into runs of consecutive entries per ledger.
-fn ranges(acked: &BTreeSet<Position>) -> Vec<AckedRange> {
-    let mut out: Vec<AckedRange> = Vec::new();
-    for p in acked {
-        match out.last_mut() {
-            Some(r) if r.ledger_id == p.ledger.0 && r.last_entry + 1 == p.entry.0 => {
-                r.last_entry = p.entry.0
-            }
-            _ => out.push(AckedRange {
-                ledger_id: p.ledger.0,
-                first_entry: p.entry.0,
-                last_entry: p.entry.0,
-            }),
-        }
+/// The runs to store: the first [`MAX_PERSISTED_RUNS`].
+fn ranges(acked: &AckSet) -> Vec<AckedRange> {
+    if acked.run_count() > MAX_PERSISTED_RUNS {
+        metrics::counter!("pulsar_cursor_runs_not_persisted_total")
+            .increment((acked.run_count() - MAX_PERSISTED_RUNS) as u64);
     }
-    out
+    acked
+        .runs()
+        .take(MAX_PERSISTED_RUNS)
+        .map(|(l, f, e)| AckedRange {
+            ledger_id: l.0,
+            first_entry: f.0,
+            last_entry: e.0,
+        })
+        .collect()
 }
 
 fn from_info(p: &PositionInfo) -> Position {
@@ -86,10 +94,12 @@ impl Cursor {
             Some(kv) => {
                 let info: CursorInfo = decode(&key, &kv.value)?;
                 let mark = info.mark_delete.as_ref().map(from_info);
-                let mut acked: BTreeSet<Position> =
-                    info.individually_acked.iter().map(from_info).collect();
+                let mut acked = AckSet::default();
+                for p in &info.individually_acked {
+                    acked.insert(from_info(p));
+                }
                 for r in &info.acked_ranges {
-                    if r.last_entry < r.first_entry || r.last_entry - r.first_entry > 100_000_000 {
+                    if r.last_entry < r.first_entry {
                         return Err(BrokerError::Meta(meta::MetaError::Corrupt {
                             location: key.clone(),
                             reason: format!(
@@ -98,10 +108,8 @@ impl Cursor {
                             ),
                         }));
                     }
-                    acked.extend(
-                        (r.first_entry..=r.last_entry)
-                            .map(|e| Position::new(LedgerId(r.ledger_id), EntryId(e))),
-                    );
+                    // A run, not its entries: loading costs the same for any length.
+                    acked.insert_run(r.ledger_id, r.first_entry, r.last_entry);
                 }
                 Ok(Cursor {
                     persisted_mark_delete: mark,
@@ -118,7 +126,7 @@ impl Cursor {
                     key,
                     persisted_mark_delete: None,
                     mark_delete: initial,
-                    acked: BTreeSet::new(),
+                    acked: AckSet::default(),
                     version: None,
                     changes: 1,
                     flushed: 0,
@@ -138,7 +146,7 @@ impl Cursor {
         Cursor {
             key: String::new(),
             mark_delete: initial,
-            acked: BTreeSet::new(),
+            acked: AckSet::default(),
             persisted_mark_delete: initial,
             version: None,
             changes: 0,
@@ -153,7 +161,7 @@ impl Cursor {
 
     /// Whether `p` is acknowledged.
     pub fn is_acked(&self, p: Position) -> bool {
-        self.mark_delete.is_some_and(|m| p <= m) || self.acked.contains(&p)
+        self.mark_delete.is_some_and(|m| p <= m) || self.acked.contains(p)
     }
 
     /// Acknowledges one entry; advances mark-delete over the contiguous prefix.
@@ -172,16 +180,15 @@ impl Cursor {
             return;
         }
         self.mark_delete = Some(p);
-        self.acked = self
-            .acked
-            .split_off(&Position::new(p.ledger, EntryId(p.entry.0 + 1)));
+        // Everything at or before `p` goes (no `entry + 1`: `p` may be the last entry id).
+        self.acked.remove_through(p);
         self.advance(ml);
         self.changes += 1;
     }
 
     fn advance(&mut self, ml: &ManagedLedger) {
         while let Some(next) = ml.next_position(self.mark_delete) {
-            if !self.acked.remove(&next) {
+            if !self.acked.take_first_of_run(next) {
                 break;
             }
             self.mark_delete = Some(next);
@@ -249,14 +256,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn acked_positions_compress_into_runs() {
+    fn acked_positions_are_stored_as_runs() {
         let p = |l, e| Position::new(LedgerId(l), EntryId(e));
-        let set: BTreeSet<Position> = [p(1, 3), p(1, 4), p(1, 5), p(1, 9), p(2, 0), p(2, 1)].into();
+        let mut set = AckSet::default();
+        for q in [p(1, 3), p(1, 4), p(1, 5), p(1, 9), p(2, 0), p(2, 1)] {
+            set.insert(q);
+        }
         let r = ranges(&set);
         let flat: Vec<(u64, u64, u64)> = r
             .iter()
             .map(|r| (r.ledger_id, r.first_entry, r.last_entry))
             .collect();
         assert_eq!(flat, vec![(1, 3, 5), (1, 9, 9), (2, 0, 1)]);
+        // Past the limit, the runs nearest the mark-delete are kept.
+        let mut many = AckSet::default();
+        for e in 0..(MAX_PERSISTED_RUNS as u64 + 50) {
+            many.insert(p(7, e * 2));
+        }
+        let r = ranges(&many);
+        assert_eq!(r.len(), MAX_PERSISTED_RUNS);
+        assert_eq!(r[0].first_entry, 0);
     }
 }

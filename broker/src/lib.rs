@@ -6,7 +6,8 @@
 //! - [`service`] and [`topic`]: topics loaded on first use;
 //! - [`managed_ledger`]: the ledger list (CAS), rollover, recovery of a previous owner's
 //!   ledgers, the entry cache;
-//! - [`cursor`] and [`subscription`]: durable acknowledgement state and dispatch;
+//! - [`cursor`] and [`subscription`]: durable acknowledgement state (runs of acknowledged
+//!   entries, [`ack_set`]) and dispatch;
 //! - [`server`]: listeners, HTTP, shutdown; [`stats`]: Pulsar-named rates and backlogs, and
 //!   trimming of consumed ledgers.
 //!
@@ -15,6 +16,7 @@
 //! dispatcher reads from the entry cache or bookies and sends MESSAGE while the consumer has
 //! permits; ACKs move the cursor, persisted by CAS at most once a second.
 
+pub mod ack_set;
 pub mod config;
 pub mod connection;
 pub mod cursor;

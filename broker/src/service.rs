@@ -31,26 +31,38 @@ impl std::fmt::Debug for BrokerService {
     }
 }
 
-/// `my-topic` → `persistent://public/default/my-topic`; full names are checked.
+/// `my-topic` → `persistent://public/default/my-topic`, `t/ns/x` → `persistent://t/ns/x`.
+/// Names are checked as strictly as Pulsar checks them, and more where a name would reach
+/// into another topic's metadata keys: exactly `persistent://tenant/namespace/local`, tenant
+/// and namespace of `[A-Za-z0-9_.:=-]` (Pulsar's rule), a local name with no `/` (so no topic
+/// is a prefix path of another's cursors) and no control character.
 pub fn normalize_topic(name: &str) -> Result<String> {
     let bad = || BrokerError::InvalidTopic(name.to_owned());
-    if let Some(rest) = name.strip_prefix("persistent://") {
-        let parts: Vec<&str> = rest.split('/').collect();
-        if parts.len() < 3 || parts.iter().any(|p| p.is_empty()) {
-            return Err(bad());
-        }
-        return Ok(name.to_owned());
-    }
-    if name.contains("://") {
+    let rest = match name.split_once("://") {
+        Some(("persistent", rest)) => rest,
+        Some(_) => return Err(bad()),
+        None => name,
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    let (tenant, ns, local) = match parts[..] {
+        [local] if name == rest => ("public", "default", local),
+        [tenant, ns, local] => (tenant, ns, local),
+        _ => return Err(bad()),
+    };
+    let entity = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '=' | '-'))
+    };
+    if !entity(tenant)
+        || !entity(ns)
+        || local.is_empty()
+        || local.len() > 1024
+        || local.chars().any(char::is_control)
+    {
         return Err(bad());
     }
-    match name.split('/').collect::<Vec<_>>()[..] {
-        [t] if !t.is_empty() => Ok(format!("persistent://public/default/{t}")),
-        [tenant, ns, t] if !tenant.is_empty() && !ns.is_empty() && !t.is_empty() => {
-            Ok(format!("persistent://{tenant}/{ns}/{t}"))
-        }
-        _ => Err(bad()),
-    }
+    Ok(format!("persistent://{tenant}/{ns}/{local}"))
 }
 
 impl BrokerService {
@@ -148,5 +160,22 @@ mod tests {
         assert!(normalize_topic("").is_err());
         assert!(normalize_topic("non-persistent://a/b/t").is_err());
         assert!(normalize_topic("persistent://a//t").is_err());
+        // Nothing that could reach into another topic's keys, or that Pulsar refuses.
+        for bad in [
+            "persistent://a/b/t/cursors/x",
+            "persistent://a/b/c/d",
+            "a/b",
+            "persistent://a$/b/t",
+            "persistent://a/b c/t",
+            "persistent://a/b/t\n",
+            "persistent:///b/t",
+            "x://a/b/t",
+        ] {
+            assert!(normalize_topic(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            normalize_topic("persistent://my-tenant/ns.1/topic-with:colons=and.dots").unwrap(),
+            "persistent://my-tenant/ns.1/topic-with:colons=and.dots"
+        );
     }
 }

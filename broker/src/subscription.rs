@@ -216,6 +216,11 @@ impl Subscription {
         !self.state().consumers.is_empty()
     }
 
+    /// Whether a consumer other than `key` is attached.
+    pub fn has_consumers_other_than(&self, key: (u64, u64)) -> bool {
+        self.state().consumers.iter().any(|c| c.key != key)
+    }
+
     /// More permits for a consumer.
     pub fn flow(&self, key: (u64, u64), permits: u32) {
         if let Some(c) = self.state().consumers.iter().find(|c| c.key == key) {

@@ -164,3 +164,174 @@ async fn t39_wire_behaviour() {
             .is_some()
     );
 }
+
+async fn connect(addr: &str) -> (TcpStream, BytesMut) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut buf = BytesMut::new();
+    let connect = BaseCommand {
+        connect: Some(pb::CommandConnect {
+            client_version: "raw-test".into(),
+            protocol_version: Some(19),
+            ..Default::default()
+        }),
+        ..base(Type::Connect)
+    };
+    send(&mut s, &connect, None).await;
+    read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .connected
+        .expect("CONNECTED");
+    (s, buf)
+}
+
+fn subscribe(
+    topic: &str,
+    consumer_id: u64,
+    request_id: u64,
+    t: pb::command_subscribe::SubType,
+) -> BaseCommand {
+    BaseCommand {
+        subscribe: Some(pb::CommandSubscribe {
+            topic: topic.into(),
+            subscription: "sub".into(),
+            sub_type: t as i32,
+            consumer_id,
+            request_id,
+            initial_position: Some(pb::command_subscribe::InitialPosition::Earliest as i32),
+            ..Default::default()
+        }),
+        ..base(Type::Subscribe)
+    }
+}
+
+/// Issue 10, item 4: CLOSE_PRODUCER is answered after the receipts of every earlier send; a
+/// refused UNSUBSCRIBE leaves its consumer attached and receiving; a subscription whose
+/// consumers all left takes the type of the next one (Exclusive, then Shared).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t39b_close_producer_order_refused_unsubscribe_and_type_change() {
+    use pb::command_subscribe::SubType;
+    let dir = KeptDir::new("t39b-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let addr = sa.service_url.strip_prefix("pulsar://").unwrap().to_owned();
+    let topic = "persistent://public/default/raw-order";
+    let (mut s, mut buf) = connect(&addr).await;
+
+    // 1. Twenty sends, then CLOSE_PRODUCER at once: its SUCCESS comes after all receipts.
+    let producer = BaseCommand {
+        producer: Some(pb::CommandProducer {
+            topic: topic.into(),
+            producer_id: 1,
+            request_id: 1,
+            ..Default::default()
+        }),
+        ..base(Type::Producer)
+    };
+    send(&mut s, &producer, None).await;
+    read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .producer_success
+        .expect("PRODUCER_SUCCESS");
+    for seq in 0..20u64 {
+        let meta = pb::MessageMetadata {
+            producer_name: "p".into(),
+            sequence_id: seq,
+            publish_time: 1,
+            ..Default::default()
+        };
+        let payload = build_payload(&meta, format!("m{seq}").as_bytes());
+        let c = BaseCommand {
+            send: Some(pb::CommandSend {
+                producer_id: 1,
+                sequence_id: seq,
+                ..Default::default()
+            }),
+            ..base(Type::Send)
+        };
+        send(&mut s, &c, Some(&payload)).await;
+    }
+    let close = BaseCommand {
+        close_producer: Some(pb::CommandCloseProducer {
+            producer_id: 1,
+            request_id: 2,
+            ..Default::default()
+        }),
+        ..base(Type::CloseProducer)
+    };
+    send(&mut s, &close, None).await;
+    let mut receipts = 0;
+    loop {
+        let f = read_frame(&mut s, &mut buf).await.expect("connection open");
+        if f.command.send_receipt.is_some() {
+            receipts += 1;
+        } else if let Some(ok) = f.command.success {
+            assert_eq!(ok.request_id, 2);
+            break;
+        }
+    }
+    assert_eq!(receipts, 20, "CLOSE_PRODUCER answered before every receipt");
+
+    // 2. Exclusive first; once its consumer closes, the subscription takes Shared.
+    send(&mut s, &subscribe(topic, 10, 3, SubType::Exclusive), None).await;
+    read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .success
+        .expect("subscribed");
+    let close_consumer = BaseCommand {
+        close_consumer: Some(pb::CommandCloseConsumer {
+            consumer_id: 10,
+            request_id: 4,
+            ..Default::default()
+        }),
+        ..base(Type::CloseConsumer)
+    };
+    send(&mut s, &close_consumer, None).await;
+    read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .success
+        .expect("closed");
+    for (id, req) in [(11, 5), (12, 6)] {
+        send(&mut s, &subscribe(topic, id, req, SubType::Shared), None).await;
+        let f = read_frame(&mut s, &mut buf).await.unwrap();
+        assert!(
+            f.command.success.is_some(),
+            "Shared consumer {id} refused: {:?}",
+            f.command.error
+        );
+    }
+
+    // 3. Consumer 11 asks to unsubscribe while 12 is attached: refused, and 11 still receives.
+    let unsubscribe = BaseCommand {
+        unsubscribe: Some(pb::CommandUnsubscribe {
+            consumer_id: 11,
+            request_id: 7,
+            ..Default::default()
+        }),
+        ..base(Type::Unsubscribe)
+    };
+    send(&mut s, &unsubscribe, None).await;
+    let f = read_frame(&mut s, &mut buf).await.unwrap();
+    let err = f.command.error.expect("UNSUBSCRIBE refused");
+    assert_eq!(err.error, ServerError::ConsumerBusy as i32);
+    let flow = BaseCommand {
+        flow: Some(pb::CommandFlow {
+            consumer_id: 11,
+            message_permits: 5,
+        }),
+        ..base(Type::Flow)
+    };
+    send(&mut s, &flow, None).await;
+    let f = read_frame(&mut s, &mut buf).await.expect("a message");
+    let m = f
+        .command
+        .message
+        .expect("MESSAGE for the consumer that stayed");
+    assert_eq!(m.consumer_id, 11);
+}

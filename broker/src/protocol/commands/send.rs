@@ -15,12 +15,17 @@ use crate::protocol::cmd;
 use crate::protocol::frame::{encode, inspect_payload};
 use crate::protocol::pb::CommandSend;
 
-/// A send waiting for durability: (sequence id, highest sequence id, append result).
-pub type PendingReceipt = (
-    u64,
-    u64,
-    Pin<Box<dyn Future<Output = Result<Position>> + Send>>,
-);
+/// What a producer's receipt task answers, in order.
+pub enum PendingReceipt {
+    /// A send waiting for durability: (sequence id, highest sequence id, append result).
+    Send(
+        u64,
+        u64,
+        Pin<Box<dyn Future<Output = Result<Position>> + Send>>,
+    ),
+    /// CLOSE_PRODUCER: answered (with its request id) after every earlier receipt.
+    Close(u64),
+}
 
 /// Handles SEND.
 pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes>) -> Result<()> {
@@ -40,7 +45,7 @@ pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes
             Box::pin(async { Err(BrokerError::Checksum) });
         return p
             .receipts
-            .send((c.sequence_id, highest, rejected))
+            .send(PendingReceipt::Send(c.sequence_id, highest, rejected))
             .await
             .map_err(|_| BrokerError::Protocol("producer closed".into()));
     }
@@ -62,7 +67,7 @@ pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes
             Err(e) => Box::pin(async move { Err(e) }),
         };
     p.receipts
-        .send((c.sequence_id, highest, fut))
+        .send(PendingReceipt::Send(c.sequence_id, highest, fut))
         .await
         .map_err(|_| BrokerError::Protocol("producer closed".into()))
 }
@@ -73,17 +78,21 @@ pub async fn receipts(
     mut rx: mpsc::Receiver<PendingReceipt>,
     out: mpsc::Sender<Bytes>,
 ) {
-    while let Some((seq, highest, fut)) = rx.recv().await {
-        let command = match fut.await {
-            Ok(pos) => cmd::send_receipt(producer_id, seq, highest, pos),
-            Err(e) => {
-                tracing::warn!(producer_id, seq, error = %e, "send failed");
-                cmd::send_error(producer_id, seq, e.server_error(), e.to_string())
-            }
+    while let Some(item) = rx.recv().await {
+        let (command, last) = match item {
+            PendingReceipt::Send(seq, highest, fut) => match fut.await {
+                Ok(pos) => (cmd::send_receipt(producer_id, seq, highest, pos), false),
+                Err(e) => {
+                    tracing::warn!(producer_id, seq, error = %e, "send failed");
+                    let err = cmd::send_error(producer_id, seq, e.server_error(), e.to_string());
+                    (err, false)
+                }
+            },
+            PendingReceipt::Close(request_id) => (cmd::success(request_id), true),
         };
         let mut buf = BytesMut::new();
         encode(&command, &mut buf);
-        if out.send(buf.freeze()).await.is_err() {
+        if out.send(buf.freeze()).await.is_err() || last {
             return;
         }
     }

@@ -1,4 +1,5 @@
-//! UNSUBSCRIBE: delete the subscription (refused while other consumers are attached).
+//! UNSUBSCRIBE: delete the subscription. Refused while other consumers are attached (unless
+//! forced), and then the asking consumer stays attached and keeps receiving.
 
 use crate::connection::Connection;
 use crate::error::Result;
@@ -17,8 +18,8 @@ pub async fn handle(conn: &mut Connection, c: CommandUnsubscribe) -> Result<()> 
             .await;
     };
     let (topic, sub) = (cs.topic.clone(), cs.subscription.clone());
-    sub.remove_consumer((conn.id, c.consumer_id));
-    if sub.has_consumers() && !c.force.unwrap_or(false) {
+    let key = (conn.id, c.consumer_id);
+    if sub.has_consumers_other_than(key) && !c.force.unwrap_or(false) {
         return conn
             .send(cmd::error(
                 c.request_id,
@@ -27,6 +28,7 @@ pub async fn handle(conn: &mut Connection, c: CommandUnsubscribe) -> Result<()> 
             ))
             .await;
     }
+    sub.remove_consumer(key);
     conn.consumers.remove(&c.consumer_id);
     match topic.unsubscribe(&sub.name).await {
         Ok(()) => conn.send(cmd::success(c.request_id)).await,
