@@ -54,8 +54,11 @@ pub struct ManagedLedgerSection {
     /// Rollover by age.
     #[serde(with = "duration")]
     pub max_ledger_age: Duration,
-    /// Entry cache memory.
+    /// Entry cache memory, shared by every topic of the broker.
     pub cache_size: ByteSize,
+    /// Cached entries older than this are evicted.
+    #[serde(with = "duration")]
+    pub cache_eviction_age: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -89,6 +92,7 @@ impl Default for ManagedLedgerSection {
             max_ledger_size: ByteSize(1 << 30),
             max_ledger_age: Duration::from_secs(4 * 3600),
             cache_size: ByteSize(64 << 20),
+            cache_eviction_age: Duration::from_secs(1),
         }
     }
 }
@@ -115,7 +119,10 @@ impl BrokerConfig {
             max_entries_per_ledger: m.max_entries_per_ledger,
             max_ledger_bytes: m.max_ledger_size.0,
             max_ledger_age: m.max_ledger_age,
-            cache_bytes: m.cache_size.0 as usize,
+            cache: crate::managed_ledger::cache::CacheBudget::new(
+                m.cache_size.0 as usize,
+                m.cache_eviction_age,
+            ),
         }
     }
 }

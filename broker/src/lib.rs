@@ -9,7 +9,8 @@
 //! - [`cursor`] and [`subscription`]: durable acknowledgement state (runs of acknowledged
 //!   entries, [`ack_set`]) and dispatch;
 //! - [`server`]: listeners, HTTP, shutdown; [`stats`]: Pulsar-named rates and backlogs, and
-//!   trimming of consumed ledgers.
+//!   trimming of consumed ledgers; [`evict`]: the broker-wide entry cache kept to what
+//!   tailing readers need.
 //!
 //! Publish path: SEND → checksum verified → appended to the open ledger (payload stored byte
 //! for byte) → durable at Qa → SEND_RECEIPT `ledger:entry`. Consume path: the subscription's
@@ -21,6 +22,7 @@ pub mod config;
 pub mod connection;
 pub mod cursor;
 pub mod error;
+pub mod evict;
 pub mod managed_ledger;
 pub mod protocol;
 pub mod server;

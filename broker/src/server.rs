@@ -70,6 +70,10 @@ pub fn start(
         service.clone(),
         stop.clone(),
     )));
+    tasks.push(tokio::spawn(crate::evict::run(
+        service.clone(),
+        stop.clone(),
+    )));
     let app = Router::new()
         .route("/status", get(|| async { "OK\n" }))
         .route(

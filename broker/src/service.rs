@@ -113,6 +113,11 @@ impl BrokerService {
         Ok(topic.clone())
     }
 
+    /// The entry-cache budget every topic draws on.
+    pub fn cache_budget(&self) -> &Arc<crate::managed_ledger::cache::CacheBudget> {
+        &self.config.cache
+    }
+
     /// Every topic loaded so far.
     pub fn loaded_topics(&self) -> Vec<Arc<Topic>> {
         self.topics

@@ -216,6 +216,13 @@ impl Subscription {
         !self.state().consumers.is_empty()
     }
 
+    /// For an active subscription (one with consumers), the last position it has read in
+    /// order (`Some(None)`: nothing yet); `None` when no consumer is attached.
+    pub fn active_read_position(&self) -> Option<Option<Position>> {
+        let st = self.state();
+        (!st.consumers.is_empty()).then_some(st.read_position)
+    }
+
     /// Whether a consumer other than `key` is attached.
     pub fn has_consumers_other_than(&self, key: (u64, u64)) -> bool {
         self.state().consumers.iter().any(|c| c.key != key)

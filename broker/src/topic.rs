@@ -147,6 +147,23 @@ impl Topic {
             .collect()
     }
 
+    /// Evicts cached entries every active subscription has read (all of them when none is
+    /// active) or that are older than the cache's age bound.
+    pub async fn evict_cache(&self) {
+        let active: Vec<Option<Position>> = {
+            let subs = self.subscriptions.lock().await;
+            subs.values()
+                .filter_map(|s| s.active_read_position())
+                .collect()
+        };
+        let passed = if active.iter().any(Option::is_none) {
+            None
+        } else {
+            Some(active.into_iter().flatten().min().unwrap_or(Position::MAX))
+        };
+        self.ml.evict_cache(passed);
+    }
+
     /// Deletes ledgers every subscription has consumed (with no subscription, nothing is
     /// trimmed: retention policies will decide that).
     pub async fn trim(&self) -> Result<usize> {

@@ -108,6 +108,12 @@ pub struct Position {
 }
 
 impl Position {
+    /// After every position.
+    pub const MAX: Position = Position {
+        ledger: LedgerId(u64::MAX),
+        entry: EntryId(u64::MAX),
+    };
+
     /// The position of `entry` in `ledger`.
     pub fn new(ledger: LedgerId, entry: EntryId) -> Self {
         Position { ledger, entry }

@@ -6,7 +6,7 @@
 //! accepting writes. Appends go to the one open ledger and roll over by entries, size or age.
 //! A bounded cache of recent entries serves tailing consumers without bookie reads.
 
-mod cache;
+pub mod cache;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use meta::{KeyLayout, MetaError, MetadataStore, PutCondition, Version};
 use proto::meta::{LedgerState, ManagedLedgerEntry, ManagedLedgerInfo};
 use tokio::sync::watch;
 
-use self::cache::EntryCache;
+use self::cache::{CacheBudget, EntryCache};
 use crate::error::{BrokerError, Result};
 
 /// Ledger settings of managed ledgers.
@@ -37,8 +37,8 @@ pub struct ManagedLedgerConfig {
     pub max_ledger_bytes: u64,
     /// Roll over after this long.
     pub max_ledger_age: Duration,
-    /// Memory for recently written entries.
-    pub cache_bytes: usize,
+    /// The broker-wide budget of every topic's entry cache.
+    pub cache: Arc<CacheBudget>,
 }
 
 impl Default for ManagedLedgerConfig {
@@ -50,7 +50,7 @@ impl Default for ManagedLedgerConfig {
             max_entries_per_ledger: 50_000,
             max_ledger_bytes: 1 << 30,
             max_ledger_age: Duration::from_secs(4 * 3600),
-            cache_bytes: 64 << 20,
+            cache: CacheBudget::new(64 << 20, Duration::from_secs(1)),
         }
     }
 }
@@ -144,7 +144,7 @@ impl ManagedLedger {
             key,
             store,
             client,
-            cache: Mutex::new(EntryCache::new(config.cache_bytes)),
+            cache: Mutex::new(EntryCache::new(config.cache.clone())),
             config,
             write: tokio::sync::Mutex::new(WriteState {
                 info,
@@ -462,6 +462,15 @@ impl ManagedLedger {
             "trimmed consumed ledgers"
         );
         Ok(doomed.len())
+    }
+
+    /// Evicts cached entries every active reader has passed (`passed`: the slowest one's
+    /// last read position; `None`: one has read nothing yet) or older than the age bound.
+    pub fn evict_cache(&self, passed: Option<Position>) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .evict(passed, Instant::now());
     }
 
     /// Reads the entry at `p`: cache first, then bookies.
