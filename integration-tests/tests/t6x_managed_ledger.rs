@@ -118,3 +118,76 @@ async fn t62_lost_answers_from_the_metadata_store_do_not_freeze_a_topic() {
         .unwrap();
     assert_eq!(reloaded.mark_delete, Some(written[59]));
 }
+
+fn gauge(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Issue 10, item 5: the entry cache is one broker-wide budget. Fifty topics written and read
+/// at once never take it past `cache_size`, and once the clients leave it drains to nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t63_the_entry_cache_budget_holds_for_any_number_of_topics() {
+    use integration_tests::process::KeptDir;
+    use integration_tests::standalone::StandaloneProcess;
+    let dir = KeptDir::new("t63-");
+    let sa = StandaloneProcess::start_with(
+        &dir.path(),
+        &[("MAGNETAR_MANAGED_LEDGER__CACHE_SIZE", "1MiB")],
+    )
+    .unwrap();
+    let http: std::net::SocketAddr = sa
+        .http_url
+        .strip_prefix("http://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut perf = std::process::Command::new(integration_tests::bin::magnetar())
+        .args(["perf", "produce", "--service-url", &sa.service_url])
+        .args([
+            "--topics",
+            "50",
+            "--in-flight",
+            "20",
+            "--size",
+            "2048",
+            "--duration",
+            "3s",
+        ])
+        .arg("--consume")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut peak = 0.0f64;
+    let mut samples = 0;
+    // Sample the gauge ten times a second for as long as the load runs.
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(100));
+    while perf.try_wait().unwrap().is_none() {
+        every.tick().await;
+        let m = integration_tests::http_get(http, "/metrics").await;
+        if let Some(used) = gauge(&m, "pulsar_ml_cache_used_size") {
+            peak = peak.max(used);
+            samples += 1;
+        }
+    }
+    let out = perf.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("consume"), "perf failed: {out}");
+    assert!(samples > 0, "no cache gauge while the load ran");
+    assert!(
+        peak <= (1 << 20) as f64,
+        "cache at {peak} bytes, over its 1 MiB budget"
+    );
+    integration_tests::wait_for(
+        "the cache to drain",
+        std::time::Duration::from_secs(20),
+        || async move {
+            let m = integration_tests::http_get(http, "/metrics").await;
+            (gauge(&m, "pulsar_ml_cache_used_size")? == 0.0).then_some(())
+        },
+    )
+    .await;
+}
