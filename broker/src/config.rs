@@ -21,6 +21,9 @@ pub struct BrokerConfig {
     pub http_bind: String,
     /// Host advertised to clients; empty = host of `bind`.
     pub advertised_address: String,
+    /// A connection quiet this long gets a PING; one quiet for twice as long is closed.
+    #[serde(with = "duration")]
+    pub keepalive_interval: Duration,
     /// Metadata store.
     pub meta: MetaSection,
     /// Managed ledgers.
@@ -67,6 +70,7 @@ impl Default for BrokerConfig {
             bind: "127.0.0.1:6650".into(),
             http_bind: "127.0.0.1:8080".into(),
             advertised_address: String::new(),
+            keepalive_interval: Duration::from_secs(30),
             meta: MetaSection::default(),
             managed_ledger: ManagedLedgerSection::default(),
         }

@@ -178,6 +178,11 @@ pub async fn serve(stream: TcpStream, service: Arc<BrokerService>, id: u64) {
         consumers: HashMap::new(),
     };
     let mut buf = BytesMut::with_capacity(64 << 10);
+    // Keepalive (Pulsar's): a quiet connection gets a PING; one still quiet a period later is
+    // closed, which releases its producers and consumers.
+    let period = conn.service.keepalive;
+    let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut heard = true;
     'read: loop {
         loop {
             match frame::decode(&mut buf, conn.max_message_size + FRAME_PADDING) {
@@ -194,9 +199,23 @@ pub async fn serve(stream: TcpStream, service: Arc<BrokerService>, id: u64) {
                 }
             }
         }
-        match rd.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        tokio::select! {
+            // `read_buf` is cancel-safe: a tick never loses bytes.
+            r = rd.read_buf(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(_) => heard = true,
+            },
+            _ = keepalive.tick() => {
+                if !heard {
+                    tracing::warn!(conn = id, ?peer, "no answer to keepalive; closing connection");
+                    metrics::counter!("pulsar_connections_keepalive_closed_total").increment(1);
+                    break;
+                }
+                heard = false;
+                if conn.send(crate::protocol::cmd::ping()).await.is_err() {
+                    break;
+                }
+            }
         }
     }
     conn.cleanup().await;

@@ -21,6 +21,8 @@ pub struct BrokerService {
     topics: Mutex<HashMap<String, Arc<OnceCell<Arc<Topic>>>>>,
     /// The `pulsar://host:port` clients are told to connect to.
     pub service_url: String,
+    /// PING after this much silence on a connection; close after as much again.
+    pub keepalive: std::time::Duration,
 }
 
 impl std::fmt::Debug for BrokerService {
@@ -81,6 +83,7 @@ impl BrokerService {
             config,
             topics: Mutex::new(HashMap::new()),
             service_url,
+            keepalive: std::time::Duration::from_secs(30),
         }
     }
 

@@ -335,3 +335,63 @@ async fn t39b_close_producer_order_refused_unsubscribe_and_type_change() {
         .expect("MESSAGE for the consumer that stayed");
     assert_eq!(m.consumer_id, 11);
 }
+
+/// Issue 10, item 9: a client that stops answering (half-open: it never reads, never answers
+/// PING) is disconnected after the keepalive, and its Exclusive subscription freed for another
+/// consumer; a client that answers PINGs stays connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t39c_a_silent_client_is_disconnected_and_its_exclusive_slot_freed() {
+    use pb::command_subscribe::SubType;
+    let dir = KeptDir::new("t39c-");
+    let sa =
+        StandaloneProcess::start_with(&dir.path(), &[("MAGNETAR_KEEPALIVE_INTERVAL", "300ms")])
+            .unwrap();
+    let addr = sa.service_url.strip_prefix("pulsar://").unwrap().to_owned();
+    let topic = "persistent://public/default/keepalive";
+    // The silent client: subscribes, then never reads or writes again.
+    let (mut silent, mut sbuf) = connect(&addr).await;
+    send(
+        &mut silent,
+        &subscribe(topic, 1, 1, SubType::Exclusive),
+        None,
+    )
+    .await;
+    read_frame(&mut silent, &mut sbuf)
+        .await
+        .unwrap()
+        .command
+        .success
+        .expect("subscribed");
+    // A live client answers every PING for a while and is never dropped.
+    let (mut live, mut lbuf) = connect(&addr).await;
+    let mut pings = 0;
+    while pings < 4 {
+        let f = read_frame(&mut live, &mut lbuf)
+            .await
+            .expect("the live client stays connected");
+        if f.command.ping.is_some() {
+            pings += 1;
+            send(&mut live, &base(Type::Pong), None).await;
+        }
+    }
+    // By now the silent one is gone: another consumer gets the Exclusive subscription.
+    let mut req = 10;
+    integration_tests::wait_for(
+        "the exclusive slot to be freed",
+        Duration::from_secs(20),
+        || {
+            req += 1;
+            let (addr, r) = (addr.clone(), req);
+            async move {
+                let (mut s, mut buf) = connect(&addr).await;
+                send(&mut s, &subscribe(topic, 2, r, SubType::Exclusive), None).await;
+                read_frame(&mut s, &mut buf)
+                    .await?
+                    .command
+                    .success
+                    .map(|_| ())
+            }
+        },
+    )
+    .await;
+}

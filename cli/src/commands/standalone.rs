@@ -85,13 +85,9 @@ async fn serve_broker(
     let service_url = format!("pulsar://{host}:{}", addr.port());
     let keys = KeyLayout::for_cluster(&config.meta.cluster);
     let client = LedgerClient::new(store.clone(), keys.clone(), ClientConfig::default());
-    let service = Arc::new(BrokerService::new(
-        store,
-        keys,
-        client,
-        ml,
-        service_url.clone(),
-    ));
+    let mut service = BrokerService::new(store, keys, client, ml, service_url.clone());
+    service.keepalive = config.keepalive_interval;
+    let service = Arc::new(service);
     let running = broker::server::start(service, pulsar, http, metrics)?;
     let mut out = std::io::stdout();
     writeln!(
