@@ -28,6 +28,29 @@ pub struct BrokerConfig {
     pub meta: MetaSection,
     /// Managed ledgers.
     pub managed_ledger: ManagedLedgerSection,
+    /// Topic ownership between brokers.
+    pub ownership: OwnershipSection,
+}
+
+/// `[ownership]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OwnershipSection {
+    /// The broker's lease: its registration and its bundles go when it is not kept alive for
+    /// this long (a dead broker's topics move after at most this).
+    #[serde(with = "duration")]
+    pub lease_ttl: Duration,
+    /// Bundles per namespace.
+    pub bundles: u32,
+}
+
+impl Default for OwnershipSection {
+    fn default() -> Self {
+        OwnershipSection {
+            lease_ttl: Duration::from_secs(10),
+            bundles: crate::ownership::bundles::DEFAULT_BUNDLES,
+        }
+    }
 }
 
 /// `[meta]`.
@@ -73,6 +96,7 @@ impl Default for BrokerConfig {
             keepalive_interval: Duration::from_secs(30),
             meta: MetaSection::default(),
             managed_ledger: ManagedLedgerSection::default(),
+            ownership: OwnershipSection::default(),
         }
     }
 }

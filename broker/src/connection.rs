@@ -144,7 +144,9 @@ impl Connection {
                 c.topic.release(&c.subscription.name).await;
             }
         }
-        self.producers.clear();
+        for (id, p) in self.producers.drain() {
+            p.topic.remove_producer((self.id, id));
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //!
 //! - [`protocol`]: frames, generated messages, one handler per command;
 //! - [`connection`]: one task per client connection;
+//! - [`ownership`]: broker registration, namespace bundles, ownership under leases, lookup;
 //! - [`service`] and [`topic`]: topics loaded on first use;
 //! - [`managed_ledger`]: the ledger list (CAS), rollover, recovery of a previous owner's
 //!   ledgers, the entry cache;
@@ -24,6 +25,7 @@ pub mod cursor;
 pub mod error;
 pub mod evict;
 pub mod managed_ledger;
+pub mod ownership;
 pub mod protocol;
 pub mod server;
 pub mod service;

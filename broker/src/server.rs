@@ -1,5 +1,6 @@
-//! The broker process: accept loop on the Pulsar port, HTTP (`/metrics`, `/status`), and
-//! shutdown (stop accepting, persist cursors, close open ledgers).
+//! The broker process: accept loop on the Pulsar port, HTTP (`/metrics`, `/status`,
+//! `/lookup/v2/topic/…`), the broker's registration and ownership lease, and shutdown (stop
+//! accepting, persist cursors, close open ledgers, then give up the lease and its bundles).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub struct RunningBroker {
     pub service_url: String,
     service: Arc<BrokerService>,
     stop: CancellationToken,
+    /// Ends the registration (revoking the lease) once the topics are closed.
+    release: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -49,7 +52,31 @@ pub fn start(
         .local_addr()
         .map_err(|e| BrokerError::Protocol(e.to_string()))?;
     let stop = CancellationToken::new();
+    let release = CancellationToken::new();
     let mut tasks = Vec::new();
+    if let Some(o) = service.ownership.clone() {
+        let svc = service.clone();
+        let load = move || proto::meta::LoadReport {
+            topics: svc.loaded_topics().len() as u64,
+            ..Default::default()
+        };
+        tasks.push(tokio::spawn(crate::ownership::registry::run(
+            o.clone(),
+            load,
+            release.clone(),
+        )));
+        let (svc, token) = (service.clone(), release.clone());
+        let mut losses = o.subscribe_losses();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => return,
+                    r = losses.changed() => if r.is_err() { return },
+                }
+                svc.drop_all_topics().await;
+            }
+        }));
+    }
     let (svc, token) = (service.clone(), stop.clone());
     tasks.push(tokio::spawn(async move {
         let next_id = AtomicU64::new(1);
@@ -74,8 +101,13 @@ pub fn start(
         service.clone(),
         stop.clone(),
     )));
+    let lookup_svc = service.clone();
     let app = Router::new()
         .route("/status", get(|| async { "OK\n" }))
+        .route(
+            "/lookup/v2/topic/{domain}/{tenant}/{namespace}/{topic}",
+            get(move |path| http_lookup(lookup_svc.clone(), path)),
+        )
         .route(
             "/metrics",
             get(move || {
@@ -95,6 +127,7 @@ pub fn start(
         service_url: service.service_url.clone(),
         service,
         stop,
+        release,
         tasks,
     })
 }
@@ -106,8 +139,55 @@ impl RunningBroker {
         tracing::info!("broker shutting down");
         self.stop.cancel();
         self.service.close().await;
+        self.release.cancel();
         for t in self.tasks {
             let _ = t.await;
         }
     }
+}
+
+/// `GET /lookup/v2/topic/{domain}/{tenant}/{namespace}/{topic}`: the serving broker's URLs,
+/// as Pulsar answers them (`brokerUrl`, `httpUrl`); an unowned bundle is assigned first.
+async fn http_lookup(
+    service: Arc<BrokerService>,
+    axum::extract::Path((domain, tenant, namespace, topic)): axum::extract::Path<(
+        String,
+        String,
+        String,
+        String,
+    )>,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let name = match crate::service::normalize_topic(&format!(
+        "{domain}://{tenant}/{namespace}/{topic}"
+    )) {
+        Ok(n) => n,
+        Err(e) => return (StatusCode::PRECONDITION_FAILED, e.to_string()).into_response(),
+    };
+    let own_http = service
+        .ownership
+        .as_ref()
+        .map(|o| o.http_url().to_owned())
+        .unwrap_or_default();
+    let answer = match &service.ownership {
+        Some(o) => o.lookup(&name, false).await,
+        None => Ok(crate::ownership::LookupAnswer::Connect),
+    };
+    let (broker_url, http_url) = match answer {
+        Ok(crate::ownership::LookupAnswer::Connect) => (service.service_url.clone(), own_http),
+        Ok(crate::ownership::LookupAnswer::Redirect {
+            service_url,
+            http_url,
+        }) => (service_url, http_url),
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    };
+    axum::Json(serde_json::json!({
+        "brokerUrl": broker_url,
+        "httpUrl": http_url,
+        "nativeUrl": broker_url,
+        "brokerUrlTls": "",
+        "httpUrlTls": "",
+    }))
+    .into_response()
 }

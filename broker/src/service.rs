@@ -23,6 +23,8 @@ pub struct BrokerService {
     pub service_url: String,
     /// PING after this much silence on a connection; close after as much again.
     pub keepalive: std::time::Duration,
+    /// Bundle ownership (`None`: this broker serves every topic, unchecked).
+    pub ownership: Option<Arc<crate::ownership::Ownership>>,
 }
 
 impl std::fmt::Debug for BrokerService {
@@ -84,6 +86,7 @@ impl BrokerService {
             topics: Mutex::new(HashMap::new()),
             service_url,
             keepalive: std::time::Duration::from_secs(30),
+            ownership: None,
         }
     }
 
@@ -99,6 +102,10 @@ impl BrokerService {
             .clone();
         let topic = cell
             .get_or_try_init(|| async {
+                // Only the bundle's owner loads a topic (it takes an unowned bundle).
+                if let Some(o) = &self.ownership {
+                    o.acquire(&name).await?;
+                }
                 let ml = ManagedLedger::open(
                     &name,
                     self.store.clone(),
@@ -129,6 +136,23 @@ impl BrokerService {
             .values()
             .filter_map(|c| c.get().cloned())
             .collect()
+    }
+
+    /// Drops every loaded topic at once: the lease that made this broker their owner is
+    /// gone (see [`Topic::drop_unowned`]).
+    pub async fn drop_all_topics(&self) {
+        let cells: Vec<_> = self
+            .topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, c)| c)
+            .collect();
+        for cell in cells {
+            if let Some(t) = cell.get() {
+                t.drop_unowned().await;
+            }
+        }
     }
 
     /// Closes every loaded topic: cursors persisted, open ledgers closed.

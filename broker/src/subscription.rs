@@ -305,6 +305,22 @@ impl Subscription {
         Ok(())
     }
 
+    /// Stops dispatching without persisting anything (ownership lost) and tells every
+    /// consumer to reconnect.
+    pub fn abandon(&self) {
+        let consumers = {
+            let mut st = self.state();
+            st.closed = true;
+            std::mem::take(&mut st.consumers)
+        };
+        self.wake.notify_one();
+        for c in consumers {
+            let mut buf = BytesMut::new();
+            frame::encode(&cmd::close_consumer(c.consumer_id), &mut buf);
+            let _ = c.out.try_send(buf.freeze());
+        }
+    }
+
     /// Stops dispatching and persists the cursor.
     pub async fn close(&self) -> Result<()> {
         self.state().closed = true;

@@ -5,6 +5,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+
 use common::Position;
 use meta::KeyLayout;
 
@@ -37,6 +40,9 @@ pub struct Topic {
     keys: KeyLayout,
     subscriptions: tokio::sync::Mutex<HashMap<String, Arc<Subscription>>>,
     producer_names: Mutex<u64>,
+    /// Producers attached: (connection id, producer id) → that connection's outbound queue,
+    /// so an unload can tell each client to reconnect.
+    producers: Mutex<HashMap<(u64, u64), mpsc::Sender<Bytes>>>,
 }
 
 impl Topic {
@@ -48,6 +54,7 @@ impl Topic {
             keys,
             subscriptions: tokio::sync::Mutex::new(HashMap::new()),
             producer_names: Mutex::new(0),
+            producers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -178,6 +185,51 @@ impl Topic {
             return Ok(0);
         };
         self.ml.trim_before(min).await
+    }
+
+    /// Records a producer (for [`Topic::drop_unowned`]).
+    pub fn add_producer(&self, key: (u64, u64), out: mpsc::Sender<Bytes>) {
+        self.producers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, out);
+    }
+
+    /// Forgets a producer.
+    pub fn remove_producer(&self, key: (u64, u64)) {
+        self.producers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+    }
+
+    /// The broker no longer owns the topic (its lease was lost): every producer and consumer
+    /// is told to reconnect (CLOSE_PRODUCER / CLOSE_CONSUMER, after which clients look the
+    /// topic up again), dispatch stops, and the open ledger is abandoned — not closed, and
+    /// no cursor written: the new owner fences and recovers them.
+    pub async fn drop_unowned(&self) {
+        let producers: Vec<((u64, u64), mpsc::Sender<Bytes>)> = self
+            .producers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for ((_, id), out) in producers {
+            let mut buf = BytesMut::new();
+            crate::protocol::frame::encode(&crate::protocol::cmd::close_producer(id), &mut buf);
+            let _ = out.try_send(buf.freeze());
+        }
+        let subs: Vec<_> = self
+            .subscriptions
+            .lock()
+            .await
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        for s in subs {
+            s.abandon();
+        }
+        self.ml.abandon().await;
     }
 
     /// Persists every cursor and closes the open ledger (graceful shutdown).

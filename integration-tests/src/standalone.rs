@@ -115,6 +115,8 @@ pub struct BrokerProcess {
     proc: Option<ServerProcess>,
     /// `pulsar://host:port` of the running process.
     pub service_url: String,
+    /// `http://host:port` of the running process.
+    pub http_url: String,
 }
 
 impl BrokerProcess {
@@ -124,7 +126,18 @@ impl BrokerProcess {
         quorums: (usize, usize, usize),
         log: &Path,
     ) -> anyhow::Result<Self> {
+        Self::start_with(meta_url, quorums, log, &[])
+    }
+
+    /// Like [`BrokerProcess::start`], with extra `MAGNETAR_*` settings.
+    pub fn start_with(
+        meta_url: &str,
+        quorums: (usize, usize, usize),
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(crate::bin::magnetar());
+        cmd.envs(env.iter().copied());
         cmd.arg("broker")
             .args(["--meta-url", meta_url])
             .args(["--bind", "127.0.0.1:0", "--http-bind", "127.0.0.1:0"])
@@ -134,9 +147,11 @@ impl BrokerProcess {
             .env("MAGNETAR_LOG", "info");
         let p = ServerProcess::spawn(cmd, log, Duration::from_secs(60))?;
         let service_url = ready_field(&p.ready_line, "service").unwrap_or_default();
+        let http_url = ready_field(&p.ready_line, "http").unwrap_or_default();
         Ok(BrokerProcess {
             proc: Some(p),
             service_url,
+            http_url,
         })
     }
 
@@ -144,6 +159,13 @@ impl BrokerProcess {
     pub fn kill9(&mut self) {
         if let Some(p) = self.proc.take() {
             p.kill9();
+        }
+    }
+
+    /// Sends a signal by name (`TERM`, `STOP`, `CONT`).
+    pub fn signal(&self, name: &str) {
+        if let Some(p) = &self.proc {
+            p.signal(name);
         }
     }
 }

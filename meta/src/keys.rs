@@ -102,6 +102,21 @@ impl KeyLayout {
         format!("{}managed-ledgers/{topic}/cursors/", self.root)
     }
 
+    /// Prefix of broker registrations.
+    pub fn brokers_prefix(&self) -> String {
+        format!("{}brokers/", self.root)
+    }
+
+    /// `brokers/<id>` (lease-bound): a live broker and its load.
+    pub fn broker(&self, id: &str) -> String {
+        format!("{}{id}", self.brokers_prefix())
+    }
+
+    /// `ownership/<tenant>/<namespace>/<bundle>` (bound to the owner's lease).
+    pub fn ownership(&self, namespace: &str, bundle: &str) -> String {
+        format!("{}ownership/{namespace}/{bundle}", self.root)
+    }
+
     /// Prefix of bookie cookies.
     pub fn cookies_prefix(&self) -> String {
         format!("{}bookies/cookies/", self.root)

@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use prost::Message;
 use proto::meta::{
-    BookieServiceInfo, ClusterInfo, Cookie, CursorInfo, FORMAT_VERSION, LedgerIdCounter,
-    LedgerMetadata, ManagedLedgerInfo,
+    BookieServiceInfo, BrokerInfo, ClusterInfo, Cookie, CursorInfo, FORMAT_VERSION,
+    LedgerIdCounter, LedgerMetadata, ManagedLedgerInfo, OwnershipInfo,
 };
 
 use crate::error::{MetaError, Result};
@@ -37,7 +37,9 @@ record!(
     BookieServiceInfo,
     Cookie,
     ManagedLedgerInfo,
-    CursorInfo
+    CursorInfo,
+    BrokerInfo,
+    OwnershipInfo
 );
 
 /// Serialises a record stamped with this build's format version.

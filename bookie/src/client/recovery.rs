@@ -258,7 +258,8 @@ impl Recovery<'_> {
         entries: &[Entry],
     ) -> Result<Option<(LedgerMetadata, Version)>> {
         let first = entries[0].entry.0;
-        for _round in 0..=meta.ensemble_size as usize + 1 {
+        let rounds = meta.ensemble_size as usize + 3;
+        for round in 0..rounds {
             // Which entries each bookie must hold under the current metadata.
             let mut per_bookie: HashMap<String, Vec<usize>> = HashMap::new();
             for (i, e) in entries.iter().enumerate() {
@@ -322,6 +323,13 @@ impl Recovery<'_> {
                     return Ok(Some((meta, version)));
                 }
                 if replaced == 0 {
+                    // No spare, and not even Qa copies: the failure may be passing (a busy
+                    // bookie, a dropped stream). Send again to the same bookies, a few times.
+                    if round + 1 < rounds {
+                        tracing::warn!(ledger = %self.id, bookies = ?failed, round, "recovery re-adds failed with no spare bookie; trying again");
+                        tokio::time::sleep(Duration::from_millis(200) * (round as u32 + 1)).await;
+                        continue;
+                    }
                     return Err(ClientError::NotEnoughBookies {
                         needed: meta.write_quorum as usize,
                         available: ensemble.len() - failed.len(),

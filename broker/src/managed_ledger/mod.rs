@@ -61,6 +61,8 @@ struct WriteState {
     writer: Option<LedgerWriter>,
     /// Set when an add to the current ledger failed: the next append replaces the ledger.
     failed: Arc<std::sync::atomic::AtomicBool>,
+    /// Ownership was lost: no append may open a new ledger.
+    abandoned: bool,
     current: LedgerId,
     appended: u64,
     bytes: u64,
@@ -151,6 +153,7 @@ impl ManagedLedger {
                 version,
                 writer: Some(writer),
                 failed: Arc::default(),
+                abandoned: false,
                 current,
                 appended: 0,
                 bytes: 0,
@@ -218,6 +221,9 @@ impl ManagedLedger {
         payload: Bytes,
     ) -> Result<impl std::future::Future<Output = Result<Position>> + use<>> {
         let mut w = self.write.lock().await;
+        if w.abandoned {
+            return Err(BrokerError::NotOwner(self.name.clone()));
+        }
         if w.writer.is_none()
             || w.failed.load(std::sync::atomic::Ordering::SeqCst)
             || w.appended >= self.config.max_entries_per_ledger
@@ -494,6 +500,15 @@ impl ManagedLedger {
             }
         };
         Ok(reader.read(p.entry.0).await?.payload)
+    }
+
+    /// Drops the open ledger's writer without closing it (ownership lost): pending appends
+    /// fail, later ones fail; the new owner recovers the ledger.
+    pub async fn abandon(&self) {
+        let mut w = self.write.lock().await;
+        w.writer = None;
+        w.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+        w.abandoned = true;
     }
 
     /// Closes the open ledger (graceful shutdown): its last entry is recorded in the metadata.

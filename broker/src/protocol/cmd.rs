@@ -119,6 +119,30 @@ pub fn message(consumer_id: u64, p: Position, redelivery_count: u32) -> BaseComm
     }
 }
 
+/// CLOSE_PRODUCER from the broker: the client should look the topic up again and reconnect.
+pub fn close_producer(producer_id: u64) -> BaseCommand {
+    BaseCommand {
+        close_producer: Some(pb::CommandCloseProducer {
+            producer_id,
+            request_id: 0,
+            ..Default::default()
+        }),
+        ..base(Type::CloseProducer)
+    }
+}
+
+/// CLOSE_CONSUMER from the broker: the client should look the topic up again and resubscribe.
+pub fn close_consumer(consumer_id: u64) -> BaseCommand {
+    BaseCommand {
+        close_consumer: Some(pb::CommandCloseConsumer {
+            consumer_id,
+            request_id: 0,
+            ..Default::default()
+        }),
+        ..base(Type::CloseConsumer)
+    }
+}
+
 /// ACTIVE_CONSUMER_CHANGE (Failover).
 pub fn active_consumer_change(consumer_id: u64, is_active: bool) -> BaseCommand {
     BaseCommand {

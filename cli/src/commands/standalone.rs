@@ -85,8 +85,19 @@ async fn serve_broker(
     let service_url = format!("pulsar://{host}:{}", addr.port());
     let keys = KeyLayout::for_cluster(&config.meta.cluster);
     let client = LedgerClient::new(store.clone(), keys.clone(), ClientConfig::default());
+    let http_url = format!("http://{host}:{}", http.local_addr()?.port());
+    let ownership = broker::ownership::Ownership::new(
+        store.clone(),
+        keys.clone(),
+        format!("{host}:{}", addr.port()),
+        service_url.clone(),
+        http_url,
+        config.ownership.bundles,
+        config.ownership.lease_ttl,
+    );
     let mut service = BrokerService::new(store, keys, client, ml, service_url.clone());
     service.keepalive = config.keepalive_interval;
+    service.ownership = Some(ownership);
     let service = Arc::new(service);
     let running = broker::server::start(service, pulsar, http, metrics)?;
     let mut out = std::io::stdout();

@@ -9,7 +9,11 @@ use crate::protocol::pb::CommandCloseProducer;
 
 /// Handles CLOSE_PRODUCER (also for an id that was never created: a client's retry path).
 pub async fn handle(conn: &mut Connection, c: CommandCloseProducer) -> Result<()> {
-    match conn.producers.remove(&c.producer_id) {
+    let removed = conn.producers.remove(&c.producer_id);
+    if let Some(p) = &removed {
+        p.topic.remove_producer((conn.id, c.producer_id));
+    }
+    match removed {
         Some(p)
             if p.receipts
                 .send(PendingReceipt::Close(c.request_id))

@@ -1,8 +1,10 @@
-//! PARTITIONED_METADATA (topics are not partitioned: 0) and LOOKUP (this broker serves every
-//! topic: Connect to our advertised URL).
+//! PARTITIONED_METADATA (topics are not partitioned: 0) and LOOKUP: Connect when this broker
+//! owns (or takes) the topic's bundle, Redirect to its owner, or to the least-loaded broker
+//! for an unowned bundle (authoritative: that broker then takes it, so no redirect loop).
 
 use crate::connection::Connection;
 use crate::error::Result;
+use crate::ownership::LookupAnswer;
 use crate::protocol::pb::base_command::Type;
 use crate::protocol::pb::command_lookup_topic_response::LookupType;
 use crate::protocol::pb::command_partitioned_topic_metadata_response::LookupType as MetaType;
@@ -42,19 +44,37 @@ pub async fn partitioned_metadata(
 
 /// Handles LOOKUP.
 pub async fn lookup(conn: &mut Connection, c: CommandLookupTopic) -> Result<()> {
-    let resp = match normalize_topic(&c.topic) {
-        Ok(_) => CommandLookupTopicResponse {
+    let answer = match normalize_topic(&c.topic) {
+        Ok(name) => match &conn.service.ownership {
+            Some(o) => o
+                .lookup(&name, c.authoritative.unwrap_or(false))
+                .await
+                .map_err(|e| e.to_string()),
+            None => Ok(LookupAnswer::Connect),
+        }
+        .map_err(|m| (ServerError::ServiceNotReady, m)),
+        Err(e) => Err((ServerError::InvalidTopicName, e.to_string())),
+    };
+    let resp = match answer {
+        Ok(LookupAnswer::Connect) => CommandLookupTopicResponse {
             broker_service_url: Some(conn.service.service_url.clone()),
             response: Some(LookupType::Connect as i32),
             request_id: c.request_id,
             authoritative: Some(true),
             ..Default::default()
         },
-        Err(e) => CommandLookupTopicResponse {
+        Ok(LookupAnswer::Redirect { service_url, .. }) => CommandLookupTopicResponse {
+            broker_service_url: Some(service_url),
+            response: Some(LookupType::Redirect as i32),
+            request_id: c.request_id,
+            authoritative: Some(true),
+            ..Default::default()
+        },
+        Err((error, message)) => CommandLookupTopicResponse {
             response: Some(LookupType::Failed as i32),
             request_id: c.request_id,
-            error: Some(ServerError::InvalidTopicName as i32),
-            message: Some(e.to_string()),
+            error: Some(error as i32),
+            message: Some(message),
             ..Default::default()
         },
     };

@@ -1,0 +1,237 @@
+//! Ownership of bundles (`ownership/<tenant>/<ns>/<bundle>`, bound to the broker's lease,
+//! created only if absent) and the lookup answer that follows from it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meta::records::{decode, encode};
+use meta::{KeyLayout, LeaseId, MetaError, MetadataStore, PutCondition};
+use proto::meta::OwnershipInfo;
+use tokio::sync::watch;
+
+use super::bundles::{bundle_of, namespace_of};
+use super::registry::live_brokers;
+use crate::error::{BrokerError, Result};
+
+/// What a lookup tells the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupAnswer {
+    /// This broker serves the topic.
+    Connect,
+    /// Another broker does (or has been chosen to): connect there.
+    Redirect {
+        /// Its `pulsar://host:port`.
+        service_url: String,
+        /// Its `http://host:port`.
+        http_url: String,
+    },
+}
+
+/// This broker's side of bundle ownership.
+#[derive(Debug)]
+pub struct Ownership {
+    store: Arc<dyn MetadataStore>,
+    keys: KeyLayout,
+    broker_id: String,
+    service_url: String,
+    http_url: String,
+    bundles: u32,
+    lease_ttl: Duration,
+    /// The live lease (`None`: none yet, or lost).
+    lease: watch::Sender<Option<LeaseId>>,
+    /// Incremented each time the lease is lost: whoever serves topics drops them all.
+    losses: watch::Sender<u64>,
+}
+
+impl Ownership {
+    /// Ownership for the broker `broker_id` reachable at the given URLs.
+    pub fn new(
+        store: Arc<dyn MetadataStore>,
+        keys: KeyLayout,
+        broker_id: String,
+        service_url: String,
+        http_url: String,
+        bundles: u32,
+        lease_ttl: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Ownership {
+            store,
+            keys,
+            broker_id,
+            service_url,
+            http_url,
+            bundles: bundles.max(1),
+            lease_ttl,
+            lease: watch::channel(None).0,
+            losses: watch::channel(0).0,
+        })
+    }
+
+    /// The metadata store.
+    pub fn store(&self) -> &Arc<dyn MetadataStore> {
+        &self.store
+    }
+
+    /// The key layout.
+    pub fn keys(&self) -> &KeyLayout {
+        &self.keys
+    }
+
+    /// This broker's id.
+    pub fn broker_id(&self) -> &str {
+        &self.broker_id
+    }
+
+    /// This broker's `pulsar://` URL.
+    pub fn service_url(&self) -> &str {
+        &self.service_url
+    }
+
+    /// This broker's `http://` URL.
+    pub fn http_url(&self) -> &str {
+        &self.http_url
+    }
+
+    /// The broker's lease TTL.
+    pub fn lease_ttl(&self) -> Duration {
+        self.lease_ttl
+    }
+
+    /// The registration task's lease changed.
+    pub fn set_lease(&self, lease: Option<LeaseId>) {
+        self.lease.send_replace(lease);
+    }
+
+    /// The lease was lost: every bundle with it.
+    pub fn lease_lost(&self) {
+        self.lease.send_replace(None);
+        self.losses.send_modify(|n| *n += 1);
+    }
+
+    /// Changes each time the lease is lost.
+    pub fn subscribe_losses(&self) -> watch::Receiver<u64> {
+        self.losses.subscribe()
+    }
+
+    /// The ownership key of `topic`'s bundle.
+    pub fn key_of(&self, topic: &str) -> String {
+        self.keys
+            .ownership(namespace_of(topic), &bundle_of(topic, self.bundles))
+    }
+
+    async fn current_lease(&self) -> Result<LeaseId> {
+        let mut rx = self.lease.subscribe();
+        match tokio::time::timeout(self.lease_ttl, rx.wait_for(Option::is_some)).await {
+            Ok(Ok(l)) => Ok(l.expect("waited for Some")),
+            _ => Err(BrokerError::NotOwner(
+                "this broker holds no lease in the metadata store".into(),
+            )),
+        }
+    }
+
+    /// The owner of `topic`'s bundle, if any: (its record, whether it is this broker under
+    /// its current lease).
+    async fn owner(&self, key: &str) -> Result<Option<(OwnershipInfo, bool)>> {
+        let Some(kv) = self.store.get(key).await? else {
+            return Ok(None);
+        };
+        let info: OwnershipInfo = decode(key, &kv.value)?;
+        let mine = info.broker_id == self.broker_id
+            && kv.lease.is_some()
+            && kv.lease == *self.lease.borrow();
+        Ok(Some((info, mine)))
+    }
+
+    /// Makes this broker the owner of `topic`'s bundle if no one is; `NotOwner` if another
+    /// broker is (the client looks up again).
+    pub async fn acquire(&self, topic: &str) -> Result<()> {
+        let key = self.key_of(topic);
+        for _ in 0..3 {
+            if let Some((info, mine)) = self.owner(&key).await? {
+                return if mine {
+                    Ok(())
+                } else {
+                    Err(BrokerError::NotOwner(format!(
+                        "{topic} is served by {}",
+                        info.service_url
+                    )))
+                };
+            }
+            let lease = self.current_lease().await?;
+            let mut info = OwnershipInfo {
+                broker_id: self.broker_id.clone(),
+                service_url: self.service_url.clone(),
+                http_url: self.http_url.clone(),
+                ..Default::default()
+            };
+            match self
+                .store
+                .put(&key, encode(&mut info), PutCondition::Absent, Some(lease))
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(bundle = key, "bundle acquired");
+                    return Ok(());
+                }
+                // Someone else got it first, or the answer was lost: read again.
+                Err(MetaError::AlreadyExists { .. } | MetaError::Unavailable { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(BrokerError::NotOwner(format!(
+            "could not settle the owner of {topic}"
+        )))
+    }
+
+    /// Whether this broker owns `topic`'s bundle right now.
+    pub async fn owns(&self, topic: &str) -> Result<bool> {
+        Ok(self
+            .owner(&self.key_of(topic))
+            .await?
+            .is_some_and(|(_, mine)| mine))
+    }
+
+    /// The lookup answer for `topic`. An owned bundle: Connect here or Redirect to its owner.
+    /// An unowned one: if `authoritative` (the client was sent here by another broker's
+    /// assignment) or this broker is the least loaded live one, it takes the bundle; else the
+    /// client is redirected to the least loaded one (authoritatively, so no loop).
+    pub async fn lookup(&self, topic: &str, authoritative: bool) -> Result<LookupAnswer> {
+        let key = self.key_of(topic);
+        if let Some((info, mine)) = self.owner(&key).await? {
+            return Ok(if mine {
+                LookupAnswer::Connect
+            } else {
+                LookupAnswer::Redirect {
+                    service_url: info.service_url,
+                    http_url: info.http_url,
+                }
+            });
+        }
+        if !authoritative {
+            let brokers = live_brokers(&self.store, &self.keys).await?;
+            let least = brokers
+                .iter()
+                .min_by_key(|b| (b.load.as_ref().map_or(0, |l| l.topics), b.broker_id.clone()));
+            if let Some(b) = least
+                && b.broker_id != self.broker_id
+            {
+                return Ok(LookupAnswer::Redirect {
+                    service_url: b.service_url.clone(),
+                    http_url: b.http_url.clone(),
+                });
+            }
+        }
+        match self.acquire(topic).await {
+            Ok(()) => Ok(LookupAnswer::Connect),
+            Err(BrokerError::NotOwner(_)) => match self.owner(&key).await? {
+                Some((info, false)) => Ok(LookupAnswer::Redirect {
+                    service_url: info.service_url,
+                    http_url: info.http_url,
+                }),
+                Some((_, true)) => Ok(LookupAnswer::Connect),
+                None => Err(BrokerError::NotOwner(format!("no owner for {topic} yet"))),
+            },
+            Err(e) => Err(e),
+        }
+    }
+}
