@@ -137,6 +137,9 @@ impl RunningBroker {
     pub async fn run_until(self, shutdown: CancellationToken) {
         shutdown.cancelled().await;
         tracing::info!("broker shutting down");
+        self.service
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.stop.cancel();
         self.service.close().await;
         self.release.cancel();

@@ -25,6 +25,9 @@ pub struct BrokerService {
     pub keepalive: std::time::Duration,
     /// Bundle ownership (`None`: this broker serves every topic, unchecked).
     pub ownership: Option<Arc<crate::ownership::Ownership>>,
+    /// Shutting down: no topic is loaded and lookups are refused, so clients retry until
+    /// another broker owns the bundles.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for BrokerService {
@@ -87,12 +90,18 @@ impl BrokerService {
             service_url,
             keepalive: std::time::Duration::from_secs(30),
             ownership: None,
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     /// The topic, loaded on first use.
     pub async fn topic(&self, name: &str) -> Result<Arc<Topic>> {
         let name = normalize_topic(name)?;
+        if self.is_draining() {
+            return Err(BrokerError::NotOwner(format!(
+                "{name}: this broker is shutting down"
+            )));
+        }
         let cell = self
             .topics
             .lock()
@@ -121,6 +130,11 @@ impl BrokerService {
             })
             .await?;
         Ok(topic.clone())
+    }
+
+    /// Whether the broker is shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The entry-cache budget every topic draws on.

@@ -305,8 +305,9 @@ impl Subscription {
         Ok(())
     }
 
-    /// Stops dispatching without persisting anything (ownership lost) and tells every
-    /// consumer to reconnect.
+    /// Stops dispatching and tells every consumer to reconnect (CLOSE_CONSUMER: the client
+    /// looks the topic up again). Persists nothing: after a lost lease the new owner's
+    /// cursor must not be overwritten; a graceful close flushes separately.
     pub fn abandon(&self) {
         let consumers = {
             let mut st = self.state();

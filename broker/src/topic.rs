@@ -208,17 +208,7 @@ impl Topic {
     /// topic up again), dispatch stops, and the open ledger is abandoned — not closed, and
     /// no cursor written: the new owner fences and recovers them.
     pub async fn drop_unowned(&self) {
-        let producers: Vec<((u64, u64), mpsc::Sender<Bytes>)> = self
-            .producers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .collect();
-        for ((_, id), out) in producers {
-            let mut buf = BytesMut::new();
-            crate::protocol::frame::encode(&crate::protocol::cmd::close_producer(id), &mut buf);
-            let _ = out.try_send(buf.freeze());
-        }
+        self.tell_producers_to_reconnect();
         let subs: Vec<_> = self
             .subscriptions
             .lock()
@@ -232,11 +222,32 @@ impl Topic {
         self.ml.abandon().await;
     }
 
+    /// CLOSE_PRODUCER to every producer: its client looks the topic up again.
+    fn tell_producers_to_reconnect(&self) {
+        let producers: Vec<((u64, u64), mpsc::Sender<Bytes>)> = self
+            .producers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for ((_, id), out) in producers {
+            let mut buf = BytesMut::new();
+            crate::protocol::frame::encode(&crate::protocol::cmd::close_producer(id), &mut buf);
+            let _ = out.try_send(buf.freeze());
+        }
+    }
+
     /// Persists every cursor and closes the open ledger (graceful shutdown).
     pub async fn close(&self) -> Result<()> {
+        // Clients first: they look the topic up again (and, while this broker drains, are
+        // told to retry) and reconnect to the next owner once this one lets the bundle go.
+        self.tell_producers_to_reconnect();
         let subs: Vec<_> = self.subscriptions.lock().await.values().cloned().collect();
+        for s in &subs {
+            s.abandon();
+        }
         for s in subs {
-            s.close().await?;
+            s.flush().await?;
         }
         self.ml.close().await
     }

@@ -149,10 +149,12 @@ def scenario_acks():
 
 
 def scenario_produce_fixed():
-    """Produce ARGS[1] messages to topic ARGS[0]; print each acknowledged id."""
+    """Produce ARGS[1] messages to topic ARGS[0] (numbered from ARGS[2], default 0); print
+    each acknowledged id."""
     client = new_client()
     producer = client.create_producer(ARGS[0], batching_enabled=False, send_timeout_millis=60000)
-    for i in range(int(ARGS[1])):
+    start = int(ARGS[2]) if len(ARGS) > 2 else 0
+    for i in range(start, start + int(ARGS[1])):
         producer.send(("k-%d" % i).encode())
         print("acked %d" % i, flush=True)
     client.close()

@@ -45,6 +45,10 @@ pub async fn partitioned_metadata(
 /// Handles LOOKUP.
 pub async fn lookup(conn: &mut Connection, c: CommandLookupTopic) -> Result<()> {
     let answer = match normalize_topic(&c.topic) {
+        Ok(_) if conn.service.is_draining() => Err((
+            ServerError::ServiceNotReady,
+            "this broker is shutting down; look up again".to_owned(),
+        )),
         Ok(name) => match &conn.service.ownership {
             Some(o) => o
                 .lookup(&name, c.authoritative.unwrap_or(false))
