@@ -17,8 +17,8 @@ use crate::protocol::frame::{self, FRAME_PADDING, Frame, FrameError};
 use crate::protocol::pb::BaseCommand;
 use crate::protocol::pb::base_command::Type;
 use crate::service::BrokerService;
-use crate::subscription::Subscription;
 use crate::topic::Topic;
+use crate::topic::subscription::Subscription;
 
 /// Outbound frames queued per connection before the dispatcher waits.
 const OUTBOUND_QUEUE: usize = 1024;

@@ -4,11 +4,10 @@
 //! - [`protocol`]: frames, generated messages, one handler per command;
 //! - [`connection`]: one task per client connection;
 //! - [`ownership`]: broker registration, namespace bundles, ownership under leases, lookup;
-//! - [`service`] and [`topic`]: topics loaded on first use;
+//! - [`service`]: topics loaded on first use (by the owner of their bundle);
+//! - [`topic`]: a topic, its subscriptions and their dispatchers;
 //! - [`managed_ledger`]: the ledger list (CAS), rollover, recovery of a previous owner's
-//!   ledgers, the entry cache;
-//! - [`cursor`] and [`subscription`]: durable acknowledgement state (runs of acknowledged
-//!   entries, [`ack_set`]) and dispatch;
+//!   ledgers, durable cursors (runs of acknowledged entries), the broker-wide entry cache;
 //! - [`server`]: listeners, HTTP, shutdown; [`stats`]: Pulsar-named rates and backlogs, and
 //!   trimming of consumed ledgers; [`evict`]: the broker-wide entry cache kept to what
 //!   tailing readers need.
@@ -18,10 +17,8 @@
 //! dispatcher reads from the entry cache or bookies and sends MESSAGE while the consumer has
 //! permits; ACKs move the cursor, persisted by CAS at most once a second.
 
-pub mod ack_set;
 pub mod config;
 pub mod connection;
-pub mod cursor;
 pub mod error;
 pub mod evict;
 pub mod managed_ledger;
@@ -31,7 +28,6 @@ pub mod server;
 pub mod service;
 pub mod stats;
 pub mod sticky_key;
-pub mod subscription;
 pub mod topic;
 
 pub use config::BrokerConfig;

@@ -76,7 +76,7 @@ async fn t61_topic_moved_between_owners_keeps_order_and_trims_correctly() {
 /// version) nor stop its cursor persisting: the outcome is read back, never assumed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t62_lost_answers_from_the_metadata_store_do_not_freeze_a_topic() {
-    use broker::cursor::Cursor;
+    use broker::managed_ledger::cursor::Cursor;
     use meta::testing::LosingAnswers;
     let cluster = TestCluster::start(1).await.unwrap();
     let losing = Arc::new(LosingAnswers::new(

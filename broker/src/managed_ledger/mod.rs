@@ -6,7 +6,9 @@
 //! accepting writes. Appends go to the one open ledger and roll over by entries, size or age.
 //! A bounded cache of recent entries serves tailing consumers without bookie reads.
 
+pub mod ack_set;
 pub mod cache;
+pub mod cursor;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

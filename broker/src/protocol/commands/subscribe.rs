@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::protocol::cmd;
 use crate::protocol::pb::CommandSubscribe;
 use crate::protocol::pb::command_subscribe::{InitialPosition, SubType};
-use crate::subscription::ConsumerHandle;
+use crate::topic::subscription::ConsumerHandle;
 
 /// Handles SUBSCRIBE.
 pub async fn handle(conn: &mut Connection, c: CommandSubscribe) -> Result<()> {

@@ -1,21 +1,23 @@
-//! A topic: its managed ledger and subscriptions. Topics are loaded on first use
-//! (auto-creation) and kept while the broker runs. Loading a topic loads every durable
+//! A topic: its managed ledger and subscriptions ([`subscription`]: consumers and the
+//! dispatcher that feeds them). Topics are loaded on first use (auto-creation) by the owner of
+//! their bundle, and kept while it owns it. Loading a topic loads every durable
 //! subscription stored for it, with or without consumers: trimming goes by all of them.
+
+pub mod subscription;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::mpsc;
-
 use common::Position;
 use meta::KeyLayout;
+use tokio::sync::mpsc;
 
-use crate::cursor::Cursor;
+use self::subscription::Subscription;
 use crate::error::Result;
 use crate::managed_ledger::ManagedLedger;
+use crate::managed_ledger::cursor::Cursor;
 use crate::protocol::pb::command_subscribe::{InitialPosition, SubType};
-use crate::subscription::Subscription;
 
 /// A mark-delete position just before `p`, so delivery starts at `p`: the last entry of the
 /// ledger before it when `p` opens a ledger (the managed ledger resolves the next position).

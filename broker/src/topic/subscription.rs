@@ -17,9 +17,9 @@ use common::Position;
 use meta::MetadataStore;
 use tokio::sync::{Notify, mpsc};
 
-use crate::cursor::Cursor;
 use crate::error::{BrokerError, Result};
 use crate::managed_ledger::ManagedLedger;
+use crate::managed_ledger::cursor::Cursor;
 use crate::protocol::cmd;
 use crate::protocol::frame::{self, encode_with_payload, inspect_payload};
 use crate::protocol::pb::command_subscribe::SubType;

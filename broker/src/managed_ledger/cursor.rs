@@ -7,7 +7,7 @@
 //! last consumer leaves and at shutdown. After a crash, acknowledgements newer than the last
 //! flush are redelivered (at most `flush_interval` worth) — never lost the other way round.
 //!
-//! Acknowledgements after the mark-delete are runs of consecutive entries ([`AckSet`](crate::ack_set::AckSet)): memory
+//! Acknowledgements after the mark-delete are runs of consecutive entries ([`AckSet`]): memory
 //! and the stored record grow with the number of gaps, not of messages. The stored record
 //! keeps at most [`MAX_PERSISTED_RUNS`] runs, those nearest the mark-delete (Pulsar's
 //! `managedLedgerMaxUnackedRangesToPersist`): beyond that, acknowledgements of messages far
@@ -21,9 +21,9 @@ use meta::records::{decode, encode};
 use meta::{MetaError, MetadataStore, PutCondition, Version};
 use proto::meta::{AckedRange, CursorInfo, PositionInfo};
 
-use crate::ack_set::AckSet;
 use crate::error::{BrokerError, Result};
 use crate::managed_ledger::ManagedLedger;
+use crate::managed_ledger::ack_set::AckSet;
 
 /// Runs of acknowledged entries a stored cursor keeps at most (see the module docs).
 pub const MAX_PERSISTED_RUNS: usize = 10_000;
