@@ -149,10 +149,11 @@ def scenario_acks():
 
 
 def scenario_produce_fixed():
-    """Produce ARGS[1] messages to topic ARGS[0] (numbered from ARGS[2], default 0); print
-    each acknowledged id."""
+    """Produce ARGS[1] messages to topic ARGS[0] (numbered from ARGS[2], default 0; send
+    timeout ARGS[3] ms, default 60000); print each acknowledged id."""
     client = new_client()
-    producer = client.create_producer(ARGS[0], batching_enabled=False, send_timeout_millis=60000)
+    timeout = int(ARGS[3]) if len(ARGS) > 3 else 60000
+    producer = client.create_producer(ARGS[0], batching_enabled=False, send_timeout_millis=timeout)
     start = int(ARGS[2]) if len(ARGS) > 2 else 0
     for i in range(start, start + int(ARGS[1])):
         producer.send(("k-%d" % i).encode())

@@ -181,7 +181,9 @@ async fn t73_a_paused_owner_loses_its_topics_and_nothing_acked_is_lost() {
     let live_url = b[live].service_url.clone();
     let mut producer = Command::new(python())
         .arg(script("compat.py"))
-        .args([&live_url, "produce_fixed", topic, "2000"])
+        // The client notices a frozen broker only by its own keepalive (30 s, then as much
+        // again): give its sends longer than that.
+        .args([&live_url, "produce_fixed", topic, "2000", "0", "180000"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
