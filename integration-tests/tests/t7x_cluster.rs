@@ -305,3 +305,60 @@ async fn t74_sigterm_hands_the_topics_over() {
     let want: std::collections::BTreeSet<i64> = (100..300).chain(1000..2500).collect();
     assert_eq!(rest, want, "messages after the handover");
 }
+
+/// The Rust `pulsar` crate, given the URL of the broker that does not own the topic, follows
+/// the redirect and produces and consumes every message in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t75_rust_client_follows_redirects() {
+    use futures_util::TryStreamExt;
+    use pulsar::consumer::InitialPosition;
+    use pulsar::{Consumer, ConsumerOptions, Pulsar, SubType, TokioExecutor};
+    let cluster = TestCluster::start(2).await.unwrap();
+    let b = brokers(&cluster, "10s").await;
+    let topic = "persistent://public/default/rust-redirected";
+    // The first lookup assigns the bundle; then use the other broker's URL.
+    check(
+        run_scenario(&b[0].service_url, "consume_fixed", &[topic, "s", "0"]),
+        "subscribe",
+    );
+    let owner = owner_of(&cluster, topic).await.expect("owned");
+    let other = b.iter().find(|x| x.service_url != owner).unwrap();
+    let client: Pulsar<_> = Pulsar::builder(other.service_url.clone(), TokioExecutor)
+        .build()
+        .await
+        .unwrap();
+    let mut consumer: Consumer<Vec<u8>, _> = client
+        .consumer()
+        .with_topic(topic)
+        .with_subscription("rust-sub")
+        .with_subscription_type(SubType::Exclusive)
+        .with_options(ConsumerOptions::default().with_initial_position(InitialPosition::Earliest))
+        .build()
+        .await
+        .unwrap();
+    let mut producer = client.producer().with_topic(topic).build().await.unwrap();
+    const N: usize = 300;
+    for i in 0..N {
+        producer
+            .send_non_blocking(format!("r-{i}").into_bytes())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let mut got = Vec::with_capacity(N);
+    while got.len() < N {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(20), consumer.try_next())
+            .await
+            .expect("consumer stalled")
+            .unwrap()
+            .expect("stream ended");
+        consumer.ack(&msg).await.unwrap();
+        got.push(String::from_utf8(msg.payload.data.clone()).unwrap());
+    }
+    assert_eq!(got, (0..N).map(|i| format!("r-{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        owner_of(&cluster, topic).await.as_deref(),
+        Some(owner.as_str())
+    );
+}
