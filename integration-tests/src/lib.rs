@@ -19,6 +19,17 @@ pub use bookie::{BookieClient, BookieProcess};
 pub use cluster::TestCluster;
 pub use meta::testing::{EtcdServer, wait_for};
 
+/// The body of a plain HTTP GET of `url` (`http://host:port/path`).
+pub async fn http_body(url: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let addr: std::net::SocketAddr = host.parse().expect("host:port");
+    let out = http_get(addr, &format!("/{path}")).await;
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
+
 /// A plain HTTP/1.1 GET (status line, headers and body as one string): enough for
 /// `/metrics` and status pages, without an HTTP client dependency.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {

@@ -98,6 +98,27 @@ pub fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The stdout of a finished scenario; panics with its output (INFO lines left out) when it
+/// failed.
+pub fn check(out: Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.contains(" INFO "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    stdout
+}
+
+/// What a `consume_fixed` scenario received: the JSON list on its last line.
+pub fn consumed(out: &str) -> Vec<i64> {
+    serde_json::from_str(out.trim().lines().last().unwrap_or("[]")).expect("a JSON list")
+}
+
 /// Runs a scenario of `python/compat.py` against `url` and returns its output.
 pub fn run_scenario(url: &str, scenario: &str, args: &[&str]) -> Output {
     Command::new(python())

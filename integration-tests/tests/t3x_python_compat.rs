@@ -7,21 +7,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use integration_tests::process::KeptDir;
-use integration_tests::standalone::{StandaloneProcess, python, run_scenario, script};
-
-fn check(out: std::process::Output, what: &str) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .filter(|l| !l.contains(" INFO "))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    stdout
-}
+use integration_tests::standalone::{
+    StandaloneProcess, check, consumed, python, run_scenario, script,
+};
 
 #[test]
 fn t31_produce_consume_10000_batching_and_compression() {
@@ -105,7 +93,7 @@ fn t34_sigkill_mid_stream_keeps_every_acked_message() {
         run_scenario(&sa.service_url, "consume_fixed", &[topic, "reader"]),
         "consume after restart",
     );
-    let got: Vec<i64> = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    let got: Vec<i64> = consumed(&out);
     for i in 0..=acked {
         assert!(
             got.contains(&i),
@@ -122,7 +110,7 @@ fn t34_sigkill_mid_stream_keeps_every_acked_message() {
         run_scenario(&sa.service_url, "consume_fixed", &[topic, "resume", "200"]),
         "first 200",
     );
-    let first: Vec<i64> = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    let first: Vec<i64> = consumed(&out);
     assert_eq!(first, (0..200).collect::<Vec<_>>());
     sa.kill9();
     sa.restart().unwrap();
@@ -130,7 +118,7 @@ fn t34_sigkill_mid_stream_keeps_every_acked_message() {
         run_scenario(&sa.service_url, "consume_fixed", &[topic, "resume", "1"]),
         "resume",
     );
-    let next: Vec<i64> = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    let next: Vec<i64> = consumed(&out);
     assert_eq!(
         next,
         vec![200],
@@ -194,7 +182,7 @@ async fn t35_bookie_sigkilled_under_a_broker_loses_no_acked_message() {
         run_scenario(&broker.service_url, "consume_fixed", &[topic, "all"]),
         "consume",
     );
-    let got: Vec<i64> = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    let got: Vec<i64> = consumed(&out);
     let set: std::collections::BTreeSet<i64> = got.iter().copied().collect();
     for i in 0..=acked {
         assert!(set.contains(&i), "acknowledged message k-{i} lost");
@@ -235,7 +223,7 @@ async fn t36_consumed_ledgers_are_trimmed_and_metrics_exposed() {
         run_scenario(&sa.service_url, "consume_fixed", &[topic, "s"]),
         "consume",
     );
-    let got: Vec<i64> = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    let got: Vec<i64> = consumed(&out);
     assert_eq!(got.len(), 550);
     let log = sa.log().to_owned();
     integration_tests::wait_for(
@@ -255,7 +243,7 @@ async fn t36_consumed_ledgers_are_trimmed_and_metrics_exposed() {
         || {
             let url = url.clone();
             async move {
-                let m = reqwest_lite(&url).await;
+                let m = integration_tests::http_body(&url).await;
                 let n: f64 = m
                     .lines()
                     .find_map(|l| l.strip_prefix("bookie_ledgers "))
@@ -275,31 +263,13 @@ async fn t36_consumed_ledgers_are_trimmed_and_metrics_exposed() {
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
-    let status = reqwest_lite(&format!("{}/status", sa.http_url)).await;
+    let status = integration_tests::http_body(&format!("{}/status", sa.http_url)).await;
     assert!(status.contains("OK"));
-}
-
-/// A minimal HTTP GET (body only) without pulling in an HTTP client crate.
-async fn reqwest_lite(url: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').unwrap();
-    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
-    s.write_all(
-        format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
 }
 
 /// The backlog gauge of one subscription, once the broker has published it.
 async fn backlog(http_url: &str, topic: &str, sub: &str) -> Option<f64> {
-    let m = reqwest_lite(&format!("{http_url}/metrics")).await;
+    let m = integration_tests::http_body(&format!("{http_url}/metrics")).await;
     m.lines()
         .filter(|l| l.starts_with("pulsar_msg_backlog{"))
         .find(|l| {
@@ -329,29 +299,22 @@ async fn t3c_offline_subscription_keeps_its_backlog_across_a_restart() {
         );
     }
     let produce = |url: &str, n: &str| {
-        let out = Command::new(python())
-            .arg(script("compat.py"))
-            .args([url, "produce_fixed", topic, n])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
+        check(run_scenario(url, "produce_fixed", &[topic, n]), "produce");
     };
     produce(&sa.service_url, "300");
     sa.kill9();
     sa.restart().unwrap();
     // Only "ack" comes back, consumes everything, and more arrives.
-    let consumed = |url: &str| {
+    let consume_ack = |url: &str| {
         let out = check(
             run_scenario(url, "consume_fixed", &[topic, "ack"]),
             "consume ack",
         );
-        serde_json::from_str::<Vec<i64>>(out.trim().lines().last().unwrap())
-            .unwrap()
-            .len()
+        consumed(&out).len()
     };
-    assert_eq!(consumed(&sa.service_url), 300);
+    assert_eq!(consume_ack(&sa.service_url), 300);
     produce(&sa.service_url, "200");
-    assert_eq!(consumed(&sa.service_url), 200);
+    assert_eq!(consume_ack(&sa.service_url), 200);
     // A trimming pass runs after "ack" is seen fully consumed; one more message, seen in a
     // later pass, shows that pass finished.
     let http = sa.http_url.clone();
@@ -383,7 +346,7 @@ async fn t3c_offline_subscription_keeps_its_backlog_across_a_restart() {
         run_scenario(&sa.service_url, "consume_fixed", &[topic, "keep"]),
         "consume keep",
     );
-    let got: Vec<i64> = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    let got: Vec<i64> = consumed(&out);
     assert_eq!(
         got.len(),
         501,

@@ -2,27 +2,14 @@
 //! redirect to a topic's owner, and a dead owner's topics move to a live broker without
 //! losing an acknowledged message.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use integration_tests::TestCluster;
-use integration_tests::standalone::{BrokerProcess, python, run_scenario, script};
+use integration_tests::standalone::{BrokerProcess, check, consumed, python, run_scenario, script};
 use meta::records::decode;
 use proto::meta::OwnershipInfo;
-
-fn check(out: std::process::Output, what: &str) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn consumed(out: &str) -> Vec<i64> {
-    serde_json::from_str(out.trim().lines().last().unwrap()).unwrap()
-}
 
 /// The service URL of the broker owning `topic`'s bundle.
 async fn owner_of(cluster: &TestCluster, topic: &str) -> Option<String> {
@@ -36,8 +23,12 @@ async fn owner_of(cluster: &TestCluster, topic: &str) -> Option<String> {
         .map(|o| o.service_url)
 }
 
-async fn brokers(cluster: &TestCluster, ttl: &str) -> Vec<BrokerProcess> {
-    (0..2)
+/// etcd, two bookies and two brokers (lease `ttl`), with `topic` subscribed (`s`, from the
+/// earliest message) through the first broker, which assigns its bundle. Returns the cluster,
+/// the brokers, and which of them owns the topic and which does not.
+async fn owned_topic(ttl: &str, topic: &str) -> (TestCluster, Vec<BrokerProcess>, usize, usize) {
+    let cluster = TestCluster::start(2).await.unwrap();
+    let brokers: Vec<BrokerProcess> = (0..2)
         .map(|i| {
             BrokerProcess::start_with(
                 &cluster.meta_url(),
@@ -47,31 +38,73 @@ async fn brokers(cluster: &TestCluster, ttl: &str) -> Vec<BrokerProcess> {
             )
             .unwrap()
         })
-        .collect()
+        .collect();
+    check(
+        run_scenario(&brokers[0].service_url, "consume_fixed", &[topic, "s", "0"]),
+        "subscribe",
+    );
+    let owner = owner_of(&cluster, topic)
+        .await
+        .expect("the topic has an owner");
+    let owner = brokers.iter().position(|b| b.service_url == owner).unwrap();
+    (cluster, brokers, owner, 1 - owner)
+}
+
+/// Runs `produce_fixed` with `args` through `url`, calling `on_ack` with the count after each
+/// acknowledgement; returns the acknowledged ids once the producer has finished (it must
+/// succeed).
+async fn produce_watching(
+    url: &str,
+    args: &[&str],
+    mut on_ack: impl AsyncFnMut(usize),
+) -> Vec<i64> {
+    let mut producer = Command::new(python())
+        .arg(script("compat.py"))
+        .args([url, "produce_fixed"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(producer.stdout.take().unwrap()).lines();
+    let mut acked = Vec::new();
+    for line in lines.map_while(Result::ok) {
+        if let Some(n) = line.strip_prefix("acked ") {
+            acked.push(n.parse::<i64>().unwrap());
+            on_ack(acked.len()).await;
+        }
+    }
+    assert!(producer.wait().unwrap().success(), "the producer gave up");
+    acked
+}
+
+/// Consumes the rest of subscription `s` through `url` and checks every id in `acked` is there.
+fn assert_none_lost(url: &str, topic: &str, acked: &[i64]) {
+    let got: BTreeSet<i64> = consumed(&check(
+        run_scenario(url, "consume_fixed", &[topic, "s"]),
+        "consume",
+    ))
+    .into_iter()
+    .collect();
+    let lost: Vec<_> = acked.iter().filter(|a| !got.contains(a)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged messages lost: {lost:?}",
+        lost.len()
+    );
 }
 
 /// A client given the URL of a broker that does not own the topic follows the redirect, and
 /// produces and consumes there; the HTTP lookup names the owner too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t71_lookups_redirect_to_the_owner() {
-    let cluster = TestCluster::start(2).await.unwrap();
-    let b = brokers(&cluster, "10s").await;
     let topic = "persistent://public/default/redirected";
+    let (cluster, b, owner, other) = owned_topic("10s", topic).await;
+    let (owner, other) = (&b[owner], &b[other]);
     check(
-        run_scenario(&b[0].service_url, "consume_fixed", &[topic, "s", "0"]),
-        "subscribe",
+        run_scenario(&other.service_url, "produce_fixed", &[topic, "200"]),
+        "produce through the other broker",
     );
-    let owner = owner_of(&cluster, topic)
-        .await
-        .expect("the topic has an owner");
-    let other = b.iter().find(|x| x.service_url != owner).unwrap();
-    // Through the broker that does not own it.
-    let out = Command::new(python())
-        .arg(script("compat.py"))
-        .args([&other.service_url, "produce_fixed", topic, "200"])
-        .output()
-        .unwrap();
-    check(out, "produce through the other broker");
     let got = consumed(&check(
         run_scenario(&other.service_url, "consume_fixed", &[topic, "s"]),
         "consume through the other broker",
@@ -79,21 +112,15 @@ async fn t71_lookups_redirect_to_the_owner() {
     assert_eq!(got.len(), 200);
     assert_eq!(
         owner_of(&cluster, topic).await.as_deref(),
-        Some(owner.as_str())
+        Some(owner.service_url.as_str())
     );
-    let addr: std::net::SocketAddr = other
-        .http_url
-        .strip_prefix("http://")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let body = integration_tests::http_get(
-        addr,
-        "/lookup/v2/topic/persistent/public/default/redirected",
-    )
+    let body = integration_tests::http_body(&format!(
+        "{}/lookup/v2/topic/persistent/public/default/redirected",
+        other.http_url
+    ))
     .await;
     assert!(
-        body.contains(&format!("\"brokerUrl\":\"{owner}\"")),
+        body.contains(&format!("\"brokerUrl\":\"{}\"", owner.service_url)),
         "{body}"
     );
 }
@@ -103,40 +130,17 @@ async fn t71_lookups_redirect_to_the_owner() {
 /// producer carries on, and every acknowledged message is there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t72_a_killed_owner_s_topics_move_without_losing_acked_messages() {
-    let cluster = TestCluster::start(2).await.unwrap();
-    let mut b = brokers(&cluster, "2s").await;
     let topic = "persistent://public/default/failover";
-    check(
-        run_scenario(&b[0].service_url, "consume_fixed", &[topic, "s", "0"]),
-        "subscribe",
-    );
-    let owner = owner_of(&cluster, topic).await.expect("owned");
-    let (dead, live) = if b[0].service_url == owner {
-        (0, 1)
-    } else {
-        (1, 0)
-    };
+    let (cluster, mut b, dead, live) = owned_topic("2s", topic).await;
     let live_url = b[live].service_url.clone();
-    let mut producer = Command::new(python())
-        .arg(script("compat.py"))
-        .args([&live_url, "produce_fixed", topic, "3000"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(producer.stdout.take().unwrap()).lines();
-    let mut acked = Vec::new();
     let mut killed_at = None;
-    for line in lines.map_while(Result::ok) {
-        if let Some(n) = line.strip_prefix("acked ") {
-            acked.push(n.parse::<i64>().unwrap());
-            if acked.len() == 500 {
-                b[dead].kill9();
-                killed_at = Some(std::time::Instant::now());
-            }
+    let acked = produce_watching(&live_url, &[topic, "3000"], async |n| {
+        if n == 500 {
+            b[dead].kill9();
+            killed_at = Some(std::time::Instant::now());
         }
-    }
-    assert!(producer.wait().unwrap().success(), "the producer gave up");
+    })
+    .await;
     eprintln!(
         "{} acknowledged; owner killed after 500, the rest took {:?}",
         acked.len(),
@@ -147,17 +151,7 @@ async fn t72_a_killed_owner_s_topics_move_without_losing_acked_messages() {
         owner_of(&cluster, topic).await.as_deref(),
         Some(live_url.as_str())
     );
-    let got = consumed(&check(
-        run_scenario(&live_url, "consume_fixed", &[topic, "s"]),
-        "consume after the failover",
-    ));
-    let got: std::collections::BTreeSet<i64> = got.into_iter().collect();
-    let lost: Vec<_> = acked.iter().filter(|a| !got.contains(a)).collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged messages lost: {lost:?}",
-        lost.len()
-    );
+    assert_none_lost(&live_url, topic, &acked);
 }
 
 /// The owner is paused (SIGSTOP) past its lease while a producer runs through the other
@@ -165,48 +159,25 @@ async fn t72_a_killed_owner_s_topics_move_without_losing_acked_messages() {
 /// gone and drops the topic, and nothing acknowledged is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t73_a_paused_owner_loses_its_topics_and_nothing_acked_is_lost() {
-    let cluster = TestCluster::start(2).await.unwrap();
-    let b = brokers(&cluster, "2s").await;
     let topic = "persistent://public/default/paused-owner";
-    check(
-        run_scenario(&b[0].service_url, "consume_fixed", &[topic, "s", "0"]),
-        "subscribe",
-    );
-    let owner = owner_of(&cluster, topic).await.expect("owned");
-    let (paused, live) = if b[0].service_url == owner {
-        (0, 1)
-    } else {
-        (1, 0)
-    };
+    let (cluster, b, paused, live) = owned_topic("2s", topic).await;
     let live_url = b[live].service_url.clone();
-    let mut producer = Command::new(python())
-        .arg(script("compat.py"))
-        // The client notices a frozen broker only by its own keepalive (30 s, then as much
-        // again): give its sends longer than that.
-        .args([&live_url, "produce_fixed", topic, "2000", "0", "180000"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(producer.stdout.take().unwrap()).lines();
-    let mut acked = Vec::new();
-    for line in lines.map_while(Result::ok) {
-        if let Some(n) = line.strip_prefix("acked ") {
-            acked.push(n.parse::<i64>().unwrap());
-            if acked.len() == 300 {
-                b[paused].signal("STOP");
-            }
-            if acked.len() == 1500 {
-                // Long past its lease: the live broker has the topic by now.
-                assert_eq!(
-                    owner_of(&cluster, topic).await.as_deref(),
-                    Some(live_url.as_str())
-                );
-                b[paused].signal("CONT");
-            }
+    // The client notices a frozen broker only by its own keepalive (30 s, then as much
+    // again): give its sends longer than that.
+    let acked = produce_watching(&live_url, &[topic, "2000", "0", "180000"], async |n| {
+        if n == 300 {
+            b[paused].signal("STOP");
         }
-    }
-    assert!(producer.wait().unwrap().success(), "the producer gave up");
+        if n == 1500 {
+            // Long past its lease: the live broker has the topic by now.
+            assert_eq!(
+                owner_of(&cluster, topic).await.as_deref(),
+                Some(live_url.as_str())
+            );
+            b[paused].signal("CONT");
+        }
+    })
+    .await;
     assert_eq!(acked.len(), 2000);
     let log = cluster.dir().join(format!("broker-{paused}.log"));
     integration_tests::wait_for(
@@ -218,17 +189,7 @@ async fn t73_a_paused_owner_loses_its_topics_and_nothing_acked_is_lost() {
         },
     )
     .await;
-    let got = consumed(&check(
-        run_scenario(&live_url, "consume_fixed", &[topic, "s"]),
-        "consume after the takeover",
-    ));
-    let got: std::collections::BTreeSet<i64> = got.into_iter().collect();
-    let lost: Vec<_> = acked.iter().filter(|a| !got.contains(a)).collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged messages lost: {lost:?}",
-        lost.len()
-    );
+    assert_none_lost(&live_url, topic, &acked);
 }
 
 /// Scale in: the owner gets SIGTERM while a producer runs through the other broker. It tells
@@ -237,27 +198,12 @@ async fn t73_a_paused_owner_loses_its_topics_and_nothing_acked_is_lost() {
 /// acknowledged part of the backlog on the old owner resumes after it on the new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t74_sigterm_hands_the_topics_over() {
-    let cluster = TestCluster::start(2).await.unwrap();
-    let b = brokers(&cluster, "10s").await;
     let topic = "persistent://public/default/handover";
-    check(
-        run_scenario(&b[0].service_url, "consume_fixed", &[topic, "s", "0"]),
-        "subscribe",
-    );
-    let owner = owner_of(&cluster, topic).await.expect("owned");
-    let (leaving, staying) = if b[0].service_url == owner {
-        (0, 1)
-    } else {
-        (1, 0)
-    };
+    let (cluster, b, leaving, staying) = owned_topic("10s", topic).await;
     let url = b[staying].service_url.clone();
     // 300 messages, 100 of them consumed and acknowledged on the old owner.
     check(
-        Command::new(python())
-            .arg(script("compat.py"))
-            .args([&url, "produce_fixed", topic, "300"])
-            .output()
-            .unwrap(),
+        run_scenario(&url, "produce_fixed", &[topic, "300"]),
         "produce",
     );
     let first = consumed(&check(
@@ -265,30 +211,18 @@ async fn t74_sigterm_hands_the_topics_over() {
         "consume 100",
     ));
     assert_eq!(first.len(), 100);
-    let mut producer = Command::new(python())
-        .arg(script("compat.py"))
-        .args([&url, "produce_fixed", topic, "1500", "1000"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(producer.stdout.take().unwrap()).lines();
-    let mut acked = 0;
     let started = std::time::Instant::now();
-    for line in lines.map_while(Result::ok) {
-        if line.starts_with("acked ") {
-            acked += 1;
-            if acked == 300 {
-                b[leaving].signal("TERM");
-            }
+    let acked = produce_watching(&url, &[topic, "1500", "1000"], async |n| {
+        if n == 300 {
+            b[leaving].signal("TERM");
         }
-    }
-    assert!(producer.wait().unwrap().success(), "the producer gave up");
+    })
+    .await;
     eprintln!(
         "1500 acknowledged across the handover in {:?}",
         started.elapsed()
     );
-    assert_eq!(acked, 1500);
+    assert_eq!(acked.len(), 1500);
     assert_eq!(
         owner_of(&cluster, topic).await.as_deref(),
         Some(url.as_str())
@@ -296,13 +230,13 @@ async fn t74_sigterm_hands_the_topics_over() {
     // Everything not acknowledged before — 100..300 and 1000..2500 — and none of the first
     // 100 again. (A send whose receipt the handover cut may be stored twice: no
     // de-duplication yet.)
-    let rest: std::collections::BTreeSet<i64> = consumed(&check(
+    let rest: BTreeSet<i64> = consumed(&check(
         run_scenario(&url, "consume_fixed", &[topic, "s"]),
         "consume the rest",
     ))
     .into_iter()
     .collect();
-    let want: std::collections::BTreeSet<i64> = (100..300).chain(1000..2500).collect();
+    let want: BTreeSet<i64> = (100..300).chain(1000..2500).collect();
     assert_eq!(rest, want, "messages after the handover");
 }
 
@@ -313,16 +247,9 @@ async fn t75_rust_client_follows_redirects() {
     use futures_util::TryStreamExt;
     use pulsar::consumer::InitialPosition;
     use pulsar::{Consumer, ConsumerOptions, Pulsar, SubType, TokioExecutor};
-    let cluster = TestCluster::start(2).await.unwrap();
-    let b = brokers(&cluster, "10s").await;
     let topic = "persistent://public/default/rust-redirected";
-    // The first lookup assigns the bundle; then use the other broker's URL.
-    check(
-        run_scenario(&b[0].service_url, "consume_fixed", &[topic, "s", "0"]),
-        "subscribe",
-    );
-    let owner = owner_of(&cluster, topic).await.expect("owned");
-    let other = b.iter().find(|x| x.service_url != owner).unwrap();
+    let (cluster, b, owner, other) = owned_topic("10s", topic).await;
+    let (owner, other) = (b[owner].service_url.clone(), &b[other]);
     let client: Pulsar<_> = Pulsar::builder(other.service_url.clone(), TokioExecutor)
         .build()
         .await
