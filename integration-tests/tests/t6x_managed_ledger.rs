@@ -191,3 +191,74 @@ async fn t63_the_entry_cache_budget_holds_for_any_number_of_topics() {
     )
     .await;
 }
+
+/// Issue 10, item 6: a roll (close the full ledger, create the next, CAS the ledger list)
+/// does not stall the publishers of the topic. With the ledger-list CAS held (a stalled
+/// etcd), appends are still queued at once, nothing is acknowledged out of order, and every
+/// receipt arrives, in order, once the store answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t64_a_roll_does_not_stall_publishers() {
+    use meta::testing::LosingAnswers;
+    use std::time::Duration;
+    let cluster = TestCluster::start(1).await.unwrap();
+    let slow = Arc::new(LosingAnswers::new(
+        cluster.store().await,
+        "managed-ledgers/",
+        0,
+    ));
+    let store: Arc<dyn meta::MetadataStore> = slow.clone();
+    let client = LedgerClient::new(store.clone(), cluster.keys(), ClientConfig::default());
+    let topic = "persistent://public/default/rolling";
+    let m = ManagedLedger::open(topic, store.clone(), &cluster.keys(), client, config())
+        .await
+        .unwrap();
+    // Fill the first ledger (7 entries per ledger).
+    let mut last = None;
+    for i in 0..7 {
+        last = Some(
+            m.append(Bytes::from(format!("m{i}")))
+                .await
+                .unwrap()
+                .await
+                .unwrap(),
+        );
+    }
+    slow.hold();
+    // The 8th append rolls; its CAS waits. The next 50 must queue without waiting for it.
+    let mut pending = Vec::new();
+    for i in 7..57 {
+        let queued = tokio::time::timeout(
+            Duration::from_secs(10),
+            m.append(Bytes::from(format!("m{i}"))),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("append {i} waited for the roll"))
+        .unwrap();
+        pending.push(tokio::spawn(queued));
+    }
+    integration_tests::wait_for(
+        "the roll to reach the store",
+        Duration::from_secs(30),
+        || {
+            let waited = slow.waited.load(std::sync::atomic::Ordering::SeqCst);
+            async move { (waited > 0).then_some(()) }
+        },
+    )
+    .await;
+    assert!(
+        pending.iter().all(|p| !p.is_finished()),
+        "acknowledged before the new ledger was on the list"
+    );
+    assert_eq!(m.last_position(), last);
+    slow.release();
+    let mut prev = last.unwrap();
+    for (i, p) in pending.into_iter().enumerate() {
+        let pos = p.await.unwrap().unwrap();
+        assert!(pos > prev, "entry {} at {pos}, after {prev}", i + 7);
+        assert_eq!(
+            m.read(pos).await.unwrap(),
+            Bytes::from(format!("m{}", i + 7))
+        );
+        prev = pos;
+    }
+}

@@ -45,6 +45,9 @@ pub struct Topic {
     /// Producers attached: (connection id, producer id) → that connection's outbound queue,
     /// so an unload can tell each client to reconnect.
     producers: Mutex<HashMap<(u64, u64), mpsc::Sender<Bytes>>>,
+    /// Unloaded or dropped: a connection's producer or consumer on it is stale, and a
+    /// client re-creating it with the same id gets the topic loaded afresh.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Topic {
@@ -57,6 +60,7 @@ impl Topic {
             subscriptions: tokio::sync::Mutex::new(HashMap::new()),
             producer_names: Mutex::new(0),
             producers: Mutex::new(HashMap::new()),
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -189,6 +193,11 @@ impl Topic {
         self.ml.trim_before(min).await
     }
 
+    /// Whether the topic was unloaded or dropped (see the field).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Records a producer (for [`Topic::drop_unowned`]).
     pub fn add_producer(&self, key: (u64, u64), out: mpsc::Sender<Bytes>) {
         self.producers
@@ -210,6 +219,7 @@ impl Topic {
     /// topic up again), dispatch stops, and the open ledger is abandoned — not closed, and
     /// no cursor written: the new owner fences and recovers them.
     pub async fn drop_unowned(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         self.tell_producers_to_reconnect();
         let subs: Vec<_> = self
             .subscriptions
@@ -221,7 +231,7 @@ impl Topic {
         for s in subs {
             s.abandon();
         }
-        self.ml.abandon().await;
+        self.ml.abandon();
     }
 
     /// CLOSE_PRODUCER to every producer: its client looks the topic up again.
@@ -241,6 +251,7 @@ impl Topic {
 
     /// Persists every cursor and closes the open ledger (graceful shutdown).
     pub async fn close(&self) -> Result<()> {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         // Clients first: they look the topic up again (and, while this broker drains, are
         // told to retry) and reconnect to the next owner once this one lets the bundle go.
         self.tell_producers_to_reconnect();

@@ -33,17 +33,22 @@ where
     }
 }
 
-/// A store that loses the answers of some writes: every `every`-th put to a key containing
-/// `infix` is applied and then reported as `Unavailable`, as when a connection drops after
-/// the store committed. For tests of ambiguous outcomes.
+/// A store with faults in its writes to keys containing `infix`, for tests of ambiguous
+/// outcomes and slow metadata:
+/// - every `every`-th such put is applied and then reported as `Unavailable`, as when a
+///   connection drops after the store committed (`every == 0`: never);
+/// - while [`LosingAnswers::hold`] is in force, such puts wait (a stalled etcd).
 #[derive(Debug)]
 pub struct LosingAnswers {
     inner: std::sync::Arc<dyn crate::MetadataStore>,
     infix: String,
     every: u64,
     puts: std::sync::atomic::AtomicU64,
+    held: tokio::sync::watch::Sender<bool>,
     /// Answers lost so far.
     pub lost: std::sync::atomic::AtomicU64,
+    /// Puts that waited on a hold so far.
+    pub waited: std::sync::atomic::AtomicU64,
 }
 
 impl LosingAnswers {
@@ -52,10 +57,22 @@ impl LosingAnswers {
         LosingAnswers {
             inner,
             infix: infix.to_owned(),
-            every: every.max(1),
+            every,
             puts: Default::default(),
+            held: tokio::sync::watch::channel(false).0,
             lost: Default::default(),
+            waited: Default::default(),
         }
+    }
+
+    /// Makes matching puts wait until [`LosingAnswers::release`].
+    pub fn hold(&self) {
+        self.held.send_replace(true);
+    }
+
+    /// Lets held puts go on.
+    pub fn release(&self) {
+        self.held.send_replace(false);
     }
 }
 
@@ -73,9 +90,16 @@ impl crate::MetadataStore for LosingAnswers {
         lease: Option<crate::LeaseId>,
     ) -> crate::Result<crate::Version> {
         use std::sync::atomic::Ordering;
+        let matching = key.contains(&self.infix);
+        if matching && *self.held.borrow() {
+            self.waited.fetch_add(1, Ordering::SeqCst);
+            let mut rx = self.held.subscribe();
+            let _ = rx.wait_for(|held| !held).await;
+        }
         let res = self.inner.put(key, value, condition, lease).await;
-        if key.contains(&self.infix)
+        if matching
             && res.is_ok()
+            && self.every > 0
             && (self.puts.fetch_add(1, Ordering::SeqCst) + 1).is_multiple_of(self.every)
         {
             self.lost.fetch_add(1, Ordering::SeqCst);

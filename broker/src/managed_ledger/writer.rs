@@ -1,0 +1,408 @@
+//! The managed ledger's write side as two tasks, so no lock is held across a roll or a CAS and
+//! a roll never stalls the connections that publish to the topic (their appends wait in the
+//! queue; their receipts come later):
+//!
+//! - the **write task** owns the ledger list record (and its version), the open ledger's
+//!   writer and the [`Rollover`] state machine; it takes appends, trims and the close in queue
+//!   order, and does the I/O the state machine asks for (close or recover the old ledger,
+//!   create and CAS the new one);
+//! - the **completion task** awaits the adds in the order they were written (the ledger
+//!   client completes them in entry order), then caches each entry, advances the last
+//!   durable position and answers the appender — whether or not the appender still waits, so a
+//!   producer that went away cannot hide a durable entry from consumers. Once ownership is
+//!   lost it acknowledges nothing more.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bookie::client::{CreateOptions, LedgerClient, LedgerWriter, PendingAdd};
+use bytes::Bytes;
+use common::{LedgerId, Position};
+use meta::records::encode;
+use meta::{MetaError, PutCondition, Version};
+use proto::meta::{LedgerMetadata, ManagedLedgerEntry, ManagedLedgerInfo};
+use tokio::sync::{mpsc, oneshot};
+
+use super::Inner;
+use super::rollover::{End, Next, Refusal, Rollover};
+use crate::error::{BrokerError, Result};
+
+/// Appends queued ahead of the write task (backpressure on publishers beyond that).
+pub(super) const QUEUE: usize = 1024;
+
+/// What the write task is asked to do.
+pub(super) enum Cmd {
+    /// Append an entry; the reply is its durable position.
+    Append {
+        payload: Bytes,
+        reply: oneshot::Sender<Result<Position>>,
+    },
+    /// Remove closed ledgers at or before a mark from the list; the reply names them (the
+    /// caller deletes them from the bookies).
+    Trim {
+        mark: Position,
+        reply: oneshot::Sender<Result<Vec<LedgerId>>>,
+    },
+    /// Close the open ledger (graceful unload); appends are refused afterwards.
+    Close { reply: oneshot::Sender<Result<()>> },
+}
+
+/// An add in flight, for the completion task.
+struct Completion {
+    ledger: LedgerId,
+    pending: PendingAdd,
+    payload: Bytes,
+    reply: oneshot::Sender<Result<Position>>,
+}
+
+/// Creates a ledger for `topic` and CASes it onto the list; `BadVersion` means another
+/// broker took the topic.
+pub(super) async fn new_ledger(
+    inner: &Inner,
+    mut info: ManagedLedgerInfo,
+    version: Option<Version>,
+) -> Result<(LedgerWriter, ManagedLedgerInfo, Version)> {
+    let config = &inner.config;
+    let writer = inner
+        .client
+        .create(CreateOptions {
+            ensemble: config.ensemble,
+            write_quorum: config.write_quorum,
+            ack_quorum: config.ack_quorum,
+            password: Bytes::new(),
+            custom: [
+                ("application".to_owned(), Bytes::from_static(b"magnetar")),
+                (
+                    "component".to_owned(),
+                    Bytes::from_static(b"managed-ledger"),
+                ),
+                (
+                    "topic".to_owned(),
+                    Bytes::copy_from_slice(inner.name.as_bytes()),
+                ),
+            ]
+            .into(),
+        })
+        .await?;
+    info.ledgers.push(ManagedLedgerEntry {
+        ledger_id: writer.id().0,
+        entries: 0,
+        size: 0,
+    });
+    let cond = version.map_or(PutCondition::Absent, PutCondition::Version);
+    let mut rec = info.clone();
+    match meta::cas::put_checked(inner.store.as_ref(), &inner.key, encode(&mut rec), cond).await {
+        Ok(v) => Ok((writer, info, v)),
+        Err(MetaError::BadVersion { .. } | MetaError::AlreadyExists { .. }) => {
+            Err(BrokerError::NotOwner(inner.name.clone()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Starts both tasks for a managed ledger whose `writer` was just created; returns the queue.
+pub(super) fn spawn(
+    inner: Arc<Inner>,
+    info: ManagedLedgerInfo,
+    version: Version,
+    writer: LedgerWriter,
+) -> mpsc::Sender<Cmd> {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let (done_tx, done_rx) = mpsc::channel(QUEUE);
+    let (failed_tx, failed_rx) = mpsc::unbounded_channel();
+    let limits = inner.config.limits();
+    let task = WriteTask {
+        roll: Rollover::new(limits, writer.id(), Instant::now()),
+        writer: Some(writer),
+        info,
+        version,
+        completions: done_tx,
+        inner: inner.clone(),
+    };
+    tokio::spawn(task.run(rx, failed_rx));
+    tokio::spawn(complete(inner, done_rx, failed_tx));
+    tx
+}
+
+/// What the write task owns.
+struct WriteTask {
+    inner: Arc<Inner>,
+    roll: Rollover,
+    writer: Option<LedgerWriter>,
+    /// The ledger list as stored, and its version (the task is its only writer).
+    info: ManagedLedgerInfo,
+    version: Version,
+    completions: mpsc::Sender<Completion>,
+}
+
+impl WriteTask {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Cmd>,
+        mut failed: mpsc::UnboundedReceiver<LedgerId>,
+    ) {
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.inner.abandoned.cancelled(), if !self.roll.is_abandoned() => {
+                    // Dropping the writer leaves the ledger OPEN: the new owner recovers it.
+                    self.roll.abandon();
+                    self.writer = None;
+                }
+                Some(ledger) = failed.recv() => self.roll.add_failed(ledger),
+                cmd = rx.recv() => match cmd {
+                    None => return,
+                    Some(Cmd::Append { payload, reply }) => self.append(payload, reply).await,
+                    Some(Cmd::Trim { mark, reply }) => {
+                        let _ = reply.send(self.trim(mark).await);
+                    }
+                    Some(Cmd::Close { reply }) => {
+                        let _ = reply.send(self.close().await);
+                    }
+                },
+            }
+        }
+    }
+
+    async fn append(&mut self, payload: Bytes, reply: oneshot::Sender<Result<Position>>) {
+        // A roll takes at most: close (fails) → recover → create; then the write.
+        for _ in 0..4 {
+            match self.roll.next(Instant::now()) {
+                Next::Refuse(r) => {
+                    let _ = reply.send(Err(self.refusal(r)));
+                    return;
+                }
+                Next::Roll(end) => {
+                    if let Err(e) = self.roll_over(end).await {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                }
+                Next::Write(ledger) => {
+                    let Some(writer) = self.writer.as_ref() else {
+                        self.roll.writer_gone();
+                        continue;
+                    };
+                    let len = payload.len() as u64;
+                    match writer.append(payload.clone()).await {
+                        Ok(pending) => {
+                            self.roll.appended(len);
+                            let c = Completion {
+                                ledger,
+                                pending,
+                                payload,
+                                reply,
+                            };
+                            if let Err(mpsc::error::SendError(c)) = self.completions.send(c).await {
+                                let _ = c.reply.send(Err(BrokerError::ShuttingDown));
+                            }
+                        }
+                        Err(e) => {
+                            self.roll.writer_gone();
+                            self.writer = None;
+                            let _ = reply.send(Err(e.into()));
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+        let _ = reply.send(Err(BrokerError::NotOwner(self.inner.name.clone())));
+    }
+
+    fn refusal(&self, r: Refusal) -> BrokerError {
+        match r {
+            Refusal::NotOwner => BrokerError::NotOwner(self.inner.name.clone()),
+            Refusal::Closed => BrokerError::ShuttingDown,
+        }
+    }
+
+    /// Ends the previous ledger as the state machine says, then creates the next one. A close
+    /// that fails is not an error: the state machine turns it into a recovery.
+    async fn roll_over(&mut self, end: End) -> Result<()> {
+        match end {
+            End::Close(ledger) => {
+                let closed = match self.writer.take() {
+                    Some(w) => w.close().await,
+                    None => Err(bookie::client::ClientError::Closed(ledger)),
+                };
+                match closed {
+                    Ok(m) => self.ended(&m),
+                    Err(e) => {
+                        tracing::warn!(topic = self.inner.name, %ledger, error = %e, "close failed; recovering the ledger");
+                        self.roll.end_failed(ledger);
+                        return Ok(());
+                    }
+                }
+            }
+            End::Recover(ledger) => {
+                self.writer = None;
+                match self.inner.client.recover(ledger, b"").await {
+                    Ok(m) => self.ended(&m),
+                    Err(e) => {
+                        self.roll.end_failed(ledger);
+                        return Err(e.into());
+                    }
+                }
+            }
+            End::Nothing => {}
+        }
+        match new_ledger(&self.inner, self.info.clone(), Some(self.version)).await {
+            Ok((writer, info, version)) => {
+                tracing::debug!(topic = self.inner.name, ledger = %writer.id(), "managed ledger rolled over");
+                self.roll.created(writer.id(), Instant::now());
+                self.writer = Some(writer);
+                self.info = info;
+                self.version = version;
+                Ok(())
+            }
+            Err(e @ BrokerError::NotOwner(_)) => {
+                tracing::warn!(
+                    topic = self.inner.name,
+                    "ledger list changed under us: another broker owns the topic"
+                );
+                self.roll.abandon();
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records how a ledger ended: its entries in the list record and the closed list.
+    fn ended(&mut self, m: &LedgerMetadata) {
+        self.roll.ended();
+        let entries = (m.last_entry_id + 1) as u64;
+        if let Some(e) = self
+            .info
+            .ledgers
+            .iter_mut()
+            .find(|l| l.ledger_id == m.ledger_id)
+        {
+            e.entries = entries;
+            e.size = m.length;
+        }
+        let mut closed = self.inner.ledgers.lock().unwrap_or_else(|p| p.into_inner());
+        if entries > 0 && !closed.iter().any(|(l, _)| l.0 == m.ledger_id) {
+            closed.push((LedgerId(m.ledger_id), entries));
+        }
+    }
+
+    async fn trim(&mut self, mark: Position) -> Result<Vec<LedgerId>> {
+        if self.roll.is_abandoned() {
+            return Err(BrokerError::NotOwner(self.inner.name.clone()));
+        }
+        let current = self.roll.current();
+        let doomed: Vec<LedgerId> = {
+            let closed = self.inner.ledgers.lock().unwrap_or_else(|e| e.into_inner());
+            closed
+                .iter()
+                .filter(|(l, n)| *l < mark.ledger || (*l == mark.ledger && mark.entry.0 + 1 >= *n))
+                .filter(|(l, _)| Some(*l) != current)
+                .map(|(l, _)| *l)
+                .collect()
+        };
+        if doomed.is_empty() {
+            return Ok(doomed);
+        }
+        let mut info = self.info.clone();
+        info.ledgers
+            .retain(|l| !doomed.contains(&LedgerId(l.ledger_id)));
+        let mut rec = info.clone();
+        match meta::cas::put_checked(
+            self.inner.store.as_ref(),
+            &self.inner.key,
+            encode(&mut rec),
+            PutCondition::Version(self.version),
+        )
+        .await
+        {
+            Ok(v) => {
+                self.info = info;
+                self.version = v;
+            }
+            Err(MetaError::BadVersion { .. }) => {
+                self.roll.abandon();
+                return Err(BrokerError::NotOwner(self.inner.name.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.inner
+            .ledgers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(l, _)| !doomed.contains(l));
+        Ok(doomed)
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        match self.roll.close() {
+            End::Close(ledger) => {
+                if let Some(w) = self.writer.take() {
+                    let m = w.close().await?;
+                    tracing::debug!(topic = self.inner.name, %ledger, last = m.last_entry_id, "ledger closed");
+                }
+            }
+            End::Recover(ledger) => {
+                self.writer = None;
+                self.inner.client.recover(ledger, b"").await?;
+            }
+            End::Nothing => {}
+        }
+        Ok(())
+    }
+}
+
+/// The completion task: see the module doc.
+async fn complete(
+    inner: Arc<Inner>,
+    mut rx: mpsc::Receiver<Completion>,
+    failed: mpsc::UnboundedSender<LedgerId>,
+) {
+    let mut reported: Option<LedgerId> = None;
+    while let Some(c) = rx.recv().await {
+        let result = match c.pending.await {
+            Ok(_) if inner.abandoned.is_cancelled() => {
+                Err(BrokerError::NotOwner(inner.name.clone()))
+            }
+            Ok(entry) => {
+                let pos = Position::new(c.ledger, entry);
+                inner.durable(pos, c.payload);
+                Ok(pos)
+            }
+            Err(e) => {
+                if reported != Some(c.ledger) {
+                    reported = Some(c.ledger);
+                    let _ = failed.send(c.ledger);
+                }
+                Err(e.into())
+            }
+        };
+        let _ = c.reply.send(result);
+    }
+}
+
+/// Reads the ledger list record's ledgers' ends: recovers (fences and closes) every ledger a
+/// previous owner may still write, drops empty ones.
+pub(super) async fn fence_previous(
+    client: &LedgerClient,
+    info: &mut ManagedLedgerInfo,
+) -> Result<()> {
+    for l in info.ledgers.iter_mut() {
+        let id = LedgerId(l.ledger_id);
+        match client.ledgers().get(id).await {
+            Ok((m, _)) if m.state == proto::meta::LedgerState::Closed as i32 => {
+                l.entries = (m.last_entry_id + 1) as u64;
+                l.size = m.length;
+            }
+            Ok(_) => {
+                let m = client.recover(id, b"").await?;
+                l.entries = (m.last_entry_id + 1) as u64;
+                l.size = m.length;
+            }
+            Err(MetaError::NotFound { .. }) => l.entries = 0,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    info.ledgers.retain(|l| l.entries > 0);
+    Ok(())
+}
