@@ -8,6 +8,7 @@
 //! - [`topic`]: a topic, its subscriptions and their dispatchers;
 //! - [`managed_ledger`]: the ledger list (CAS), rollover, recovery of a previous owner's
 //!   ledgers, durable cursors (runs of acknowledged entries), the broker-wide entry cache;
+//! - [`admin`]: the `/admin/v2` REST calls (unload of topics and bundles);
 //! - [`server`]: listeners, HTTP, shutdown; [`stats`]: Pulsar-named rates and backlogs, and
 //!   trimming of consumed ledgers; [`evict`]: the broker-wide entry cache kept to what
 //!   tailing readers need.
@@ -17,6 +18,7 @@
 //! dispatcher reads from the entry cache or bookies and sends MESSAGE while the consumer has
 //! permits; ACKs move the cursor, persisted by CAS at most once a second.
 
+pub mod admin;
 pub mod config;
 pub mod connection;
 pub mod error;

@@ -1,12 +1,11 @@
 //! The broker process: accept loop on the Pulsar port, HTTP (`/metrics`, `/status`,
-//! `/lookup/v2/topic/…`), the broker's registration and ownership lease, and shutdown (stop
+//! `/lookup/v2/topic/…`, `/admin/v2/…` from [`crate::admin`]), the broker's registration and ownership lease, and shutdown (stop
 //! accepting, persist cursors, close open ledgers, then give up the lease and its bundles).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::Router;
 use axum::routing::get;
 use common::telemetry::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -102,7 +101,7 @@ pub fn start(
         stop.clone(),
     )));
     let lookup_svc = service.clone();
-    let app = Router::new()
+    let app = crate::admin::routes(service.clone())
         .route("/status", get(|| async { "OK\n" }))
         .route(
             "/lookup/v2/topic/{domain}/{tenant}/{namespace}/{topic}",

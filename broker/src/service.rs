@@ -169,6 +169,61 @@ impl BrokerService {
         }
     }
 
+    /// Unloads one topic (Pulsar's topic unload): its clients are told to reconnect, cursors
+    /// persisted, its ledger closed; ownership of its bundle stays, so the next use loads
+    /// it again here. Returns whether it was loaded.
+    pub async fn unload_topic(&self, name: &str) -> Result<bool> {
+        let name = normalize_topic(name)?;
+        let cell = self
+            .topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&name);
+        match cell.as_ref().and_then(|c| c.get()) {
+            Some(t) => {
+                t.close().await?;
+                tracing::info!(topic = name, "topic unloaded");
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Unloads a bundle this broker owns (`key`: its ownership key): lookups and loads for it
+    /// are refused meanwhile, every loaded topic of the bundle is closed as in
+    /// [`BrokerService::unload_topic`], then the ownership record is deleted — the next
+    /// lookup assigns the bundle to the least loaded broker. Returns the topics closed.
+    pub async fn unload_bundle(&self, key: &str) -> Result<usize> {
+        let Some(o) = self.ownership.clone() else {
+            return Ok(0);
+        };
+        o.start_release(key);
+        let cells: Vec<_> = {
+            let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+            let names: Vec<String> = topics
+                .keys()
+                .filter(|t| o.key_of(t) == key)
+                .cloned()
+                .collect();
+            names
+                .into_iter()
+                .filter_map(|n| topics.remove(&n))
+                .collect()
+        };
+        let mut closed = 0;
+        for cell in cells {
+            if let Some(t) = cell.get() {
+                if let Err(e) = t.close().await {
+                    tracing::warn!(topic = t.name, error = %e, "topic close failed during unload");
+                }
+                closed += 1;
+            }
+        }
+        o.release(key).await?;
+        tracing::info!(bundle = key, topics = closed, "bundle unloaded");
+        Ok(closed)
+    }
+
     /// Closes every loaded topic: cursors persisted, open ledgers closed.
     pub async fn close(&self) {
         let cells: Vec<_> = self

@@ -33,13 +33,31 @@ pub async fn http_body(url: &str) -> String {
 /// A plain HTTP/1.1 GET (status line, headers and body as one string): enough for
 /// `/metrics` and status pages, without an HTTP client dependency.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    http_request("GET", addr, path).await
+}
+
+/// A plain HTTP/1.1 PUT with no body to `url` (`http://host:port/path`): the whole response.
+pub async fn http_put(url: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let addr: std::net::SocketAddr = host.parse().expect("host:port");
+    http_request("PUT", addr, &format!("/{path}")).await
+}
+
+/// One HTTP/1.1 request without a body; the whole response as a string.
+pub async fn http_request(method: &str, addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect to the HTTP port");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("send the request");
+    s.write_all(
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("send the request");
     let mut out = String::new();
     s.read_to_string(&mut out).await.expect("read the response");
     out

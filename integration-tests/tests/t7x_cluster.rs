@@ -289,3 +289,113 @@ async fn t75_rust_client_follows_redirects() {
         Some(owner.as_str())
     );
 }
+
+/// The registrations in the store: (service URL, topics in its last load report).
+async fn registered(cluster: &TestCluster) -> Vec<(String, u64)> {
+    let store = cluster.store().await;
+    let prefix = format!("{}brokers/", cluster.keys().root());
+    let (kvs, _) = meta::range_all(store.as_ref(), &prefix, 100)
+        .await
+        .unwrap_or_default();
+    kvs.iter()
+        .filter_map(|kv| decode::<proto::meta::BrokerInfo>(&kv.key, &kv.value).ok())
+        .map(|b| (b.service_url, b.load.map_or(0, |l| l.topics)))
+        .collect()
+}
+
+/// Scale out: a broker added while a producer runs takes a bundle once the bundle is
+/// unloaded (the admin call, asked of the new broker, is redirected to the owner). The
+/// producer sees only a reconnect, nothing acknowledged is lost, and the owner's other
+/// bundles stay where they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t76_scale_out_a_new_broker_takes_an_unloaded_bundle() {
+    use broker::ownership::bundles::bundle_of;
+    use std::time::Duration;
+    let topic = "persistent://public/default/scale-out";
+    let bundle = bundle_of(topic, 4);
+    let cluster = TestCluster::start(2).await.unwrap();
+    let start = |i: usize| {
+        BrokerProcess::start_with(
+            &cluster.meta_url(),
+            (2, 2, 2),
+            &cluster.dir().join(format!("broker-{i}.log")),
+            &[],
+        )
+        .unwrap()
+    };
+    let a = start(0);
+    check(
+        run_scenario(&a.service_url, "consume_fixed", &[topic, "s", "0"]),
+        "subscribe",
+    );
+    // Three more topics on the first broker, in other bundles: it stays the more loaded one.
+    let others: Vec<String> = (0..)
+        .map(|i| format!("persistent://public/default/scale-out-other-{i}"))
+        .filter(|t| bundle_of(t, 4) != bundle)
+        .take(3)
+        .collect();
+    for t in &others {
+        check(
+            run_scenario(&a.service_url, "consume_fixed", &[t.as_str(), "s", "0"]),
+            "load another topic",
+        );
+    }
+    integration_tests::wait_for(
+        "the first broker to report its four topics",
+        Duration::from_secs(30),
+        || async {
+            registered(&cluster)
+                .await
+                .iter()
+                .any(|(url, topics)| *url == a.service_url && *topics >= 4)
+                .then_some(())
+        },
+    )
+    .await;
+    let mut added = None;
+    let acked = produce_watching(&a.service_url, &[topic, "2000"], async |n| {
+        if n != 300 {
+            return;
+        }
+        let b = start(1);
+        integration_tests::wait_for(
+            "the new broker to register",
+            Duration::from_secs(30),
+            || async {
+                registered(&cluster)
+                    .await
+                    .iter()
+                    .any(|(url, _)| *url == b.service_url)
+                    .then_some(())
+            },
+        )
+        .await;
+        let path = format!("/admin/v2/namespaces/public/default/{bundle}/unload");
+        let answer = integration_tests::http_put(&format!("{}{path}", b.http_url)).await;
+        assert!(answer.starts_with("HTTP/1.1 307"), "{answer}");
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains(&format!("location: {}{path}", a.http_url)),
+            "{answer}"
+        );
+        let answer = integration_tests::http_put(&format!("{}{path}", a.http_url)).await;
+        assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+        added = Some(b);
+    })
+    .await;
+    assert_eq!(acked.len(), 2000);
+    let b = added.expect("the broker was added");
+    assert_eq!(
+        owner_of(&cluster, topic).await.as_deref(),
+        Some(b.service_url.as_str())
+    );
+    for t in &others {
+        assert_eq!(
+            owner_of(&cluster, t).await.as_deref(),
+            Some(a.service_url.as_str()),
+            "{t} moved"
+        );
+    }
+    assert_none_lost(&b.service_url, topic, &acked);
+}

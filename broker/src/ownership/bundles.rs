@@ -31,6 +31,22 @@ pub fn bundle_of(topic: &str, count: u32) -> String {
     format!("0x{start:08x}_0x{end:08x}")
 }
 
+/// Every bundle name among `count` bundles, in hash order.
+pub fn all(count: u32) -> Vec<String> {
+    let count = u64::from(count.max(1));
+    let width = (1u64 << 32) / count;
+    (0..count)
+        .map(|i| {
+            let end = if i + 1 == count {
+                0xffff_ffff
+            } else {
+                (i + 1) * width
+            };
+            format!("0x{:08x}_0x{end:08x}", i * width)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +70,14 @@ mod tests {
             ]
         );
         assert_eq!(bundle_of("persistent://a/b/x", 1), "0x00000000_0xffffffff");
+        assert_eq!(all(4), names_seen(4));
+        assert_eq!(all(1), ["0x00000000_0xffffffff"]);
+    }
+
+    fn names_seen(count: u32) -> Vec<String> {
+        let names: std::collections::BTreeSet<String> = (0..2000)
+            .map(|i| bundle_of(&format!("persistent://a/b/t{i}"), count))
+            .collect();
+        names.into_iter().collect()
     }
 }

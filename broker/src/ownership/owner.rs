@@ -41,6 +41,9 @@ pub struct Ownership {
     lease: watch::Sender<Option<LeaseId>>,
     /// Incremented each time the lease is lost: whoever serves topics drops them all.
     losses: watch::Sender<u64>,
+    /// Bundles (ownership keys) being unloaded: no lookup is answered and no topic loaded for
+    /// them until their key is released, so clients told to reconnect wait for the next owner.
+    releasing: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Ownership {
@@ -64,6 +67,7 @@ impl Ownership {
             lease_ttl,
             lease: watch::channel(None).0,
             losses: watch::channel(0).0,
+            releasing: Default::default(),
         })
     }
 
@@ -146,6 +150,7 @@ impl Ownership {
     /// broker is (the client looks up again).
     pub async fn acquire(&self, topic: &str) -> Result<()> {
         let key = self.key_of(topic);
+        self.refuse_if_releasing(&key)?;
         for _ in 0..3 {
             if let Some((info, mine)) = self.owner(&key).await? {
                 return if mine {
@@ -197,6 +202,7 @@ impl Ownership {
     /// client is redirected to the least loaded one (authoritatively, so no loop).
     pub async fn lookup(&self, topic: &str, authoritative: bool) -> Result<LookupAnswer> {
         let key = self.key_of(topic);
+        self.refuse_if_releasing(&key)?;
         if let Some((info, mine)) = self.owner(&key).await? {
             return Ok(if mine {
                 LookupAnswer::Connect
@@ -233,5 +239,83 @@ impl Ownership {
             },
             Err(e) => Err(e),
         }
+    }
+
+    fn refuse_if_releasing(&self, key: &str) -> Result<()> {
+        if self
+            .releasing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(key)
+        {
+            return Err(BrokerError::NotOwner(format!(
+                "bundle {key} is being unloaded; look it up again"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The owner of the bundle at `key`: `Some((its http URL, whether it is this broker))`.
+    pub async fn owner_of_bundle(&self, key: &str) -> Result<Option<(String, bool)>> {
+        Ok(self.owner(key).await?.map(|(i, mine)| (i.http_url, mine)))
+    }
+
+    /// The ownership key of `bundle` of `namespace`.
+    pub fn bundle_key(&self, namespace: &str, bundle: &str) -> String {
+        self.keys.ownership(namespace, bundle)
+    }
+
+    /// Whether `bundle` is one of the namespace's bundle names.
+    pub fn is_bundle(&self, bundle: &str) -> bool {
+        super::bundles::all(self.bundles)
+            .iter()
+            .any(|b| b == bundle)
+    }
+
+    /// Starts unloading the bundle at `key`: lookups and loads for it are refused until
+    /// [`Ownership::release`].
+    pub fn start_release(&self, key: &str) {
+        self.releasing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned());
+    }
+
+    /// Gives up the bundle at `key` (deletes the ownership record if it is still this
+    /// broker's; an ambiguous delete is read back) and answers lookups for it again.
+    pub async fn release(&self, key: &str) -> Result<()> {
+        let result = self.delete_own(key).await;
+        self.releasing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        result
+    }
+
+    async fn delete_own(&self, key: &str) -> Result<()> {
+        for _ in 0..3 {
+            let Some(kv) = self.store.get(key).await? else {
+                return Ok(());
+            };
+            let info: OwnershipInfo = decode(key, &kv.value)?;
+            if info.broker_id != self.broker_id {
+                return Ok(());
+            }
+            match self.store.delete(key, Some(kv.version)).await {
+                Ok(()) => {
+                    tracing::info!(bundle = key, "bundle released");
+                    return Ok(());
+                }
+                Err(
+                    MetaError::Unavailable { .. }
+                    | MetaError::BadVersion { .. }
+                    | MetaError::NotFound { .. },
+                ) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(BrokerError::NotOwner(format!(
+            "could not settle the release of {key}"
+        )))
     }
 }

@@ -1,6 +1,7 @@
 //! PRODUCER → PRODUCER_SUCCESS with a broker-generated unique name (when the client gave
 //! none). Loading the topic fences its previous owner. A re-sent create for an id that
-//! already exists (a client retrying after a timeout) gets the same answer again.
+//! already exists (a client retrying after a timeout) gets the same answer again, unless
+//! its topic was unloaded since (then it is created again on the topic as loaded now).
 
 use tokio::sync::mpsc;
 
@@ -13,8 +14,12 @@ use crate::protocol::{cmd, commands::send};
 /// Handles PRODUCER.
 pub async fn handle(conn: &mut Connection, c: CommandProducer) -> Result<()> {
     if let Some(p) = conn.producers.get(&c.producer_id) {
-        let name = p.name.clone();
-        return conn.send(success(c.request_id, name)).await;
+        if !p.topic.is_closed() {
+            let name = p.name.clone();
+            return conn.send(success(c.request_id, name)).await;
+        }
+        // Its topic was unloaded (the client was told to reconnect): create it afresh.
+        conn.producers.remove(&c.producer_id);
     }
     let topic = match conn.service.topic(&c.topic).await {
         Ok(t) => t,

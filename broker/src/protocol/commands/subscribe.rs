@@ -16,8 +16,12 @@ use crate::topic::subscription::ConsumerHandle;
 
 /// Handles SUBSCRIBE.
 pub async fn handle(conn: &mut Connection, c: CommandSubscribe) -> Result<()> {
-    if conn.consumers.contains_key(&c.consumer_id) {
-        return conn.send(cmd::success(c.request_id)).await;
+    if let Some(existing) = conn.consumers.get(&c.consumer_id) {
+        if !existing.topic.is_closed() {
+            return conn.send(cmd::success(c.request_id)).await;
+        }
+        // Its topic was unloaded (the client was told to reconnect): subscribe afresh.
+        conn.consumers.remove(&c.consumer_id);
     }
     let sub_type = SubType::try_from(c.sub_type).unwrap_or(SubType::Exclusive);
     let served = sub_type;

@@ -1,0 +1,106 @@
+//! The broker's `/admin/v2` REST calls (Pulsar's paths and status codes): so far, unloading a
+//! topic or a namespace bundle. A call about something another broker owns answers
+//! `307 Temporary Redirect` to that broker, as Pulsar's admin API does.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::put;
+
+use crate::error::BrokerError;
+use crate::service::{BrokerService, normalize_topic};
+
+/// The admin routes.
+pub fn routes(service: Arc<BrokerService>) -> Router {
+    Router::new()
+        .route(
+            "/admin/v2/namespaces/{tenant}/{namespace}/{bundle}/unload",
+            put(unload_bundle),
+        )
+        .route(
+            "/admin/v2/persistent/{tenant}/{namespace}/{topic}/unload",
+            put(unload_topic),
+        )
+        .with_state(service)
+}
+
+fn error(e: &BrokerError) -> Response {
+    let status = match e {
+        BrokerError::InvalidTopic(_) => StatusCode::PRECONDITION_FAILED,
+        BrokerError::NotOwner(_) | BrokerError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (
+        status,
+        axum::Json(serde_json::json!({ "reason": e.to_string() })),
+    )
+        .into_response()
+}
+
+fn redirect(owner_http: &str, uri: &axum::http::Uri) -> Response {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let location = format!("{}{path}", owner_http.trim_end_matches('/'));
+    (
+        StatusCode::TEMPORARY_REDIRECT,
+        [(header::LOCATION, location)],
+    )
+        .into_response()
+}
+
+/// `PUT /admin/v2/namespaces/{tenant}/{namespace}/{bundle}/unload`: the owner closes the
+/// bundle's topics and gives the bundle up; the next lookup assigns it again.
+async fn unload_bundle(
+    State(service): State<Arc<BrokerService>>,
+    Path((tenant, namespace, bundle)): Path<(String, String, String)>,
+    uri: axum::http::Uri,
+) -> Response {
+    let Some(o) = service.ownership.clone() else {
+        // Standalone without ownership: every bundle is served here; unload its topics.
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    if !o.is_bundle(&bundle) {
+        let reason = format!("{bundle:?} is not a bundle of {tenant}/{namespace}");
+        return (
+            StatusCode::PRECONDITION_FAILED,
+            axum::Json(serde_json::json!({ "reason": reason })),
+        )
+            .into_response();
+    }
+    let key = o.bundle_key(&format!("{tenant}/{namespace}"), &bundle);
+    match o.owner_of_bundle(&key).await {
+        Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Some((http, false))) => redirect(&http, &uri),
+        Ok(Some((_, true))) => match service.unload_bundle(&key).await {
+            Ok(_) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => error(&e),
+        },
+        Err(e) => error(&e),
+    }
+}
+
+/// `PUT /admin/v2/persistent/{tenant}/{namespace}/{topic}/unload`: the owner closes the topic
+/// (clients reconnect; it is loaded again on next use).
+async fn unload_topic(
+    State(service): State<Arc<BrokerService>>,
+    Path((tenant, namespace, topic)): Path<(String, String, String)>,
+    uri: axum::http::Uri,
+) -> Response {
+    let name = match normalize_topic(&format!("persistent://{tenant}/{namespace}/{topic}")) {
+        Ok(n) => n,
+        Err(e) => return error(&e),
+    };
+    if let Some(o) = service.ownership.clone() {
+        match o.owner_of_bundle(&o.key_of(&name)).await {
+            Ok(Some((http, false))) => return redirect(&http, &uri),
+            Ok(_) => {}
+            Err(e) => return error(&e),
+        }
+    }
+    match service.unload_topic(&name).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error(&e),
+    }
+}
