@@ -3,6 +3,12 @@
 //! (`../shared/reference/performance.md`). One TCP connection per topic; SENDs pipelined up
 //! to `--in-flight`; optionally paced to `--rate` (latency is then measured from each
 //! message's scheduled time, as the W2 workload asks).
+//!
+//! Like the Pulsar clients, it looks each topic up (following redirects to the owning
+//! broker) and, when a connection breaks or the broker moves the topic, looks it up again,
+//! reconnects and resends what was in flight. It reports the reconnects and the longest time
+//! a producer with messages in flight waited for a receipt: the unavailability window of a
+//! failover.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,12 +23,11 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::Semaphore;
 
 /// Flags of `magnetar perf produce`.
 #[derive(Debug, clap::Args)]
 pub struct ProduceArgs {
-    /// Broker, `pulsar://HOST:PORT`.
+    /// Brokers, `pulsar://HOST:PORT[,HOST:PORT…]` (lookups rotate over them).
     #[arg(long, default_value = "pulsar://127.0.0.1:6650")]
     service_url: String,
     /// Topics, one producer (and connection) each.
@@ -79,9 +84,32 @@ async fn read(r: &mut OwnedReadHalf, buf: &mut BytesMut) -> anyhow::Result<frame
     }
 }
 
-async fn connect(
-    url: &str,
-) -> anyhow::Result<(OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf, BytesMut)> {
+/// A connection to a broker: read half, write half, read buffer.
+struct Conn {
+    r: OwnedReadHalf,
+    w: tokio::net::tcp::OwnedWriteHalf,
+    buf: BytesMut,
+}
+
+impl Conn {
+    /// Reads the next frame, answering the broker's keepalive PINGs on the way.
+    async fn next(&mut self) -> anyhow::Result<frame::Frame> {
+        loop {
+            let f = read(&mut self.r, &mut self.buf).await?;
+            if f.command.ping.is_some() {
+                let pong = BaseCommand {
+                    pong: Some(pb::CommandPong {}),
+                    ..base(Type::Pong)
+                };
+                write(&mut self.w, &pong, None).await?;
+                continue;
+            }
+            return Ok(f);
+        }
+    }
+}
+
+async fn connect(url: &str) -> anyhow::Result<Conn> {
     let addr = url
         .strip_prefix("pulsar://")
         .context("service URL must be pulsar://HOST:PORT")?;
@@ -102,132 +130,271 @@ async fn connect(
     let mut buf = BytesMut::new();
     let f = read(&mut r, &mut buf).await?;
     f.command.connected.context("no CONNECTED")?;
-    Ok((r, w, buf))
+    Ok(Conn { r, w, buf })
+}
+
+/// The brokers of a service URL: `pulsar://h1:p1,h2:p2` (as the Pulsar clients take it)
+/// names several; each lookup starts at the next one, so a dead broker is skipped.
+fn pick_broker(service_url: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let hosts: Vec<&str> = service_url
+        .strip_prefix("pulsar://")
+        .unwrap_or(service_url)
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .collect();
+    let i = NEXT.fetch_add(1, Ordering::Relaxed) % hosts.len().max(1);
+    format!("pulsar://{}", hosts.get(i).copied().unwrap_or_default())
+}
+
+/// Looks `topic` up through `service_url` (following redirects, as the Pulsar clients do) and
+/// connects to the broker that serves it.
+async fn connect_to_owner(service_url: &str, topic: &str) -> anyhow::Result<Conn> {
+    use pb::command_lookup_topic_response::LookupType;
+    let mut url = pick_broker(service_url);
+    let mut authoritative = false;
+    for hop in 0..8u64 {
+        let mut c = connect(&url).await?;
+        let lookup = BaseCommand {
+            lookup_topic: Some(pb::CommandLookupTopic {
+                topic: topic.to_owned(),
+                request_id: hop + 1,
+                authoritative: Some(authoritative),
+                ..Default::default()
+            }),
+            ..base(Type::Lookup)
+        };
+        write(&mut c.w, &lookup, None).await?;
+        let answer = c
+            .next()
+            .await?
+            .command
+            .lookup_topic_response
+            .context("no LOOKUP_RESPONSE")?;
+        let target = answer.broker_service_url.clone().unwrap_or_default();
+        match answer.response.and_then(|r| LookupType::try_from(r).ok()) {
+            Some(LookupType::Connect) if target.is_empty() || target == url => return Ok(c),
+            Some(LookupType::Connect) => return connect(&target).await,
+            Some(LookupType::Redirect) => {
+                url = target;
+                authoritative = answer.authoritative.unwrap_or(false);
+            }
+            _ => bail!(
+                "lookup of {topic} failed: {}",
+                answer.message.unwrap_or_default()
+            ),
+        }
+    }
+    bail!("lookup of {topic}: too many redirects")
 }
 
 struct Totals {
     sent: AtomicU64,
     latencies: std::sync::Mutex<Vec<Duration>>,
     consumed: AtomicU64,
+    reconnects: AtomicU64,
+    /// The longest time, in µs, that any producer waited for a receipt while it had
+    /// messages in flight: the unavailability a failover caused.
+    longest_gap_us: AtomicU64,
 }
 
-async fn produce(a: Arc<ProduceArgs>, topic: String, totals: Arc<Totals>) -> anyhow::Result<()> {
-    let (mut r, mut w, mut buf) = connect(&a.service_url).await?;
-    let create = BaseCommand {
-        producer: Some(pb::CommandProducer {
-            topic: topic.clone(),
-            producer_id: 1,
-            request_id: 1,
-            ..Default::default()
-        }),
-        ..base(Type::Producer)
-    };
-    write(&mut w, &create, None).await?;
-    let f = read(&mut r, &mut buf).await?;
-    let name = f
-        .command
-        .producer_success
-        .context("producer refused")?
-        .producer_name;
-    let window = Arc::new(Semaphore::new(a.in_flight.max(1)));
-    let scheduled: Arc<std::sync::Mutex<std::collections::VecDeque<Instant>>> = Arc::default();
-    let body = vec![0x61u8; a.size];
-    let end = Instant::now() + a.duration;
-    let per_topic_rate = a.rate as f64 / a.topics as f64;
-    let sender = {
-        let (window, scheduled) = (window.clone(), scheduled.clone());
-        tokio::spawn(async move {
-            let start = Instant::now();
-            let mut seq = 0u64;
-            while Instant::now() < end {
-                let due = if per_topic_rate > 0.0 {
-                    let due = start + Duration::from_secs_f64(seq as f64 / per_topic_rate);
-                    tokio::time::sleep_until(due.into()).await;
-                    due
-                } else {
-                    Instant::now()
-                };
-                let Ok(p) = window.acquire().await else { break };
-                p.forget();
-                let meta = pb::MessageMetadata {
-                    producer_name: name.clone(),
-                    sequence_id: seq,
-                    publish_time: 0,
-                    ..Default::default()
-                };
-                let send = BaseCommand {
-                    send: Some(pb::CommandSend {
-                        producer_id: 1,
-                        sequence_id: seq,
-                        ..Default::default()
-                    }),
-                    ..base(Type::Send)
-                };
-                scheduled
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push_back(due);
-                if write(&mut w, &send, Some(&build_payload(&meta, &body)))
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-                seq += 1;
-            }
-            seq
-        })
-    };
-    let mut done = 0u64;
-    let mut lat = Vec::new();
-    loop {
-        let f = tokio::select! {
-            f = read(&mut r, &mut buf) => f?,
-            () = tokio::time::sleep_until((end + Duration::from_secs(30)).into()) => break,
-        };
-        if let Some(e) = f.command.send_error {
-            bail!("send failed: {e:?}");
+/// One producer's run across reconnects: what is in flight survives a broken connection
+/// and is sent again to the next one (without de-duplication it may be stored twice).
+struct ProducerRun {
+    args: Arc<ProduceArgs>,
+    topic: String,
+    body: Vec<u8>,
+    start: Instant,
+    end: Instant,
+    next_seq: u64,
+    /// Sent and not yet acknowledged: (sequence id, when it was due).
+    unacked: std::collections::VecDeque<(u64, Instant)>,
+    latencies: Vec<Duration>,
+    done: u64,
+    /// The last receipt, or when the first message went out.
+    last_progress: Instant,
+    longest_gap: Duration,
+}
+
+impl ProducerRun {
+    fn due(&self) -> Instant {
+        let rate = self.args.rate as f64 / self.args.topics as f64;
+        if rate > 0.0 {
+            self.start + Duration::from_secs_f64(self.next_seq as f64 / rate)
+        } else {
+            Instant::now()
         }
-        if f.command.send_receipt.is_some() {
-            let due = scheduled
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop_front();
-            if let Some(d) = due {
-                lat.push(d.elapsed());
+    }
+
+    fn finished(&self) -> bool {
+        Instant::now() >= self.end && self.unacked.is_empty()
+    }
+
+    fn encode_send(&self, name: &str, seq: u64, out: &mut BytesMut) {
+        let meta = pb::MessageMetadata {
+            producer_name: name.to_owned(),
+            sequence_id: seq,
+            publish_time: 0,
+            ..Default::default()
+        };
+        let send = BaseCommand {
+            send: Some(pb::CommandSend {
+                producer_id: 1,
+                sequence_id: seq,
+                ..Default::default()
+            }),
+            ..base(Type::Send)
+        };
+        frame::encode_with_payload(&send, &build_payload(&meta, &self.body), out);
+    }
+
+    /// One connection's worth: create the producer, resend what is in flight, then send and
+    /// take receipts until the run is over or the connection breaks.
+    async fn session(&mut self) -> anyhow::Result<()> {
+        let mut c = connect_to_owner(&self.args.service_url, &self.topic).await?;
+        let create = BaseCommand {
+            producer: Some(pb::CommandProducer {
+                topic: self.topic.clone(),
+                producer_id: 1,
+                request_id: 1,
+                ..Default::default()
+            }),
+            ..base(Type::Producer)
+        };
+        write(&mut c.w, &create, None).await?;
+        let f = c.next().await?;
+        let name = match (f.command.producer_success, f.command.error) {
+            (Some(ok), _) => ok.producer_name,
+            (_, Some(e)) => bail!("producer refused: {}", e.message),
+            _ => bail!("producer refused"),
+        };
+        let mut out = BytesMut::new();
+        for (seq, _) in &self.unacked {
+            self.encode_send(&name, *seq, &mut out);
+        }
+        c.w.write_all(&out).await?;
+        let in_flight = self.args.in_flight.max(1);
+        let give_up = self.end + Duration::from_secs(30);
+        loop {
+            if self.finished() {
+                return Ok(());
             }
-            window.add_permits(1);
-            done += 1;
-            if sender.is_finished()
-                && scheduled
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .is_empty()
-            {
-                break;
+            let can_send = Instant::now() < self.end && self.unacked.len() < in_flight;
+            let due = self.due();
+            tokio::select! {
+                biased;
+                f = c.next() => self.on_frame(f?)?,
+                () = tokio::time::sleep_until(due.into()), if can_send => {
+                    // Everything due now, up to the window, in one write.
+                    let mut out = BytesMut::new();
+                    while self.unacked.len() < in_flight && Instant::now() < self.end {
+                        let due = self.due();
+                        if due > Instant::now() && !out.is_empty() {
+                            break;
+                        }
+                        if self.unacked.is_empty() {
+                            self.last_progress = Instant::now();
+                        }
+                        self.encode_send(&name, self.next_seq, &mut out);
+                        self.unacked.push_back((self.next_seq, due));
+                        self.next_seq += 1;
+                        if out.len() >= 256 << 10 {
+                            break;
+                        }
+                    }
+                    c.w.write_all(&out).await?;
+                }
+                () = tokio::time::sleep_until(give_up.into()) => bail!("receipts stopped coming"),
             }
         }
     }
-    totals.sent.fetch_add(done, Ordering::Relaxed);
+
+    fn on_frame(&mut self, f: frame::Frame) -> anyhow::Result<()> {
+        if let Some(r) = f.command.send_receipt {
+            // Receipts come in order; one for a message sent twice (before and after a
+            // reconnect) may repeat.
+            while let Some(&(seq, due)) = self.unacked.front() {
+                if seq > r.sequence_id {
+                    break;
+                }
+                self.unacked.pop_front();
+                if seq == r.sequence_id {
+                    let now = Instant::now();
+                    self.longest_gap = self
+                        .longest_gap
+                        .max(now.saturating_duration_since(self.last_progress));
+                    self.last_progress = now;
+                    self.latencies.push(now.saturating_duration_since(due));
+                    self.done += 1;
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        if let Some(e) = f.command.send_error {
+            bail!("send failed: {:?}: {}", e.error, e.message);
+        }
+        if f.command.close_producer.is_some() {
+            bail!("the broker closed the producer (topic moving)");
+        }
+        Ok(())
+    }
+}
+
+async fn produce(a: Arc<ProduceArgs>, topic: String, totals: Arc<Totals>) -> anyhow::Result<()> {
+    let now = Instant::now();
+    let mut run = ProducerRun {
+        body: vec![0x61u8; a.size],
+        start: now,
+        end: now + a.duration,
+        args: a,
+        topic,
+        next_seq: 0,
+        unacked: Default::default(),
+        latencies: Vec::new(),
+        done: 0,
+        last_progress: now,
+        longest_gap: Duration::ZERO,
+    };
+    let mut backoff = Duration::from_millis(50);
+    while !run.finished() {
+        match run.session().await {
+            Ok(()) => break,
+            Err(e) if Instant::now() < run.end + Duration::from_secs(30) => {
+                totals.reconnects.fetch_add(1, Ordering::Relaxed);
+                eprintln!("perf: {}: {e:#}; reconnecting", run.topic);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    totals.sent.fetch_add(run.done, Ordering::Relaxed);
+    totals
+        .longest_gap_us
+        .fetch_max(run.longest_gap.as_micros() as u64, Ordering::Relaxed);
     totals
         .latencies
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .extend(lat);
+        .extend(run.latencies);
     Ok(())
 }
 
-async fn consume(
-    url: String,
-    topic: String,
-    totals: Arc<Totals>,
+/// One consumer session: subscribe (durable, so a reconnect resumes where the acks left
+/// off), then receive, acknowledge and grant permits until `until`.
+async fn consume_session(
+    url: &str,
+    topic: &str,
+    subscription: &str,
+    totals: &Totals,
     until: Instant,
 ) -> anyhow::Result<()> {
-    let (mut r, mut w, mut buf) = connect(&url).await?;
+    let mut c = connect_to_owner(url, topic).await?;
     let sub = BaseCommand {
         subscribe: Some(pb::CommandSubscribe {
-            topic,
-            subscription: format!("perf-{}", rand::random::<u32>()),
+            topic: topic.to_owned(),
+            subscription: subscription.to_owned(),
             sub_type: SubType::Exclusive as i32,
             consumer_id: 1,
             request_id: 1,
@@ -236,12 +403,14 @@ async fn consume(
         }),
         ..base(Type::Subscribe)
     };
-    write(&mut w, &sub, None).await?;
-    read(&mut r, &mut buf)
-        .await?
-        .command
-        .success
-        .context("subscribe refused")?;
+    write(&mut c.w, &sub, None).await?;
+    let f = c.next().await?;
+    if f.command.success.is_none() {
+        bail!(
+            "subscribe refused: {:?}",
+            f.command.error.map(|e| e.message)
+        );
+    }
     let flow = |n| BaseCommand {
         flow: Some(pb::CommandFlow {
             consumer_id: 1,
@@ -249,14 +418,17 @@ async fn consume(
         }),
         ..base(Type::Flow)
     };
-    write(&mut w, &flow(1000), None).await?;
+    write(&mut c.w, &flow(1000), None).await?;
     let mut since_flow = 0;
     let mut acks = Vec::new();
     loop {
         let f = tokio::select! {
-            f = read(&mut r, &mut buf) => f?,
+            f = c.next() => f?,
             () = tokio::time::sleep_until(until.into()) => return Ok(()),
         };
+        if f.command.close_consumer.is_some() {
+            bail!("the broker closed the consumer (topic moving)");
+        }
         if let Some(m) = f.command.message {
             totals.consumed.fetch_add(1, Ordering::Relaxed);
             acks.push(m.message_id);
@@ -271,12 +443,32 @@ async fn consume(
                     }),
                     ..base(Type::Ack)
                 };
-                write(&mut w, &ack, None).await?;
-                write(&mut w, &flow(since_flow), None).await?;
+                write(&mut c.w, &ack, None).await?;
+                write(&mut c.w, &flow(since_flow), None).await?;
                 since_flow = 0;
             }
         }
     }
+}
+
+async fn consume(
+    url: String,
+    topic: String,
+    totals: Arc<Totals>,
+    until: Instant,
+) -> anyhow::Result<()> {
+    let subscription = format!("perf-{}", rand::random::<u32>());
+    while Instant::now() < until {
+        match consume_session(&url, &topic, &subscription, &totals, until).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                totals.reconnects.fetch_add(1, Ordering::Relaxed);
+                eprintln!("perf: consumer of {topic}: {e:#}; reconnecting");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs `magnetar perf produce`.
@@ -286,6 +478,8 @@ pub async fn run(a: ProduceArgs) -> anyhow::Result<()> {
         sent: AtomicU64::new(0),
         latencies: std::sync::Mutex::new(Vec::new()),
         consumed: AtomicU64::new(0),
+        reconnects: AtomicU64::new(0),
+        longest_gap_us: AtomicU64::new(0),
     });
     let run_id = rand::random::<u32>();
     let topics: Vec<String> = (0..a.topics)
@@ -327,6 +521,11 @@ pub async fn run(a: ProduceArgs) -> anyhow::Result<()> {
         q(0.99),
         q(0.999),
         q(1.0)
+    );
+    println!(
+        "availability  reconnects {}  longest wait for a receipt {:.3} s",
+        totals.reconnects.load(Ordering::Relaxed),
+        totals.longest_gap_us.load(Ordering::Relaxed) as f64 / 1e6
     );
     if a.consume {
         let consumed = totals.consumed.load(Ordering::Relaxed);
