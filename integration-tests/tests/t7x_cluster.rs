@@ -399,3 +399,81 @@ async fn t76_scale_out_a_new_broker_takes_an_unloaded_bundle() {
     }
     assert_none_lost(&b.service_url, topic, &acked);
 }
+
+/// The Rust `pulsar` crate through a failover: its producer, connected through the broker
+/// that does not own the topic, keeps sending while the owner is SIGKILLed; a send that
+/// fails is retried by the application, as a user would. Every acknowledged message is
+/// there afterwards, read through the survivor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t77_rust_client_survives_a_killed_owner() {
+    use pulsar::{Pulsar, TokioExecutor};
+    use std::time::{Duration, Instant};
+    let topic = "persistent://public/default/rust-failover";
+    let (cluster, mut b, dead, live) = owned_topic("2s", topic).await;
+    let live_url = b[live].service_url.clone();
+    // The crate's defaults retry a refused connection to the dead owner (which lookups name
+    // until its lease expires) with back-off up to 30 s; a user who wants fast failover caps
+    // it, as here.
+    let client: Pulsar<_> = Pulsar::builder(live_url.clone(), TokioExecutor)
+        .with_connection_retry_options(pulsar::ConnectionRetryOptions {
+            max_backoff: Duration::from_millis(500),
+            ..Default::default()
+        })
+        .with_operation_retry_options(pulsar::OperationRetryOptions {
+            retry_delay: Duration::from_millis(500),
+            ..Default::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    let mut producer = client.producer().with_topic(topic).build().await.unwrap();
+    const N: i64 = 1000;
+    let mut acked = Vec::new();
+    let mut failed_sends = 0;
+    let mut killed_at = None;
+    for i in 0..N {
+        if i == 200 {
+            b[dead].kill9();
+            killed_at = Some(Instant::now());
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let t0 = Instant::now();
+        loop {
+            let sent = match producer
+                .send_non_blocking(format!("k-{i}").into_bytes())
+                .await
+            {
+                Ok(receipt) => receipt.await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(()) => break,
+                Err(e) => {
+                    failed_sends += 1;
+                    eprintln!(
+                        "send {i} failed {:?} after the kill: {e}",
+                        killed_at.map(|t: Instant| t.elapsed())
+                    );
+                    assert!(
+                        Instant::now() < deadline,
+                        "message {i} never acknowledged: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        if t0.elapsed() > Duration::from_secs(1) {
+            eprintln!("send {i} took {:?}", t0.elapsed());
+        }
+        acked.push(i);
+    }
+    eprintln!(
+        "{N} acknowledged; {failed_sends} sends retried by the application; the owner was killed {:?} before the last",
+        killed_at.map(|t| t.elapsed())
+    );
+    assert_eq!(
+        owner_of(&cluster, topic).await.as_deref(),
+        Some(live_url.as_str())
+    );
+    assert_none_lost(&live_url, topic, &acked);
+}
