@@ -2,6 +2,7 @@
 //! telemetry and call into the libraries (`meta`, `bookie`, and later `broker`).
 
 mod commands;
+mod memory;
 
 use clap::{Parser, Subcommand};
 
@@ -44,6 +45,12 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     common::telemetry::init_tracing(&cli.log, common::telemetry::LogFormat::Text);
+    if matches!(
+        cli.command,
+        Command::Bookie(_) | Command::Standalone(_) | Command::Broker(_)
+    ) {
+        memory::start_trimming();
+    }
     let result = match cli.command {
         Command::Bookie(args) => commands::bookie::run(args),
         Command::Standalone(args) => commands::standalone::standalone(args),
