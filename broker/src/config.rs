@@ -24,6 +24,9 @@ pub struct BrokerConfig {
     /// A connection quiet this long gets a PING; one quiet for twice as long is closed.
     #[serde(with = "duration")]
     pub keepalive_interval: Duration,
+    /// Producing to or subscribing to a topic that does not exist yet, in an existing
+    /// namespace, creates it (Pulsar: allowAutoTopicCreation).
+    pub allow_auto_topic_creation: bool,
     /// Metadata store.
     pub meta: MetaSection,
     /// Managed ledgers.
@@ -94,6 +97,7 @@ impl Default for BrokerConfig {
             http_bind: "127.0.0.1:8080".into(),
             advertised_address: String::new(),
             keepalive_interval: Duration::from_secs(30),
+            allow_auto_topic_creation: true,
             meta: MetaSection::default(),
             managed_ledger: ManagedLedgerSection::default(),
             ownership: OwnershipSection::default(),

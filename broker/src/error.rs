@@ -17,6 +17,9 @@ pub enum BrokerError {
     /// Another broker owns the topic (its ledger list moved under us).
     #[error("topic {0} is owned elsewhere; redo the lookup")]
     NotOwner(String),
+    /// The topic (or its namespace) does not exist, and may not be created implicitly.
+    #[error("{0}")]
+    TopicNotFound(String),
     /// A bad topic name.
     #[error("invalid topic name {0:?}")]
     InvalidTopic(String),
@@ -45,6 +48,7 @@ impl BrokerError {
             BrokerError::Meta(_) => ServerError::MetadataError,
             BrokerError::NotOwner(_) | BrokerError::ShuttingDown => ServerError::ServiceNotReady,
             BrokerError::InvalidTopic(_) => ServerError::InvalidTopicName,
+            BrokerError::TopicNotFound(_) => ServerError::TopicNotFound,
             BrokerError::ConsumerBusy(_) => ServerError::ConsumerBusy,
             BrokerError::NotFound(_) => ServerError::ConsumerNotFound,
             BrokerError::Checksum => ServerError::ChecksumError,

@@ -28,6 +28,12 @@ pub struct BrokerService {
     /// Shutting down: no topic is loaded and lookups are refused, so clients retry until
     /// another broker owns the bundles.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Tenants, namespaces and partitioned topics.
+    pub namespaces: meta::Namespaces,
+    /// The cluster this broker belongs to.
+    pub cluster: String,
+    /// See `allow_auto_topic_creation` in `broker.toml`.
+    pub allow_auto_topic_creation: bool,
 }
 
 impl std::fmt::Debug for BrokerService {
@@ -36,6 +42,14 @@ impl std::fmt::Debug for BrokerService {
             .field("service_url", &self.service_url)
             .finish()
     }
+}
+
+/// Whether `s` is a valid tenant, namespace or cluster name (Pulsar's rule:
+/// `[A-Za-z0-9_.:=-]+`).
+pub fn is_valid_entity(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '=' | '-'))
 }
 
 /// `my-topic` → `persistent://public/default/my-topic`, `t/ns/x` → `persistent://t/ns/x`.
@@ -56,11 +70,7 @@ pub fn normalize_topic(name: &str) -> Result<String> {
         [tenant, ns, local] => (tenant, ns, local),
         _ => return Err(bad()),
     };
-    let entity = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '=' | '-'))
-    };
+    let entity = is_valid_entity;
     if !entity(tenant)
         || !entity(ns)
         || local.is_empty()
@@ -82,6 +92,9 @@ impl BrokerService {
         service_url: String,
     ) -> Self {
         BrokerService {
+            namespaces: meta::Namespaces::new(store.clone(), keys.clone()),
+            cluster: meta::keys::DEFAULT_CLUSTER.to_owned(),
+            allow_auto_topic_creation: true,
             store,
             keys,
             client,
@@ -111,6 +124,7 @@ impl BrokerService {
             .clone();
         let topic = cell
             .get_or_try_init(|| async {
+                self.check_creatable(&name).await?;
                 // Only the bundle's owner loads a topic (it takes an unowned bundle).
                 if let Some(o) = &self.ownership {
                     o.acquire(&name).await?;
@@ -130,6 +144,41 @@ impl BrokerService {
             })
             .await?;
         Ok(topic.clone())
+    }
+
+    /// A topic may be loaded if its namespace exists and it exists already or may be created
+    /// implicitly, as Pulsar decides.
+    async fn check_creatable(&self, name: &str) -> Result<()> {
+        let ns = crate::ownership::bundles::namespace_of(name);
+        if self.namespaces.namespace(ns).await?.is_none() {
+            return Err(BrokerError::TopicNotFound(format!(
+                "namespace {ns} of {name} does not exist (create it with `magnetar admin namespaces create {ns}`)"
+            )));
+        }
+        if !self.allow_auto_topic_creation
+            && self
+                .store
+                .get(&self.keys.managed_ledger(name))
+                .await?
+                .is_none()
+        {
+            return Err(BrokerError::TopicNotFound(format!(
+                "topic {name} does not exist and allow_auto_topic_creation is off"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The number of partitions of `name` (0: not a partitioned topic).
+    pub async fn partitions(&self, name: &str) -> Result<u32> {
+        let name = normalize_topic(name)?;
+        let ns = crate::ownership::bundles::namespace_of(&name);
+        let local = &name[name.rfind('/').map_or(0, |i| i + 1)..];
+        Ok(self
+            .namespaces
+            .partitioned(ns, local)
+            .await?
+            .map_or(0, |(p, _)| p.partitions))
     }
 
     /// Whether the broker is shutting down.
@@ -187,6 +236,36 @@ impl BrokerService {
             }
             None => Ok(false),
         }
+    }
+
+    /// Deletes a topic: refused (`ConsumerBusy`) while it has producers or consumers unless
+    /// `force` (they are then told to reconnect, and find it gone or re-created). Its
+    /// ledgers, cursors and ledger list go. The caller made sure this broker owns it.
+    pub async fn delete_topic(&self, name: &str, force: bool) -> Result<()> {
+        let name = normalize_topic(name)?;
+        if self
+            .store
+            .get(&self.keys.managed_ledger(&name))
+            .await?
+            .is_none()
+        {
+            return Err(BrokerError::TopicNotFound(format!(
+                "topic {name} does not exist"
+            )));
+        }
+        let topic = self.topic(&name).await?;
+        if !force && topic.is_in_use().await {
+            return Err(BrokerError::ConsumerBusy(format!(
+                "topic {name} has active producers or consumers"
+            )));
+        }
+        self.topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&name);
+        topic.delete().await?;
+        tracing::info!(topic = name, "topic deleted");
+        Ok(())
     }
 
     /// Unloads a bundle this broker owns (`key`: its ownership key): lookups and loads for it

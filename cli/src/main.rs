@@ -35,6 +35,8 @@ enum Command {
     Broker(commands::standalone::BrokerArgs),
     /// Run a bookie: the storage node that journals and stores ledger entries.
     Bookie(commands::bookie::Args),
+    /// Broker admin (Pulsar's pulsar-admin): clusters, tenants, namespaces, topics.
+    Admin(commands::admin::Args),
     /// Ledger admin: list bookies and ledgers, read, recover, delete, simpletest.
     Ledgers(commands::ledgers::Args),
     /// Benchmarks: journal and bookie throughput and latency percentiles.
@@ -57,6 +59,7 @@ fn main() -> std::process::ExitCode {
         Command::Broker(args) => commands::standalone::broker(args),
         Command::Perf(perf) => commands::perf::run(perf),
         Command::Ledgers(args) => commands::ledgers::run(args),
+        Command::Admin(args) => commands::admin::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -117,6 +117,41 @@ impl KeyLayout {
         format!("{}ownership/{namespace}/{bundle}", self.root)
     }
 
+    /// Prefix of tenants.
+    pub fn tenants_prefix(&self) -> String {
+        format!("{}tenants/", self.root)
+    }
+
+    /// `tenants/<tenant>`.
+    pub fn tenant(&self, tenant: &str) -> String {
+        format!("{}{tenant}", self.tenants_prefix())
+    }
+
+    /// Prefix of a tenant's namespaces (`namespaces/<tenant>/`).
+    pub fn namespaces_prefix(&self, tenant: &str) -> String {
+        format!("{}namespaces/{tenant}/", self.root)
+    }
+
+    /// `namespaces/<tenant>/<namespace>` (`namespace` is `tenant/name`).
+    pub fn namespace(&self, namespace: &str) -> String {
+        format!("{}namespaces/{namespace}", self.root)
+    }
+
+    /// Prefix of a namespace's partitioned topics (`namespace` is `tenant/name`).
+    pub fn partitioned_topics_prefix(&self, namespace: &str) -> String {
+        format!("{}partitioned-topics/{namespace}/", self.root)
+    }
+
+    /// `partitioned-topics/<tenant>/<namespace>/<topic>`.
+    pub fn partitioned_topic(&self, namespace: &str, local: &str) -> String {
+        format!("{}{local}", self.partitioned_topics_prefix(namespace))
+    }
+
+    /// Prefix of the managed ledgers (and their cursors) of a namespace's persistent topics.
+    pub fn namespace_topics_prefix(&self, namespace: &str) -> String {
+        format!("{}managed-ledgers/persistent://{namespace}/", self.root)
+    }
+
     /// Prefix of bookie cookies.
     pub fn cookies_prefix(&self) -> String {
         format!("{}bookies/cookies/", self.root)

@@ -9,7 +9,8 @@
 //! - [`lease`]: a lease kept alive in the background, with a "lost" notification;
 //! - [`cas`]: compare-and-set whose ambiguous failures are settled by reading back;
 //! - [`keys`]: every key path under the cluster root (docs/metadata.md);
-//! - [`records`]: versioned protobuf values; [`ledgers`] and [`bookies`]: typed stores on top;
+//! - [`records`]: versioned protobuf values; [`ledgers`], [`bookies`] and [`namespaces`]
+//!   (tenants, namespaces, partitioned topics): typed stores on top;
 //! - `testing` (feature): a real-etcd process harness and the conformance suite that every
 //!   backend passes.
 //!
@@ -25,6 +26,7 @@ pub mod etcd;
 pub mod keys;
 pub mod lease;
 pub mod ledgers;
+pub mod namespaces;
 pub mod records;
 pub mod store;
 #[cfg(feature = "testing")]
@@ -38,6 +40,7 @@ pub use etcd::{EtcdOptions, EtcdStore};
 pub use keys::KeyLayout;
 pub use lease::Lease;
 pub use ledgers::LedgerStore;
+pub use namespaces::Namespaces;
 pub use store::{
     Compare, EventKind, Expect, KeyValue, LeaseId, MetadataStore, PutCondition, RangePage,
     Revision, Txn, TxnOp, Version, WatchEvent, Watcher, range_all,

@@ -5,7 +5,8 @@ use bytes::Bytes;
 use prost::Message;
 use proto::meta::{
     BookieServiceInfo, BrokerInfo, ClusterInfo, Cookie, CursorInfo, FORMAT_VERSION,
-    LedgerIdCounter, LedgerMetadata, ManagedLedgerInfo, OwnershipInfo,
+    LedgerIdCounter, LedgerMetadata, ManagedLedgerInfo, NamespacePolicies, OwnershipInfo,
+    PartitionedTopicInfo, TenantInfo,
 };
 
 use crate::error::{MetaError, Result};
@@ -39,7 +40,10 @@ record!(
     ManagedLedgerInfo,
     CursorInfo,
     BrokerInfo,
-    OwnershipInfo
+    OwnershipInfo,
+    TenantInfo,
+    NamespacePolicies,
+    PartitionedTopicInfo
 );
 
 /// Serialises a record stamped with this build's format version.

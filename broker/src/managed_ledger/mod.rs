@@ -356,6 +356,28 @@ impl ManagedLedger {
         rx.await.map_err(|_| BrokerError::ShuttingDown)?
     }
 
+    /// Deletes the managed ledger: closes the open ledger, then deletes every ledger of the
+    /// list from the bookies and the list itself. Appends are refused from the close on.
+    pub async fn delete(&self) -> Result<()> {
+        self.close().await?;
+        let Some(kv) = self.inner.store.get(&self.inner.key).await? else {
+            return Ok(());
+        };
+        let info: ManagedLedgerInfo = decode(&self.inner.key, &kv.value)?;
+        for l in &info.ledgers {
+            let id = LedgerId(l.ledger_id);
+            match self.inner.client.delete(id).await {
+                Ok(()) | Err(bookie::client::ClientError::NoSuchLedger(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.inner
+            .store
+            .delete(&self.inner.key, Some(kv.version))
+            .await?;
+        Ok(())
+    }
+
     /// The metadata store and key layout helpers, for cursors.
     pub(crate) fn store(&self) -> &Arc<dyn MetadataStore> {
         &self.inner.store

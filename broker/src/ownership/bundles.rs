@@ -47,6 +47,16 @@ pub fn all(count: u32) -> Vec<String> {
         .collect()
 }
 
+/// The hash boundaries of `count` bundles, as Pulsar lists them (`0x00000000` … `0xffffffff`).
+pub fn boundaries(count: u32) -> Vec<String> {
+    let count = u64::from(count.max(1));
+    let width = (1u64 << 32) / count;
+    (0..count)
+        .map(|i| format!("0x{:08x}", i * width))
+        .chain(std::iter::once("0xffffffff".to_owned()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,6 +96,11 @@ impl Ownership {
         &self.http_url
     }
 
+    /// Bundles per namespace.
+    pub fn bundles(&self) -> u32 {
+        self.bundles
+    }
+
     /// The broker's lease TTL.
     pub fn lease_ttl(&self) -> Duration {
         self.lease_ttl

@@ -249,6 +249,48 @@ impl Topic {
         }
     }
 
+    /// Whether any producer or consumer is attached.
+    pub async fn is_in_use(&self) -> bool {
+        let producers = !self
+            .producers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        producers
+            || self
+                .subscriptions
+                .lock()
+                .await
+                .values()
+                .any(|s| s.has_consumers())
+    }
+
+    /// Deletes the topic: clients told to reconnect, dispatch stopped, then every cursor and
+    /// the managed ledger (its ledgers and list) removed.
+    pub async fn delete(&self) -> Result<()> {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.tell_producers_to_reconnect();
+        let subs: Vec<_> = self
+            .subscriptions
+            .lock()
+            .await
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        for s in subs {
+            s.abandon();
+            s.delete().await?;
+        }
+        // Cursors stored but never loaded (none should remain, but the prefix is the truth).
+        let prefix = self.keys.cursors_prefix(&self.name);
+        let store = self.ml.store().clone();
+        let (kvs, _) = meta::range_all(store.as_ref(), &prefix, 1000).await?;
+        for kv in kvs {
+            store.delete(&kv.key, None).await?;
+        }
+        self.ml.delete().await
+    }
+
     /// Persists every cursor and closes the open ledger (graceful shutdown).
     pub async fn close(&self) -> Result<()> {
         self.closed.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -1,5 +1,6 @@
 //! One module per subcommand, plus the shutdown-signal helper they share.
 
+pub mod admin;
 pub mod bookie;
 pub mod ledgers;
 pub mod perf;

@@ -97,6 +97,14 @@ async fn serve_broker(
     );
     let mut service = BrokerService::new(store, keys, client, ml, service_url.clone());
     service.keepalive = config.keepalive_interval;
+    service.cluster = config.meta.cluster.clone();
+    service.allow_auto_topic_creation = config.allow_auto_topic_creation;
+    // `public/default` exists from the first start, as in Pulsar.
+    service
+        .namespaces
+        .ensure_defaults(&config.meta.cluster, config.ownership.bundles)
+        .await
+        .context("creating the public/default namespace")?;
     service.ownership = Some(ownership);
     let service = Arc::new(service);
     let running = broker::server::start(service, pulsar, http, metrics)?;

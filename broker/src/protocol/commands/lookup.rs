@@ -1,4 +1,4 @@
-//! PARTITIONED_METADATA (topics are not partitioned: 0) and LOOKUP: Connect when this broker
+//! PARTITIONED_METADATA (the partition count of a partitioned topic, else 0) and LOOKUP: Connect when this broker
 //! owns (or takes) the topic's bundle, Redirect to its owner, or to the least-loaded broker
 //! for an unowned bundle (authoritative: that broker then takes it, so no redirect loop).
 
@@ -19,9 +19,9 @@ pub async fn partitioned_metadata(
     conn: &mut Connection,
     c: CommandPartitionedTopicMetadata,
 ) -> Result<()> {
-    let resp = match normalize_topic(&c.topic) {
-        Ok(_) => CommandPartitionedTopicMetadataResponse {
-            partitions: Some(0),
+    let resp = match conn.service.partitions(&c.topic).await {
+        Ok(n) => CommandPartitionedTopicMetadataResponse {
+            partitions: Some(n),
             request_id: c.request_id,
             response: Some(MetaType::Success as i32),
             ..Default::default()
@@ -29,7 +29,7 @@ pub async fn partitioned_metadata(
         Err(e) => CommandPartitionedTopicMetadataResponse {
             request_id: c.request_id,
             response: Some(MetaType::Failed as i32),
-            error: Some(ServerError::InvalidTopicName as i32),
+            error: Some(e.server_error() as i32),
             message: Some(e.to_string()),
             ..Default::default()
         },

@@ -1,20 +1,19 @@
-//! The broker's `/admin/v2` REST calls (Pulsar's paths and status codes): so far, unloading a
-//! topic or a namespace bundle. A call about something another broker owns answers
-//! `307 Temporary Redirect` to that broker, as Pulsar's admin API does.
+//! Unloading a topic or a namespace bundle: the owner closes them (clients told to
+//! reconnect), and a bundle is given up so the next lookup assigns it again.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
 
-use crate::error::BrokerError;
+use super::{error, redirect};
 use crate::service::{BrokerService, normalize_topic};
 
-/// The admin routes.
-pub fn routes(service: Arc<BrokerService>) -> Router {
+/// The unload routes.
+pub(super) fn routes() -> Router<Arc<BrokerService>> {
     Router::new()
         .route(
             "/admin/v2/namespaces/{tenant}/{namespace}/{bundle}/unload",
@@ -24,30 +23,6 @@ pub fn routes(service: Arc<BrokerService>) -> Router {
             "/admin/v2/persistent/{tenant}/{namespace}/{topic}/unload",
             put(unload_topic),
         )
-        .with_state(service)
-}
-
-fn error(e: &BrokerError) -> Response {
-    let status = match e {
-        BrokerError::InvalidTopic(_) => StatusCode::PRECONDITION_FAILED,
-        BrokerError::NotOwner(_) | BrokerError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    (
-        status,
-        axum::Json(serde_json::json!({ "reason": e.to_string() })),
-    )
-        .into_response()
-}
-
-fn redirect(owner_http: &str, uri: &axum::http::Uri) -> Response {
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let location = format!("{}{path}", owner_http.trim_end_matches('/'));
-    (
-        StatusCode::TEMPORARY_REDIRECT,
-        [(header::LOCATION, location)],
-    )
-        .into_response()
 }
 
 /// `PUT /admin/v2/namespaces/{tenant}/{namespace}/{bundle}/unload`: the owner closes the

@@ -1,0 +1,177 @@
+//! `/admin/v2/namespaces`: list a tenant's namespaces, create (Pulsar's Policies body: bundle
+//! count, replication clusters), get policies, delete (refused while it has topics, unless
+//! `force`, which deletes them).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use proto::meta::NamespacePolicies;
+
+use super::{check_names, either, error, meta_error, parse_body, reason};
+use crate::service::BrokerService;
+
+pub(super) fn routes() -> Router<Arc<BrokerService>> {
+    Router::new()
+        .route("/admin/v2/namespaces/{tenant}", get(list))
+        .route(
+            "/admin/v2/namespaces/{tenant}/{namespace}",
+            get(policies).put(create).delete(remove),
+        )
+}
+
+/// `?force=true`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct Force {
+    pub force: bool,
+}
+
+async fn tenant_exists(s: &BrokerService, tenant: &str) -> Result<(), Response> {
+    match s.namespaces.tenant(tenant).await.map_err(meta_error)? {
+        Some(_) => Ok(()),
+        None => Err(reason(StatusCode::NOT_FOUND, "Tenant does not exist")),
+    }
+}
+
+/// 404 unless the namespace `tenant/namespace` exists; its policies otherwise.
+pub(super) async fn existing(
+    s: &BrokerService,
+    ns: &str,
+) -> Result<(NamespacePolicies, meta::Version), Response> {
+    s.namespaces
+        .namespace(ns)
+        .await
+        .map_err(meta_error)?
+        .ok_or_else(|| reason(StatusCode::NOT_FOUND, "Namespace does not exist"))
+}
+
+async fn list(State(s): State<Arc<BrokerService>>, Path(tenant): Path<String>) -> Response {
+    either(
+        async {
+            tenant_exists(&s, &tenant).await?;
+            let names = s.namespaces.namespaces(&tenant).await.map_err(meta_error)?;
+            Ok(axum::Json(names).into_response())
+        }
+        .await,
+    )
+}
+
+async fn create(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    either(async {
+        check_names(&[&tenant, &namespace])?;
+        let body: serde_json::Value = parse_body(&body)?;
+        tenant_exists(&s, &tenant).await?;
+        let configured = s
+            .ownership
+            .as_ref()
+            .map_or(crate::ownership::bundles::DEFAULT_BUNDLES, |o| o.bundles());
+        let bundles = match body.pointer("/bundles/numBundles").and_then(|v| v.as_u64()) {
+            None => configured,
+            Some(n) if n == u64::from(configured) => configured,
+            Some(n) => {
+                return Err(reason(
+                    StatusCode::PRECONDITION_FAILED,
+                    format!(
+                        "{n} bundles: every namespace has the broker's `[ownership] bundles` ({configured}) for now"
+                    ),
+                ));
+            }
+        };
+        let clusters: Vec<String> = body
+            .get("replication_clusters")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_else(|| vec![s.cluster.clone()]);
+        if let Some(c) = clusters.iter().find(|c| **c != s.cluster) {
+            return Err(reason(
+                StatusCode::PRECONDITION_FAILED,
+                format!("cluster {c} does not exist (this one is {})", s.cluster),
+            ));
+        }
+        let policies = NamespacePolicies {
+            bundles,
+            replication_clusters: clusters,
+            ..Default::default()
+        };
+        let ns = format!("{tenant}/{namespace}");
+        match s.namespaces.create_namespace(&ns, policies).await {
+            Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+            Err(meta::MetaError::AlreadyExists { .. }) => {
+                Err(reason(StatusCode::CONFLICT, "Namespace already exists"))
+            }
+            Err(e) => Err(meta_error(e)),
+        }
+    }
+    .await)
+}
+
+async fn policies(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+) -> Response {
+    either(
+        async {
+            let (p, _) = existing(&s, &format!("{tenant}/{namespace}")).await?;
+            let boundaries = crate::ownership::bundles::boundaries(p.bundles);
+            Ok(axum::Json(serde_json::json!({
+                "bundles": { "boundaries": boundaries, "numBundles": p.bundles },
+                "replication_clusters": p.replication_clusters,
+            }))
+            .into_response())
+        }
+        .await,
+    )
+}
+
+async fn remove(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+    Query(q): Query<Force>,
+) -> Response {
+    either(
+        async {
+            let ns = format!("{tenant}/{namespace}");
+            existing(&s, &ns).await?;
+            let topics = s.namespaces.topics(&ns).await.map_err(meta_error)?;
+            let partitioned = s
+                .namespaces
+                .partitioned_topics(&ns)
+                .await
+                .map_err(meta_error)?;
+            if !(q.force || topics.is_empty() && partitioned.is_empty()) {
+                let mut all = topics.clone();
+                all.extend(partitioned.iter().cloned());
+                return Err(reason(
+                    StatusCode::CONFLICT,
+                    format!("Cannot delete non empty namespace: {}", all.join(", ")),
+                ));
+            }
+            for t in &topics {
+                let name = format!("persistent://{ns}/{t}");
+                if let Err(e) = super::topics::delete_here(&s, &name, true).await {
+                    return Err(error(&e));
+                }
+            }
+            for p in &partitioned {
+                s.namespaces
+                    .delete_partitioned(&ns, p)
+                    .await
+                    .map_err(meta_error)?;
+            }
+            s.namespaces
+                .delete_namespace(&ns)
+                .await
+                .map_err(meta_error)?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        .await,
+    )
+}

@@ -1,0 +1,337 @@
+//! `/admin/v2/persistent`: list a namespace's topics and partitioned topics; create, update
+//! (increase only), read and delete a partitioned topic's metadata; create and delete a
+//! topic. A call about a topic another broker owns is redirected to it (307). Deleting a
+//! partitioned topic deletes the partitions this broker owns (or can own), then redirects to
+//! the owner of the next one; the last broker in that chain deletes the metadata.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+
+use super::namespaces::{Force, existing};
+use super::{either, error, meta_error, parse_body, reason, redirect};
+use crate::error::{BrokerError, Result};
+use crate::service::{BrokerService, normalize_topic};
+
+pub(super) fn routes() -> Router<Arc<BrokerService>> {
+    Router::new()
+        .route("/admin/v2/persistent/{tenant}/{namespace}", get(list))
+        .route(
+            "/admin/v2/persistent/{tenant}/{namespace}/partitioned",
+            get(list_partitioned),
+        )
+        .route(
+            "/admin/v2/persistent/{tenant}/{namespace}/{topic}/partitions",
+            get(partitions)
+                .put(create_partitioned)
+                .post(update_partitioned)
+                .delete(delete_partitioned),
+        )
+        .route(
+            "/admin/v2/persistent/{tenant}/{namespace}/{topic}",
+            put(create).delete(remove),
+        )
+}
+
+/// The suffix of partition `i`'s topic name, as Pulsar names it.
+pub(crate) fn partition_name(topic: &str, i: u32) -> String {
+    format!("{topic}-partition-{i}")
+}
+
+/// The HTTP URL of the broker that owns `name`'s bundle, if it is another broker.
+async fn owned_elsewhere(s: &BrokerService, name: &str) -> Result<Option<String>> {
+    let Some(o) = &s.ownership else {
+        return Ok(None);
+    };
+    Ok(match o.owner_of_bundle(&o.key_of(name)).await? {
+        Some((http, false)) => Some(http),
+        _ => None,
+    })
+}
+
+/// Deletes a topic this broker owns or can own.
+pub(super) async fn delete_here(s: &BrokerService, name: &str, force: bool) -> Result<()> {
+    if let Some(http) = owned_elsewhere(s, name).await? {
+        return Err(BrokerError::NotOwner(format!(
+            "{name} is served by {http}; delete it there"
+        )));
+    }
+    s.delete_topic(name, force).await
+}
+
+fn parse_count(body: &[u8]) -> std::result::Result<u32, Response> {
+    let n: i64 = parse_body(body)?;
+    if n <= 0 || n > 10_000 {
+        return Err(reason(
+            StatusCode::NOT_ACCEPTABLE,
+            format!("the number of partitions must be between 1 and 10000, not {n}"),
+        ));
+    }
+    Ok(n as u32)
+}
+
+fn full_name(tenant: &str, namespace: &str, topic: &str) -> std::result::Result<String, Response> {
+    normalize_topic(&format!("persistent://{tenant}/{namespace}/{topic}")).map_err(|e| error(&e))
+}
+
+async fn list(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+) -> Response {
+    either(
+        async {
+            let ns = format!("{tenant}/{namespace}");
+            existing(&s, &ns).await?;
+            let mut names: Vec<String> = s.namespaces.topics(&ns).await.map_err(meta_error)?;
+            names.sort();
+            Ok(axum::Json(
+                names
+                    .into_iter()
+                    .map(|t| format!("persistent://{ns}/{t}"))
+                    .collect::<Vec<_>>(),
+            )
+            .into_response())
+        }
+        .await,
+    )
+}
+
+async fn list_partitioned(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+) -> Response {
+    either(
+        async {
+            let ns = format!("{tenant}/{namespace}");
+            existing(&s, &ns).await?;
+            let names = s
+                .namespaces
+                .partitioned_topics(&ns)
+                .await
+                .map_err(meta_error)?;
+            Ok(axum::Json(
+                names
+                    .into_iter()
+                    .map(|t| format!("persistent://{ns}/{t}"))
+                    .collect::<Vec<_>>(),
+            )
+            .into_response())
+        }
+        .await,
+    )
+}
+
+async fn partitions(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace, topic)): Path<(String, String, String)>,
+) -> Response {
+    either(
+        async {
+            full_name(&tenant, &namespace, &topic)?;
+            let ns = format!("{tenant}/{namespace}");
+            existing(&s, &ns).await?;
+            let n = s
+                .namespaces
+                .partitioned(&ns, &topic)
+                .await
+                .map_err(meta_error)?
+                .map_or(0, |(p, _)| p.partitions);
+            Ok(
+                axum::Json(serde_json::json!({ "partitions": n, "deleted": false }))
+                    .into_response(),
+            )
+        }
+        .await,
+    )
+}
+
+async fn create_partitioned(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace, topic)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    either(
+        async {
+            let name = full_name(&tenant, &namespace, &topic)?;
+            let n = parse_count(&body)?;
+            let ns = format!("{tenant}/{namespace}");
+            existing(&s, &ns).await?;
+            if topic.contains("-partition-") {
+                return Err(reason(
+                    StatusCode::PRECONDITION_FAILED,
+                    "a partitioned topic's name may not contain `-partition-`",
+                ));
+            }
+            if s.namespaces
+                .topics(&ns)
+                .await
+                .map_err(meta_error)?
+                .contains(&topic)
+            {
+                return Err(reason(
+                    StatusCode::CONFLICT,
+                    format!("{name} already exists as a non-partitioned topic"),
+                ));
+            }
+            match s.namespaces.create_partitioned(&ns, &topic, n).await {
+                Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+                Err(meta::MetaError::AlreadyExists { .. }) => Err(reason(
+                    StatusCode::CONFLICT,
+                    "Partitioned topic already exists",
+                )),
+                Err(e) => Err(meta_error(e)),
+            }
+        }
+        .await,
+    )
+}
+
+async fn update_partitioned(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace, topic)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    either(
+        async {
+            full_name(&tenant, &namespace, &topic)?;
+            let n = parse_count(&body)?;
+            let ns = format!("{tenant}/{namespace}");
+            let Some((p, version)) = s
+                .namespaces
+                .partitioned(&ns, &topic)
+                .await
+                .map_err(meta_error)?
+            else {
+                return Err(reason(
+                    StatusCode::NOT_FOUND,
+                    "Partitioned topic does not exist",
+                ));
+            };
+            if n <= p.partitions {
+                return Err(reason(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "the number of partitions can only be increased ({} now, {n} asked)",
+                        p.partitions
+                    ),
+                ));
+            }
+            s.namespaces
+                .update_partitioned(&ns, &topic, n, version)
+                .await
+                .map_err(meta_error)?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        .await,
+    )
+}
+
+async fn delete_partitioned(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace, topic)): Path<(String, String, String)>,
+    Query(q): Query<Force>,
+    uri: axum::http::Uri,
+) -> Response {
+    either(
+        async {
+            let name = full_name(&tenant, &namespace, &topic)?;
+            let ns = format!("{tenant}/{namespace}");
+            let Some((p, _)) = s
+                .namespaces
+                .partitioned(&ns, &topic)
+                .await
+                .map_err(meta_error)?
+            else {
+                return Err(reason(
+                    StatusCode::NOT_FOUND,
+                    "Partitioned topic does not exist",
+                ));
+            };
+            let existing_topics = s.namespaces.topics(&ns).await.map_err(meta_error)?;
+            let mut elsewhere = None;
+            for i in 0..p.partitions {
+                let local = partition_name(&topic, i);
+                if !existing_topics.contains(&local) {
+                    continue;
+                }
+                let part = partition_name(&name, i);
+                match owned_elsewhere(&s, &part).await.map_err(|e| error(&e))? {
+                    Some(http) => elsewhere = elsewhere.or(Some(http)),
+                    None => s
+                        .delete_topic(&part, q.force)
+                        .await
+                        .map_err(|e| error(&e))?,
+                }
+            }
+            if let Some(http) = elsewhere {
+                // The rest is served elsewhere: that broker goes on from here.
+                return Ok(redirect(&http, &uri));
+            }
+            s.namespaces
+                .delete_partitioned(&ns, &topic)
+                .await
+                .map_err(meta_error)?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        .await,
+    )
+}
+
+async fn create(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace, topic)): Path<(String, String, String)>,
+    uri: axum::http::Uri,
+) -> Response {
+    either(
+        async {
+            let name = full_name(&tenant, &namespace, &topic)?;
+            let ns = format!("{tenant}/{namespace}");
+            existing(&s, &ns).await?;
+            if s.namespaces
+                .topics(&ns)
+                .await
+                .map_err(meta_error)?
+                .contains(&topic)
+                || s.namespaces
+                    .partitioned(&ns, &topic)
+                    .await
+                    .map_err(meta_error)?
+                    .is_some()
+            {
+                return Err(reason(StatusCode::CONFLICT, "This topic already exists"));
+            }
+            if let Some(http) = owned_elsewhere(&s, &name).await.map_err(|e| error(&e))? {
+                return Ok(redirect(&http, &uri));
+            }
+            s.topic(&name).await.map_err(|e| error(&e))?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        .await,
+    )
+}
+
+async fn remove(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace, topic)): Path<(String, String, String)>,
+    Query(q): Query<Force>,
+    uri: axum::http::Uri,
+) -> Response {
+    either(
+        async {
+            let name = full_name(&tenant, &namespace, &topic)?;
+            if let Some(http) = owned_elsewhere(&s, &name).await.map_err(|e| error(&e))? {
+                return Ok(redirect(&http, &uri));
+            }
+            s.delete_topic(&name, q.force)
+                .await
+                .map_err(|e| error(&e))?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        .await,
+    )
+}

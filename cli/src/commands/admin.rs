@@ -1,0 +1,392 @@
+//! `magnetar admin`: the broker's `/admin/v2` REST API in `pulsar-admin`'s shape —
+//! `magnetar admin [--admin-url URL] clusters|tenants|namespaces|topics <verb> …`, Pulsar's
+//! flags, lists one per line, records as JSON. A 307 from a broker that does not own a topic
+//! is followed to the owner. An error is one line (`magnetar: <reason> (HTTP <status>)`) and
+//! a non-zero exit.
+
+use anyhow::{Context, bail};
+use broker::service::normalize_topic;
+
+/// Flags of `magnetar admin`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A broker's HTTP address (any broker: calls are redirected to the owner).
+    #[arg(
+        long,
+        env = "MAGNETAR_ADMIN_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    admin_url: String,
+    #[command(subcommand)]
+    group: Group,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Group {
+    /// The cluster.
+    #[command(subcommand)]
+    Clusters(Clusters),
+    /// Tenants.
+    #[command(subcommand)]
+    Tenants(Tenants),
+    /// Namespaces (`tenant/namespace`).
+    #[command(subcommand)]
+    Namespaces(Namespaces),
+    /// Persistent topics, plain and partitioned.
+    #[command(subcommand)]
+    Topics(Topics),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Clusters {
+    /// List clusters.
+    List,
+    /// Show a cluster's URLs.
+    Get { cluster: String },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Tenants {
+    /// List tenants.
+    List,
+    /// Show a tenant.
+    Get { tenant: String },
+    /// Create a tenant.
+    Create {
+        tenant: String,
+        /// Admin roles, comma-separated.
+        #[arg(short = 'r', long = "admin-roles", value_delimiter = ',')]
+        admin_roles: Vec<String>,
+        /// Allowed clusters, comma-separated (default: this cluster).
+        #[arg(short = 'c', long = "allowed-clusters", value_delimiter = ',')]
+        allowed_clusters: Vec<String>,
+    },
+    /// Replace a tenant's roles and clusters.
+    Update {
+        tenant: String,
+        #[arg(short = 'r', long = "admin-roles", value_delimiter = ',')]
+        admin_roles: Vec<String>,
+        #[arg(short = 'c', long = "allowed-clusters", value_delimiter = ',')]
+        allowed_clusters: Vec<String>,
+    },
+    /// Delete a tenant (it must have no namespaces).
+    Delete { tenant: String },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Namespaces {
+    /// List a tenant's namespaces.
+    List { tenant: String },
+    /// Create a namespace.
+    Create {
+        namespace: String,
+        /// Number of bundles.
+        #[arg(short = 'b', long)]
+        bundles: Option<u32>,
+        /// Replication clusters, comma-separated.
+        #[arg(short = 'c', long, value_delimiter = ',')]
+        clusters: Vec<String>,
+    },
+    /// Show a namespace's policies.
+    Policies { namespace: String },
+    /// Delete a namespace (it must have no topics unless --force).
+    Delete {
+        namespace: String,
+        /// Delete its topics too.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// Unload a bundle (or every bundle): its owner closes its topics and gives it up.
+    Unload {
+        namespace: String,
+        /// Bundle, e.g. 0x00000000_0x40000000.
+        #[arg(short = 'b', long)]
+        bundle: Option<String>,
+    },
+}
+
+// Verb names are pulsar-admin's (`list-partitioned-topics`), so some end in the group's name.
+#[allow(clippy::enum_variant_names)]
+#[derive(Debug, clap::Subcommand)]
+enum Topics {
+    /// List a namespace's topics.
+    List { namespace: String },
+    /// List a namespace's partitioned topics.
+    ListPartitionedTopics { namespace: String },
+    /// Create a non-partitioned topic.
+    Create { topic: String },
+    /// Create a partitioned topic.
+    CreatePartitionedTopic {
+        topic: String,
+        /// Number of partitions.
+        #[arg(short = 'p', long)]
+        partitions: u32,
+    },
+    /// Increase a partitioned topic's partitions.
+    UpdatePartitionedTopic {
+        topic: String,
+        #[arg(short = 'p', long)]
+        partitions: u32,
+    },
+    /// Show a topic's partition count.
+    GetPartitionedTopicMetadata { topic: String },
+    /// Delete a topic (refused while it has producers or consumers, unless --force).
+    Delete {
+        topic: String,
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// Delete a partitioned topic and its partitions.
+    DeletePartitionedTopic {
+        topic: String,
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// Unload a topic: its clients reconnect, it is loaded again on next use.
+    Unload { topic: String },
+    /// Look a topic up: the broker that serves it.
+    Lookup { topic: String },
+}
+
+/// The REST client.
+struct Admin {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Admin {
+    fn new(base: &str) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .into();
+        Admin {
+            base: base.trim_end_matches('/').to_owned(),
+            agent,
+        }
+    }
+
+    /// One call; follows 307s (to the owner) up to 5 times; errors are Pulsar's reason.
+    fn call(&self, method: &str, path: &str, body: Option<String>) -> anyhow::Result<String> {
+        let mut url = format!("{}{path}", self.base);
+        for _ in 0..5 {
+            let req = ureq::http::Request::builder()
+                .method(method)
+                .uri(&url)
+                .header("Content-Type", "application/json")
+                .body(body.clone().unwrap_or_default())
+                .context("building the request")?;
+            let mut resp = self
+                .agent
+                .run(req)
+                .with_context(|| format!("cannot reach {url}"))?;
+            let status = resp.status();
+            let text = resp.body_mut().read_to_string().unwrap_or_default();
+            if status.as_u16() == 307 {
+                url = resp
+                    .headers()
+                    .get("location")
+                    .and_then(|l| l.to_str().ok())
+                    .context("a redirect without a Location")?
+                    .to_owned();
+                continue;
+            }
+            if status.is_success() {
+                return Ok(text);
+            }
+            let reason = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(str::to_owned))
+                .unwrap_or(text);
+            bail!("{} (HTTP {})", reason.trim(), status.as_u16());
+        }
+        bail!("too many redirects for {path}")
+    }
+
+    fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let text = self.call("GET", path, None)?;
+        serde_json::from_str(&text).with_context(|| format!("the answer is not JSON: {text}"))
+    }
+}
+
+/// `persistent/tenant/ns/topic` for a topic named as Pulsar's clients name it.
+fn topic_path(topic: &str) -> anyhow::Result<String> {
+    let full = normalize_topic(topic)?;
+    Ok(full.replacen("://", "/", 1))
+}
+
+/// `tenant/ns`, checked.
+fn namespace(ns: &str) -> anyhow::Result<&str> {
+    match ns.split('/').collect::<Vec<_>>()[..] {
+        [t, n] if !t.is_empty() && !n.is_empty() => Ok(ns),
+        _ => bail!("namespace {ns:?}: expected tenant/namespace"),
+    }
+}
+
+fn print_list(v: &serde_json::Value) {
+    for item in v.as_array().into_iter().flatten() {
+        match item.as_str() {
+            Some(s) => println!("{s}"),
+            None => println!("{item}"),
+        }
+    }
+}
+
+fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn tenant_body(roles: Vec<String>, clusters: Vec<String>) -> String {
+    serde_json::json!({ "adminRoles": roles, "allowedClusters": clusters }).to_string()
+}
+
+/// Runs `magnetar admin`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let a = Admin::new(&args.admin_url);
+    match args.group {
+        Group::Clusters(Clusters::List) => print_list(&a.get("/admin/v2/clusters")?),
+        Group::Clusters(Clusters::Get { cluster }) => {
+            print_json(&a.get(&format!("/admin/v2/clusters/{cluster}"))?)?;
+        }
+        Group::Tenants(t) => tenants(&a, t)?,
+        Group::Namespaces(n) => namespaces(&a, n)?,
+        Group::Topics(t) => topics(&a, t)?,
+    }
+    Ok(())
+}
+
+fn tenants(a: &Admin, t: Tenants) -> anyhow::Result<()> {
+    match t {
+        Tenants::List => print_list(&a.get("/admin/v2/tenants")?),
+        Tenants::Get { tenant } => print_json(&a.get(&format!("/admin/v2/tenants/{tenant}"))?)?,
+        Tenants::Create {
+            tenant,
+            admin_roles,
+            allowed_clusters,
+        } => {
+            let body = tenant_body(admin_roles, allowed_clusters);
+            a.call("PUT", &format!("/admin/v2/tenants/{tenant}"), Some(body))?;
+        }
+        Tenants::Update {
+            tenant,
+            admin_roles,
+            allowed_clusters,
+        } => {
+            let body = tenant_body(admin_roles, allowed_clusters);
+            a.call("POST", &format!("/admin/v2/tenants/{tenant}"), Some(body))?;
+        }
+        Tenants::Delete { tenant } => {
+            a.call("DELETE", &format!("/admin/v2/tenants/{tenant}"), None)?;
+        }
+    }
+    Ok(())
+}
+
+fn namespaces(a: &Admin, n: Namespaces) -> anyhow::Result<()> {
+    match n {
+        Namespaces::List { tenant } => {
+            print_list(&a.get(&format!("/admin/v2/namespaces/{tenant}"))?)
+        }
+        Namespaces::Create {
+            namespace: ns,
+            bundles,
+            clusters,
+        } => {
+            let mut body = serde_json::json!({});
+            if let Some(b) = bundles {
+                body["bundles"] = serde_json::json!({ "numBundles": b });
+            }
+            if !clusters.is_empty() {
+                body["replication_clusters"] = serde_json::json!(clusters);
+            }
+            let path = format!("/admin/v2/namespaces/{}", namespace(&ns)?);
+            a.call("PUT", &path, Some(body.to_string()))?;
+        }
+        Namespaces::Policies { namespace: ns } => {
+            print_json(&a.get(&format!("/admin/v2/namespaces/{}", namespace(&ns)?))?)?;
+        }
+        Namespaces::Delete {
+            namespace: ns,
+            force,
+        } => {
+            let path = format!("/admin/v2/namespaces/{}?force={force}", namespace(&ns)?);
+            a.call("DELETE", &path, None)?;
+        }
+        Namespaces::Unload {
+            namespace: ns,
+            bundle,
+        } => {
+            let ns = namespace(&ns)?;
+            let bundles = match bundle {
+                Some(b) => vec![b],
+                None => {
+                    let p = a.get(&format!("/admin/v2/namespaces/{ns}"))?;
+                    let b: Vec<String> = p
+                        .pointer("/bundles/boundaries")
+                        .and_then(|v| serde_json::from_value(v.clone()).ok())
+                        .unwrap_or_default();
+                    b.windows(2).map(|w| format!("{}_{}", w[0], w[1])).collect()
+                }
+            };
+            for b in bundles {
+                a.call(
+                    "PUT",
+                    &format!("/admin/v2/namespaces/{ns}/{b}/unload"),
+                    None,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn topics(a: &Admin, t: Topics) -> anyhow::Result<()> {
+    match t {
+        Topics::List { namespace: ns } => {
+            print_list(&a.get(&format!("/admin/v2/persistent/{}", namespace(&ns)?))?);
+        }
+        Topics::ListPartitionedTopics { namespace: ns } => {
+            print_list(&a.get(&format!(
+                "/admin/v2/persistent/{}/partitioned",
+                namespace(&ns)?
+            ))?);
+        }
+        Topics::Create { topic } => {
+            a.call("PUT", &format!("/admin/v2/{}", topic_path(&topic)?), None)?;
+        }
+        Topics::CreatePartitionedTopic { topic, partitions } => {
+            let path = format!("/admin/v2/{}/partitions", topic_path(&topic)?);
+            a.call("PUT", &path, Some(partitions.to_string()))?;
+        }
+        Topics::UpdatePartitionedTopic { topic, partitions } => {
+            let path = format!("/admin/v2/{}/partitions", topic_path(&topic)?);
+            a.call("POST", &path, Some(partitions.to_string()))?;
+        }
+        Topics::GetPartitionedTopicMetadata { topic } => {
+            let path = format!("/admin/v2/{}/partitions", topic_path(&topic)?);
+            print_json(&a.get(&path)?)?;
+        }
+        Topics::Delete { topic, force } => {
+            let path = format!("/admin/v2/{}?force={force}", topic_path(&topic)?);
+            a.call("DELETE", &path, None)?;
+        }
+        Topics::DeletePartitionedTopic { topic, force } => {
+            let path = format!("/admin/v2/{}/partitions?force={force}", topic_path(&topic)?);
+            a.call("DELETE", &path, None)?;
+        }
+        Topics::Unload { topic } => {
+            a.call(
+                "PUT",
+                &format!("/admin/v2/{}/unload", topic_path(&topic)?),
+                None,
+            )?;
+        }
+        Topics::Lookup { topic } => {
+            let v = a.get(&format!("/lookup/v2/topic/{}", topic_path(&topic)?))?;
+            println!("{}", v.get("brokerUrl").unwrap_or(&v));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,262 @@
+//! t8x: tenants, namespaces and partitioned topics through `magnetar admin` and the
+//! `/admin/v2` REST API, against `magnetar standalone` and a two-broker cluster.
+
+use std::process::Command;
+
+use integration_tests::process::KeptDir;
+use integration_tests::standalone::{StandaloneProcess, check, consumed, run_scenario};
+use integration_tests::{http_put, http_request};
+
+/// `magnetar admin --admin-url URL ARGS…`: (success, stdout, stderr).
+fn admin(url: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(integration_tests::bin::magnetar())
+        .args(["admin", "--admin-url", url])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs an admin command that must succeed; its stdout.
+fn ok(url: &str, args: &[&str]) -> String {
+    let (success, out, err) = admin(url, args);
+    assert!(success, "magnetar admin {args:?} failed: {err}");
+    out
+}
+
+/// Runs an admin command that must fail; its one-line error.
+fn fails(url: &str, args: &[&str]) -> String {
+    let (success, out, err) = admin(url, args);
+    assert!(!success, "magnetar admin {args:?} succeeded: {out}");
+    let line = err.trim().to_owned();
+    assert_eq!(line.lines().count(), 1, "not one line: {line}");
+    line
+}
+
+fn status(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Every verb of `magnetar admin` for clusters, tenants, namespaces and topics, with the
+/// outputs and errors Pulsar's tools give; and Pulsar's REST status codes for missing,
+/// duplicate, invalid and malformed requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t81_admin_verbs_and_rest_status_codes() {
+    let dir = KeptDir::new("t81-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let url = sa.http_url.as_str();
+    // What exists from the first start, as in Pulsar.
+    assert_eq!(ok(url, &["clusters", "list"]), "standalone\n");
+    assert!(ok(url, &["clusters", "get", "standalone"]).contains("brokerServiceUrl"));
+    assert_eq!(ok(url, &["tenants", "list"]), "public\n");
+    assert_eq!(
+        ok(url, &["namespaces", "list", "public"]),
+        "public/default\n"
+    );
+    // Tenants.
+    ok(url, &["tenants", "create", "acme", "-r", "ops,dev"]);
+    assert_eq!(ok(url, &["tenants", "list"]), "acme\npublic\n");
+    let t: serde_json::Value = serde_json::from_str(&ok(url, &["tenants", "get", "acme"])).unwrap();
+    assert_eq!(t["adminRoles"], serde_json::json!(["ops", "dev"]));
+    assert_eq!(t["allowedClusters"], serde_json::json!(["standalone"]));
+    ok(url, &["tenants", "update", "acme", "-r", "ops"]);
+    let t: serde_json::Value = serde_json::from_str(&ok(url, &["tenants", "get", "acme"])).unwrap();
+    assert_eq!(t["adminRoles"], serde_json::json!(["ops"]));
+    assert!(fails(url, &["tenants", "create", "acme"]).contains("HTTP 409"));
+    assert!(fails(url, &["tenants", "get", "nobody"]).contains("HTTP 404"));
+    assert!(fails(url, &["tenants", "create", "bad$name"]).contains("HTTP 412"));
+    assert!(fails(url, &["tenants", "create", "x", "-c", "elsewhere"]).contains("HTTP 412"));
+    // Namespaces.
+    ok(url, &["namespaces", "create", "acme/orders"]);
+    ok(url, &["namespaces", "create", "acme/audit", "-b", "4"]);
+    assert_eq!(
+        ok(url, &["namespaces", "list", "acme"]),
+        "acme/audit\nacme/orders\n"
+    );
+    let p: serde_json::Value =
+        serde_json::from_str(&ok(url, &["namespaces", "policies", "acme/orders"])).unwrap();
+    assert_eq!(p["bundles"]["numBundles"], 4);
+    assert_eq!(p["bundles"]["boundaries"].as_array().unwrap().len(), 5);
+    assert_eq!(p["replication_clusters"], serde_json::json!(["standalone"]));
+    assert!(fails(url, &["namespaces", "create", "acme/orders"]).contains("HTTP 409"));
+    assert!(fails(url, &["namespaces", "create", "nobody/x"]).contains("HTTP 404"));
+    assert!(fails(url, &["namespaces", "policies", "acme/none"]).contains("HTTP 404"));
+    assert!(fails(url, &["tenants", "delete", "acme"]).contains("HTTP 409"));
+    // Topics: a client cannot use a namespace that does not exist; it can use one that does.
+    let out = run_scenario(
+        &sa.service_url,
+        "produce_fixed",
+        &["persistent://acme/none/t", "1"],
+    );
+    assert!(
+        !out.status.success(),
+        "produced into a namespace that does not exist"
+    );
+    check(
+        run_scenario(
+            &sa.service_url,
+            "produce_fixed",
+            &["persistent://acme/orders/t1", "5"],
+        ),
+        "produce into a created namespace",
+    );
+    ok(url, &["topics", "create", "persistent://acme/orders/t2"]);
+    assert_eq!(
+        ok(url, &["topics", "list", "acme/orders"]),
+        "persistent://acme/orders/t1\npersistent://acme/orders/t2\n"
+    );
+    assert!(fails(url, &["topics", "create", "persistent://acme/orders/t2"]).contains("HTTP 409"));
+    ok(
+        url,
+        &[
+            "topics",
+            "create-partitioned-topic",
+            "acme/orders/p",
+            "-p",
+            "3",
+        ],
+    );
+    assert_eq!(
+        ok(url, &["topics", "list-partitioned-topics", "acme/orders"]),
+        "persistent://acme/orders/p\n"
+    );
+    let m: serde_json::Value = serde_json::from_str(&ok(
+        url,
+        &["topics", "get-partitioned-topic-metadata", "acme/orders/p"],
+    ))
+    .unwrap();
+    assert_eq!(m["partitions"], 3);
+    ok(
+        url,
+        &[
+            "topics",
+            "update-partitioned-topic",
+            "acme/orders/p",
+            "-p",
+            "4",
+        ],
+    );
+    assert!(
+        fails(
+            url,
+            &[
+                "topics",
+                "update-partitioned-topic",
+                "acme/orders/p",
+                "-p",
+                "2"
+            ]
+        )
+        .contains("can only be increased")
+    );
+    assert!(
+        fails(
+            url,
+            &[
+                "topics",
+                "create-partitioned-topic",
+                "acme/orders/t1",
+                "-p",
+                "2"
+            ]
+        )
+        .contains("HTTP 409")
+    );
+    assert!(fails(url, &["topics", "list", "acme/none"]).contains("HTTP 404"));
+    assert_eq!(
+        ok(url, &["topics", "lookup", "acme/orders/t1"]).trim(),
+        format!("\"{}\"", sa.service_url)
+    );
+    ok(url, &["topics", "unload", "acme/orders/t1"]);
+    // REST: malformed and invalid bodies answer 400/406 with a reason.
+    let r = http_put_body(
+        url,
+        "/admin/v2/persistent/acme/orders/q/partitions",
+        "{nope",
+    )
+    .await;
+    assert_eq!(status(&r), 400, "{r}");
+    assert!(r.contains("reason"), "{r}");
+    let r = http_put_body(url, "/admin/v2/persistent/acme/orders/q/partitions", "0").await;
+    assert_eq!(status(&r), 406, "{r}");
+    let r = http_put(&format!("{url}/admin/v2/clusters/other")).await;
+    assert_eq!(status(&r), 412, "{r}");
+    // Deleting: a namespace with topics needs --force; a tenant needs to be empty.
+    assert!(fails(url, &["namespaces", "delete", "acme/orders"]).contains("HTTP 409"));
+    ok(url, &["topics", "delete", "acme/orders/t2"]);
+    assert!(fails(url, &["topics", "delete", "acme/orders/t2"]).contains("HTTP 404"));
+    ok(
+        url,
+        &["topics", "delete-partitioned-topic", "acme/orders/p"],
+    );
+    ok(url, &["namespaces", "delete", "acme/orders", "--force"]);
+    ok(url, &["namespaces", "delete", "acme/audit"]);
+    ok(url, &["tenants", "delete", "acme"]);
+    assert_eq!(ok(url, &["tenants", "list"]), "public\n");
+    let r = http_request(
+        "DELETE",
+        url.strip_prefix("http://").unwrap().parse().unwrap(),
+        "/admin/v2/tenants/acme",
+    )
+    .await;
+    assert_eq!(status(&r), 404, "{r}");
+}
+
+/// PUT with a body (the harness's helpers send none).
+async fn http_put_body(base: &str, path: &str, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.strip_prefix("http://").unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// A partitioned topic with 4 partitions: the official Python client produces to it (its
+/// messages spread over the partitions) and consumes every message back; each partition is
+/// a topic of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t82_partitioned_topic_with_the_python_client() {
+    let dir = KeptDir::new("t82-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let url = sa.http_url.as_str();
+    let topic = "persistent://public/default/orders";
+    ok(
+        url,
+        &["topics", "create-partitioned-topic", topic, "-p", "4"],
+    );
+    check(
+        run_scenario(&sa.service_url, "consume_fixed", &[topic, "s", "0"]),
+        "subscribe",
+    );
+    check(
+        run_scenario(&sa.service_url, "produce_fixed", &[topic, "400"]),
+        "produce",
+    );
+    let mut got = consumed(&check(
+        run_scenario(&sa.service_url, "consume_fixed", &[topic, "s"]),
+        "consume",
+    ));
+    got.sort_unstable();
+    assert_eq!(got, (0..400).collect::<Vec<i64>>());
+    let listed = ok(url, &["topics", "list", "public/default"]);
+    for i in 0..4 {
+        assert!(
+            listed.contains(&format!("{topic}-partition-{i}\n")),
+            "partition {i} has no topic: {listed}"
+        );
+    }
+}
