@@ -155,6 +155,7 @@ impl BrokerConfig {
                 m.cache_size.0 as usize,
                 m.cache_eviction_age,
             ),
+            policies: None,
         }
     }
 }

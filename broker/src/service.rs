@@ -88,11 +88,13 @@ impl BrokerService {
         store: Arc<dyn MetadataStore>,
         keys: KeyLayout,
         client: LedgerClient,
-        config: ManagedLedgerConfig,
+        mut config: ManagedLedgerConfig,
         service_url: String,
     ) -> Self {
+        let namespaces = meta::Namespaces::new(store.clone(), keys.clone());
+        config.policies = Some(namespaces.clone());
         BrokerService {
-            namespaces: meta::Namespaces::new(store.clone(), keys.clone()),
+            namespaces,
             cluster: meta::keys::DEFAULT_CLUSTER.to_owned(),
             allow_auto_topic_creation: true,
             store,
@@ -236,6 +238,23 @@ impl BrokerService {
             }
             None => Ok(false),
         }
+    }
+
+    /// How many bookies are registered as writable now.
+    pub async fn writable_bookies(&self) -> Result<usize> {
+        let prefix = self.keys.bookies_available_prefix();
+        let (kvs, _) = meta::range_all(self.store.as_ref(), &prefix, 1000).await?;
+        Ok(kvs.len())
+    }
+
+    /// Whether the topic has a managed ledger (it was created).
+    pub async fn topic_exists(&self, name: &str) -> Result<bool> {
+        let name = normalize_topic(name)?;
+        Ok(self
+            .store
+            .get(&self.keys.managed_ledger(&name))
+            .await?
+            .is_some())
     }
 
     /// Deletes a topic: refused (`ConsumerBusy`) while it has producers or consumers unless

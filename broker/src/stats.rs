@@ -42,6 +42,23 @@ pub async fn run(service: Arc<BrokerService>, stop: CancellationToken) {
         metrics::gauge!("pulsar_throughput_out").set(rate(3));
         last = (Instant::now(), now);
         for topic in service.loaded_topics() {
+            let subs = topic.subscriptions().await;
+            let out: [u64; 2] = subs.iter().fold([0, 0], |acc, s| {
+                [
+                    acc[0] + s.msg_out.load(Ordering::Relaxed),
+                    acc[1] + s.bytes_out.load(Ordering::Relaxed),
+                ]
+            });
+            topic
+                .rates
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .update([
+                    topic.msg_in.load(Ordering::Relaxed),
+                    topic.bytes_in.load(Ordering::Relaxed),
+                    out[0],
+                    out[1],
+                ]);
             for (sub, backlog) in topic.backlogs().await {
                 metrics::gauge!("pulsar_msg_backlog", "topic" => topic.name.clone(), "subscription" => sub)
                     .set(backlog as f64);

@@ -259,4 +259,138 @@ async fn t82_partitioned_topic_with_the_python_client() {
             "partition {i} has no topic: {listed}"
         );
     }
+    // The stats: every partition took part, the sums add up, nothing is left in the backlog.
+    let stats: serde_json::Value = serde_json::from_str(&ok(
+        url,
+        &["topics", "partitioned-stats", topic, "--per-partition"],
+    ))
+    .unwrap();
+    assert_eq!(stats["msgInCounter"], 400, "{stats}");
+    assert_eq!(stats["metadata"]["partitions"], 4);
+    assert_eq!(stats["subscriptions"]["s"]["msgBacklog"], 0, "{stats}");
+    for i in 0..4 {
+        let p = &stats["partitions"][format!("{topic}-partition-{i}")];
+        assert!(
+            p["msgInCounter"].as_u64().unwrap() > 0,
+            "partition {i} got nothing: {p}"
+        );
+    }
+    let part = format!("{topic}-partition-0");
+    let internal: serde_json::Value =
+        serde_json::from_str(&ok(url, &["topics", "stats-internal", &part])).unwrap();
+    assert_eq!(internal["state"], "LedgerOpened");
+    assert!(
+        internal["cursors"]["s"]["markDeletePosition"].is_string(),
+        "{internal}"
+    );
+    assert_eq!(ok(url, &["topics", "subscriptions", &part]), "s\n");
+}
+
+/// A namespace's persistence policy decides the quorums of its topics' next ledgers: set to
+/// E=3 Qw=3 Qa=2 on a broker whose default is 2/2/2, a topic loaded afterwards writes to a
+/// 3-bookie ledger; removed again, the next ledger (after an unload) is 2/2/2. A policy the
+/// cluster cannot satisfy is refused with a reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t83_persistence_policy_sets_the_next_ledgers_quorums() {
+    use integration_tests::TestCluster;
+    use integration_tests::standalone::BrokerProcess;
+    let cluster = TestCluster::start(3).await.unwrap();
+    let b = BrokerProcess::start_with(
+        &cluster.meta_url(),
+        (2, 2, 2),
+        &cluster.dir().join("broker.log"),
+        &[],
+    )
+    .unwrap();
+    let url = b.http_url.as_str();
+    ok(url, &["namespaces", "create", "public/replicated"]);
+    assert_eq!(
+        ok(url, &["namespaces", "get-persistence", "public/replicated"]).trim(),
+        "null"
+    );
+    ok(
+        url,
+        &[
+            "namespaces",
+            "set-persistence",
+            "public/replicated",
+            "-e",
+            "3",
+            "-w",
+            "3",
+            "-a",
+            "2",
+        ],
+    );
+    let p: serde_json::Value = serde_json::from_str(&ok(
+        url,
+        &["namespaces", "get-persistence", "public/replicated"],
+    ))
+    .unwrap();
+    assert_eq!(p["bookkeeperEnsemble"], 3);
+    assert_eq!(p["bookkeeperAckQuorum"], 2);
+    assert!(
+        fails(
+            url,
+            &[
+                "namespaces",
+                "set-persistence",
+                "public/replicated",
+                "-e",
+                "4",
+                "-w",
+                "3",
+                "-a",
+                "2"
+            ]
+        )
+        .contains("writable bookies")
+    );
+    assert!(
+        fails(
+            url,
+            &[
+                "namespaces",
+                "set-persistence",
+                "public/replicated",
+                "-e",
+                "2",
+                "-w",
+                "3",
+                "-a",
+                "2"
+            ]
+        )
+        .contains("HTTP 412")
+    );
+    let topic = "persistent://public/replicated/t";
+    check(
+        run_scenario(&b.service_url, "produce_fixed", &[topic, "10"]),
+        "produce",
+    );
+    let store = cluster.store().await;
+    let quorums = async |topic: &str| -> Vec<(u32, u32, u32)> {
+        let key = cluster.keys().managed_ledger(topic);
+        let kv = store.get(&key).await.unwrap().unwrap();
+        let info: proto::meta::ManagedLedgerInfo = meta::records::decode(&key, &kv.value).unwrap();
+        let mut out = Vec::new();
+        for l in info.ledgers {
+            let lk = cluster.keys().ledger(common::LedgerId(l.ledger_id));
+            let kv = store.get(&lk).await.unwrap().unwrap();
+            let m: proto::meta::LedgerMetadata = meta::records::decode(&lk, &kv.value).unwrap();
+            out.push((m.ensemble_size, m.write_quorum, m.ack_quorum));
+        }
+        out
+    };
+    assert_eq!(quorums(topic).await, [(3, 3, 2)]);
+    ok(
+        url,
+        &["namespaces", "remove-persistence", "public/replicated"],
+    );
+    ok(url, &["topics", "unload", topic]);
+    check(
+        run_scenario(&b.service_url, "produce_fixed", &[topic, "10", "10"]),
+        "produce again",
+    );
+    assert_eq!(quorums(topic).await, [(3, 3, 2), (2, 2, 2)]);
 }

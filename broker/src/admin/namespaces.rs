@@ -22,6 +22,125 @@ pub(super) fn routes() -> Router<Arc<BrokerService>> {
             "/admin/v2/namespaces/{tenant}/{namespace}",
             get(policies).put(create).delete(remove),
         )
+        .route(
+            "/admin/v2/namespaces/{tenant}/{namespace}/persistence",
+            get(get_persistence)
+                .post(set_persistence)
+                .delete(remove_persistence),
+        )
+}
+
+/// Changes a namespace's policies by compare-and-set, re-reading on a conflict.
+async fn update_policies(
+    s: &BrokerService,
+    ns: &str,
+    change: impl Fn(&mut NamespacePolicies),
+) -> Result<(), Response> {
+    for _ in 0..5 {
+        let (mut p, version) = existing(s, ns).await?;
+        change(&mut p);
+        match s.namespaces.update_namespace(ns, p, version).await {
+            Ok(()) => return Ok(()),
+            Err(meta::MetaError::BadVersion { .. }) => continue,
+            Err(e) => return Err(meta_error(e)),
+        }
+    }
+    Err(reason(
+        StatusCode::CONFLICT,
+        "the namespace's policies kept changing; try again",
+    ))
+}
+
+/// Pulsar's PersistencePolicies JSON.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct PersistenceJson {
+    bookkeeper_ensemble: u32,
+    bookkeeper_write_quorum: u32,
+    bookkeeper_ack_quorum: u32,
+    managed_ledger_max_mark_delete_rate: f64,
+}
+
+fn persistence_json(p: &proto::meta::PersistencePolicy) -> serde_json::Value {
+    serde_json::json!(PersistenceJson {
+        bookkeeper_ensemble: p.ensemble,
+        bookkeeper_write_quorum: p.write_quorum,
+        bookkeeper_ack_quorum: p.ack_quorum,
+        managed_ledger_max_mark_delete_rate: p.mark_delete_rate,
+    })
+}
+
+async fn get_persistence(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+) -> Response {
+    either(
+        async {
+            let (p, _) = existing(&s, &format!("{tenant}/{namespace}")).await?;
+            Ok(axum::Json(p.persistence.as_ref().map(persistence_json)).into_response())
+        }
+        .await,
+    )
+}
+
+async fn set_persistence(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    either(
+        async {
+            let j: PersistenceJson = parse_body(&body)?;
+            let (e, w, a) = (
+                j.bookkeeper_ensemble as usize,
+                j.bookkeeper_write_quorum as usize,
+                j.bookkeeper_ack_quorum as usize,
+            );
+            if let Err(err) = bookie::client::distribution::check_quorums(e, w, a) {
+                return Err(reason(
+                    StatusCode::PRECONDITION_FAILED,
+                    format!(
+                        "Bookkeeper Ensemble >= WriteQuorum >= AckQuorum > 0 does not hold: {err}"
+                    ),
+                ));
+            }
+            let writable = s.writable_bookies().await.map_err(|e| error(&e))?;
+            if e > writable {
+                return Err(reason(
+                    StatusCode::PRECONDITION_FAILED,
+                    format!("ensemble {e} needs {e} writable bookies; {writable} are registered"),
+                ));
+            }
+            let policy = proto::meta::PersistencePolicy {
+                ensemble: j.bookkeeper_ensemble,
+                write_quorum: j.bookkeeper_write_quorum,
+                ack_quorum: j.bookkeeper_ack_quorum,
+                mark_delete_rate: j.managed_ledger_max_mark_delete_rate,
+            };
+            update_policies(&s, &format!("{tenant}/{namespace}"), |p| {
+                p.persistence = Some(policy.clone());
+            })
+            .await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        .await,
+    )
+}
+
+async fn remove_persistence(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+) -> Response {
+    either(
+        async {
+            update_policies(&s, &format!("{tenant}/{namespace}"), |p| {
+                p.persistence = None;
+            })
+            .await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        .await,
+    )
 }
 
 /// `?force=true`.

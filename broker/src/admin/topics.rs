@@ -36,6 +36,211 @@ pub(super) fn routes() -> Router<Arc<BrokerService>> {
             "/admin/v2/persistent/{tenant}/{namespace}/{topic}",
             put(create).delete(remove),
         )
+        .route(
+            "/admin/v2/persistent/{tenant}/{namespace}/{topic}/stats",
+            get(stats),
+        )
+        .route(
+            "/admin/v2/persistent/{tenant}/{namespace}/{topic}/internalStats",
+            get(internal_stats),
+        )
+        .route(
+            "/admin/v2/persistent/{tenant}/{namespace}/{topic}/subscriptions",
+            get(subscriptions),
+        )
+        .route(
+            "/admin/v2/persistent/{tenant}/{namespace}/{topic}/partitioned-stats",
+            get(partitioned_stats),
+        )
+}
+
+/// The loaded topic `name` on this broker, or the answer: 307 to its owner, 404 when it
+/// does not exist.
+async fn served_topic(
+    s: &BrokerService,
+    name: &str,
+    uri: &axum::http::Uri,
+) -> std::result::Result<Arc<crate::topic::Topic>, Response> {
+    if let Some(http) = owned_elsewhere(s, name).await.map_err(|e| error(&e))? {
+        return Err(redirect(&http, uri));
+    }
+    if !s.topic_exists(name).await.map_err(|e| error(&e))? {
+        return Err(reason(
+            StatusCode::NOT_FOUND,
+            format!("Topic {name} not found"),
+        ));
+    }
+    s.topic(name).await.map_err(|e| error(&e))
+}
+
+async fn stats(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace, topic)): Path<(String, String, String)>,
+    uri: axum::http::Uri,
+) -> Response {
+    either(
+        async {
+            let name = full_name(&tenant, &namespace, &topic)?;
+            let t = served_topic(&s, &name, &uri).await?;
+            let mut v = crate::topic::stats::stats(&t)
+                .await
+                .map_err(|e| error(&e))?;
+            v["ownerBroker"] = serde_json::json!(s.service_url.trim_start_matches("pulsar://"));
+            Ok(axum::Json(v).into_response())
+        }
+        .await,
+    )
+}
+
+async fn internal_stats(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace, topic)): Path<(String, String, String)>,
+    uri: axum::http::Uri,
+) -> Response {
+    either(
+        async {
+            let name = full_name(&tenant, &namespace, &topic)?;
+            let t = served_topic(&s, &name, &uri).await?;
+            let v = crate::topic::stats::internal_stats(&t)
+                .await
+                .map_err(|e| error(&e))?;
+            Ok(axum::Json(v).into_response())
+        }
+        .await,
+    )
+}
+
+async fn subscriptions(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace, topic)): Path<(String, String, String)>,
+    uri: axum::http::Uri,
+) -> Response {
+    either(
+        async {
+            let name = full_name(&tenant, &namespace, &topic)?;
+            let t = served_topic(&s, &name, &uri).await?;
+            let names: Vec<String> = t
+                .subscriptions()
+                .await
+                .iter()
+                .map(|s| s.name.clone())
+                .collect();
+            Ok(axum::Json(names).into_response())
+        }
+        .await,
+    )
+}
+
+/// `GET …/partitioned-stats`: every partition's stats summed (rates, counters, sizes,
+/// backlogs per subscription), with `partitions{}` when `perPartition=true`. A partition
+/// served by another broker is not summed (the broker has no HTTP client to ask it): it is
+/// named under `partitionsServedElsewhere`, never guessed.
+async fn partitioned_stats(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace, topic)): Path<(String, String, String)>,
+    Query(q): Query<PerPartition>,
+) -> Response {
+    either(async {
+        let name = full_name(&tenant, &namespace, &topic)?;
+        let ns = format!("{tenant}/{namespace}");
+        let Some((p, _)) = s
+            .namespaces
+            .partitioned(&ns, &topic)
+            .await
+            .map_err(meta_error)?
+        else {
+            return Err(reason(StatusCode::NOT_FOUND, "Partitioned topic does not exist"));
+        };
+        let mut total = serde_json::json!({
+            "msgRateIn": 0.0, "msgThroughputIn": 0.0, "msgRateOut": 0.0, "msgThroughputOut": 0.0,
+            "msgInCounter": 0, "bytesInCounter": 0, "msgOutCounter": 0, "bytesOutCounter": 0,
+            "storageSize": 0, "backlogSize": 0, "publishers": [], "subscriptions": {},
+        });
+        let mut per = serde_json::Map::new();
+        let mut elsewhere = Vec::new();
+        for i in 0..p.partitions {
+            let part = partition_name(&name, i);
+            if owned_elsewhere(&s, &part).await.map_err(|e| error(&e))?.is_some() {
+                elsewhere.push(part);
+                continue;
+            }
+            if !s.topic_exists(&part).await.map_err(|e| error(&e))? {
+                continue;
+            }
+            let t = s.topic(&part).await.map_err(|e| error(&e))?;
+            let v = crate::topic::stats::stats(&t).await.map_err(|e| error(&e))?;
+            add_stats(&mut total, &v);
+            per.insert(part, v);
+        }
+        total["metadata"] = serde_json::json!({ "partitions": p.partitions });
+        if q.per_partition {
+            total["partitions"] = serde_json::Value::Object(per);
+        }
+        if !elsewhere.is_empty() {
+            total["partitionsServedElsewhere"] = serde_json::json!(elsewhere);
+        }
+        Ok(axum::Json(total).into_response())
+    }
+    .await)
+}
+
+/// `?perPartition=true`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct PerPartition {
+    per_partition: bool,
+}
+
+/// Adds one partition's stats into the running total.
+fn add_stats(total: &mut serde_json::Value, v: &serde_json::Value) {
+    for key in [
+        "msgRateIn",
+        "msgThroughputIn",
+        "msgRateOut",
+        "msgThroughputOut",
+    ] {
+        let sum = total[key].as_f64().unwrap_or(0.0) + v[key].as_f64().unwrap_or(0.0);
+        total[key] = serde_json::json!(sum);
+    }
+    for key in [
+        "msgInCounter",
+        "bytesInCounter",
+        "msgOutCounter",
+        "bytesOutCounter",
+        "storageSize",
+        "backlogSize",
+    ] {
+        let sum = total[key].as_u64().unwrap_or(0) + v[key].as_u64().unwrap_or(0);
+        total[key] = serde_json::json!(sum);
+    }
+    if let (Some(all), Some(these)) = (
+        total["publishers"].as_array_mut(),
+        v["publishers"].as_array(),
+    ) {
+        all.extend(these.iter().cloned());
+    }
+    let Some(subs) = v["subscriptions"].as_object() else {
+        return;
+    };
+    for (name, sub) in subs {
+        let entry = &mut total["subscriptions"][name];
+        if entry.is_null() {
+            *entry = serde_json::json!({
+                "msgBacklog": 0, "unackedMessages": 0, "msgOutCounter": 0,
+                "type": sub["type"], "consumers": [],
+            });
+        }
+        for key in ["msgBacklog", "unackedMessages", "msgOutCounter"] {
+            let sum = entry[key].as_u64().unwrap_or(0) + sub[key].as_u64().unwrap_or(0);
+            entry[key] = serde_json::json!(sum);
+        }
+        if let (Some(all), Some(these)) = (
+            entry["consumers"].as_array_mut(),
+            sub["consumers"].as_array(),
+        ) {
+            all.extend(these.iter().cloned());
+        }
+    }
 }
 
 /// The suffix of partition `i`'s topic name, as Pulsar names it.

@@ -46,6 +46,9 @@ pub struct ManagedLedgerConfig {
     pub max_ledger_age: Duration,
     /// The broker-wide budget of every topic's entry cache.
     pub cache: Arc<CacheBudget>,
+    /// Where namespace policies are read when a ledger is created (a namespace's
+    /// persistence policy overrides the quorums above); `None`: never.
+    pub policies: Option<meta::Namespaces>,
 }
 
 impl Default for ManagedLedgerConfig {
@@ -58,6 +61,7 @@ impl Default for ManagedLedgerConfig {
             max_ledger_bytes: 1 << 30,
             max_ledger_age: Duration::from_secs(4 * 3600),
             cache: CacheBudget::new(64 << 20, Duration::from_secs(1)),
+            policies: None,
         }
     }
 }
@@ -105,6 +109,31 @@ impl ManagedLedgerConfig {
             max_bytes: self.max_ledger_bytes,
             max_age: self.max_ledger_age,
         }
+    }
+}
+
+/// The ledger list as the write task sees it (for `internalStats`).
+#[derive(Debug, Clone)]
+pub struct LedgerListStats {
+    /// (ledger, entries, bytes), oldest first; the open ledger's figures are live.
+    pub ledgers: Vec<(LedgerId, u64, u64)>,
+    /// The ledger taking writes.
+    pub current: Option<LedgerId>,
+    /// Entries appended since the topic was loaded.
+    pub entries_added: u64,
+    /// Pulsar's managed-ledger state name.
+    pub state: &'static str,
+}
+
+impl LedgerListStats {
+    /// Entries in every ledger.
+    pub fn entries(&self) -> u64 {
+        self.ledgers.iter().map(|l| l.1).sum()
+    }
+
+    /// Bytes in every ledger.
+    pub fn size(&self) -> u64 {
+        self.ledgers.iter().map(|l| l.2).sum()
     }
 }
 
@@ -354,6 +383,16 @@ impl ManagedLedger {
             .await
             .map_err(|_| BrokerError::ShuttingDown)?;
         rx.await.map_err(|_| BrokerError::ShuttingDown)?
+    }
+
+    /// The ledger list with live figures for the open ledger.
+    pub async fn stats(&self) -> Result<LedgerListStats> {
+        let (reply, rx) = oneshot::channel();
+        self.write
+            .send(Cmd::Stats { reply })
+            .await
+            .map_err(|_| BrokerError::ShuttingDown)?;
+        rx.await.map_err(|_| BrokerError::ShuttingDown)
     }
 
     /// Deletes the managed ledger: closes the open ledger, then deletes every ledger of the

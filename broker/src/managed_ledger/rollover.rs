@@ -197,6 +197,21 @@ impl Rollover {
         end
     }
 
+    /// Entries and bytes appended to the open ledger (zeros when none is open).
+    pub fn written(&self) -> (u64, u64) {
+        match self.state {
+            State::Writing {
+                appended, bytes, ..
+            } => (appended, bytes),
+            _ => (0, 0),
+        }
+    }
+
+    /// Whether a ledger is open for writes.
+    pub fn is_writing(&self) -> bool {
+        matches!(self.state, State::Writing { .. })
+    }
+
     /// Whether ownership was lost.
     pub fn is_abandoned(&self) -> bool {
         self.state == State::Abandoned

@@ -45,6 +45,10 @@ pub(super) enum Cmd {
     },
     /// Close the open ledger (graceful unload); appends are refused afterwards.
     Close { reply: oneshot::Sender<Result<()>> },
+    /// Report the ledger list as the write task knows it.
+    Stats {
+        reply: oneshot::Sender<super::LedgerListStats>,
+    },
 }
 
 /// An add in flight, for the completion task.
@@ -62,13 +66,13 @@ pub(super) async fn new_ledger(
     mut info: ManagedLedgerInfo,
     version: Option<Version>,
 ) -> Result<(LedgerWriter, ManagedLedgerInfo, Version)> {
-    let config = &inner.config;
+    let (ensemble, write_quorum, ack_quorum) = quorums(inner).await?;
     let writer = inner
         .client
         .create(CreateOptions {
-            ensemble: config.ensemble,
-            write_quorum: config.write_quorum,
-            ack_quorum: config.ack_quorum,
+            ensemble,
+            write_quorum,
+            ack_quorum,
             password: Bytes::new(),
             custom: [
                 ("application".to_owned(), Bytes::from_static(b"magnetar")),
@@ -100,6 +104,28 @@ pub(super) async fn new_ledger(
     }
 }
 
+/// The quorums of the topic's next ledger: its namespace's persistence policy (read from the
+/// store at each ledger, so a changed policy applies from the next roll), else the broker's.
+async fn quorums(inner: &Inner) -> Result<(usize, usize, usize)> {
+    let c = &inner.config;
+    let defaults = (c.ensemble, c.write_quorum, c.ack_quorum);
+    let Some(ns) = &c.policies else {
+        return Ok(defaults);
+    };
+    let namespace = crate::ownership::bundles::namespace_of(&inner.name);
+    Ok(match ns.namespace(namespace).await? {
+        Some((policies, _)) => match policies.persistence {
+            Some(p) if p.ensemble > 0 => (
+                p.ensemble as usize,
+                p.write_quorum as usize,
+                p.ack_quorum as usize,
+            ),
+            _ => defaults,
+        },
+        None => defaults,
+    })
+}
+
 /// Starts both tasks for a managed ledger whose `writer` was just created; returns the queue.
 pub(super) fn spawn(
     inner: Arc<Inner>,
@@ -118,6 +144,7 @@ pub(super) fn spawn(
         version,
         completions: done_tx,
         inner: inner.clone(),
+        entries_added: 0,
     };
     tokio::spawn(task.run(rx, failed_rx));
     tokio::spawn(complete(inner, done_rx, failed_tx));
@@ -133,6 +160,8 @@ struct WriteTask {
     info: ManagedLedgerInfo,
     version: Version,
     completions: mpsc::Sender<Completion>,
+    /// Appends written since the topic was loaded.
+    entries_added: u64,
 }
 
 impl WriteTask {
@@ -158,6 +187,9 @@ impl WriteTask {
                     }
                     Some(Cmd::Close { reply }) => {
                         let _ = reply.send(self.close().await);
+                    }
+                    Some(Cmd::Stats { reply }) => {
+                        let _ = reply.send(self.stats());
                     }
                 },
             }
@@ -187,6 +219,7 @@ impl WriteTask {
                     match writer.append(payload.clone()).await {
                         Ok(pending) => {
                             self.roll.appended(len);
+                            self.entries_added += 1;
                             let c = Completion {
                                 ledger,
                                 pending,
@@ -284,6 +317,34 @@ impl WriteTask {
         let mut closed = self.inner.ledgers.lock().unwrap_or_else(|p| p.into_inner());
         if entries > 0 && !closed.iter().any(|(l, _)| l.0 == m.ledger_id) {
             closed.push((LedgerId(m.ledger_id), entries));
+        }
+    }
+
+    fn stats(&self) -> super::LedgerListStats {
+        let (entries, bytes) = self.roll.written();
+        let current = self.roll.current();
+        super::LedgerListStats {
+            ledgers: self
+                .info
+                .ledgers
+                .iter()
+                .map(|l| {
+                    if Some(LedgerId(l.ledger_id)) == current {
+                        (LedgerId(l.ledger_id), entries, bytes)
+                    } else {
+                        (LedgerId(l.ledger_id), l.entries, l.size)
+                    }
+                })
+                .collect(),
+            current: current.filter(|_| self.roll.is_writing()),
+            entries_added: self.entries_added,
+            state: if self.roll.is_abandoned() {
+                "Fenced"
+            } else if self.roll.is_writing() {
+                "LedgerOpened"
+            } else {
+                "ClosedLedger"
+            },
         }
     }
 

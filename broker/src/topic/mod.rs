@@ -3,6 +3,7 @@
 //! their bundle, and kept while it owns it. Loading a topic loads every durable
 //! subscription stored for it, with or without consumers: trimming goes by all of them.
 
+pub mod stats;
 pub mod subscription;
 
 use std::collections::HashMap;
@@ -32,6 +33,15 @@ fn before(p: Position) -> Option<Position> {
     }
 }
 
+/// A producer attached to the topic.
+#[derive(Debug)]
+struct ProducerEntry {
+    /// Its connection's outbound queue (to tell it to reconnect).
+    out: mpsc::Sender<Bytes>,
+    name: String,
+    since: std::time::SystemTime,
+}
+
 /// One loaded topic.
 #[derive(Debug)]
 pub struct Topic {
@@ -44,7 +54,13 @@ pub struct Topic {
     producer_names: Mutex<u64>,
     /// Producers attached: (connection id, producer id) → that connection's outbound queue,
     /// so an unload can tell each client to reconnect.
-    producers: Mutex<HashMap<(u64, u64), mpsc::Sender<Bytes>>>,
+    producers: Mutex<HashMap<(u64, u64), ProducerEntry>>,
+    /// Messages and bytes published (receipted) since the topic was loaded.
+    pub msg_in: std::sync::atomic::AtomicU64,
+    /// See `msg_in`.
+    pub bytes_in: std::sync::atomic::AtomicU64,
+    /// Rates over the last stats period (see [`stats`]).
+    pub rates: Mutex<stats::Rates>,
     /// Unloaded or dropped: a connection's producer or consumer on it is stale, and a
     /// client re-creating it with the same id gets the topic loaded afresh.
     closed: std::sync::atomic::AtomicBool,
@@ -60,6 +76,9 @@ impl Topic {
             subscriptions: tokio::sync::Mutex::new(HashMap::new()),
             producer_names: Mutex::new(0),
             producers: Mutex::new(HashMap::new()),
+            msg_in: Default::default(),
+            bytes_in: Default::default(),
+            rates: Mutex::new(stats::Rates::default()),
             closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -198,12 +217,39 @@ impl Topic {
         self.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Records a producer (for [`Topic::drop_unowned`]).
-    pub fn add_producer(&self, key: (u64, u64), out: mpsc::Sender<Bytes>) {
+    /// Records a producer (for [`Topic::drop_unowned`] and stats).
+    pub fn add_producer(&self, key: (u64, u64), name: String, out: mpsc::Sender<Bytes>) {
         self.producers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, out);
+            .insert(
+                key,
+                ProducerEntry {
+                    out,
+                    name,
+                    since: std::time::SystemTime::now(),
+                },
+            );
+    }
+
+    /// (producer id, name, connected since) of every producer.
+    pub fn producers(&self) -> Vec<(u64, String, std::time::SystemTime)> {
+        let mut v: Vec<_> = self
+            .producers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|((_, id), e)| (*id, e.name.clone(), e.since))
+            .collect();
+        v.sort_by(|a, b| a.1.cmp(&b.1));
+        v
+    }
+
+    /// Every subscription, by name.
+    pub async fn subscriptions(&self) -> Vec<Arc<Subscription>> {
+        let mut v: Vec<_> = self.subscriptions.lock().await.values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
     }
 
     /// Forgets a producer.
@@ -236,13 +282,13 @@ impl Topic {
 
     /// CLOSE_PRODUCER to every producer: its client looks the topic up again.
     fn tell_producers_to_reconnect(&self) {
-        let producers: Vec<((u64, u64), mpsc::Sender<Bytes>)> = self
+        let producers: Vec<((u64, u64), ProducerEntry)> = self
             .producers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .drain()
             .collect();
-        for ((_, id), out) in producers {
+        for ((_, id), ProducerEntry { out, .. }) in producers {
             let mut buf = BytesMut::new();
             crate::protocol::frame::encode(&crate::protocol::cmd::close_producer(id), &mut buf);
             let _ = out.try_send(buf.freeze());

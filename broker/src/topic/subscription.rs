@@ -73,6 +73,29 @@ pub struct Subscription {
     state: Mutex<State>,
     wake: Notify,
     flush_lock: tokio::sync::Mutex<()>,
+    /// Messages and bytes dispatched (for stats).
+    pub msg_out: std::sync::atomic::AtomicU64,
+    /// See `msg_out`.
+    pub bytes_out: std::sync::atomic::AtomicU64,
+}
+
+/// What `topics stats` / `internalStats` show of a subscription.
+#[derive(Debug, Clone)]
+pub struct SubscriptionView {
+    /// Exclusive, Shared, …
+    pub sub_type: SubType,
+    /// Whether its cursor is persisted.
+    pub durable: bool,
+    /// Dispatched, not yet acknowledged.
+    pub unacked: u64,
+    /// (consumer name, permits, unacked messages).
+    pub consumers: Vec<(String, i64, u64)>,
+    /// The cursor's mark-delete position.
+    pub mark_delete: Option<Position>,
+    /// Last position handed out in order.
+    pub read_position: Option<Position>,
+    /// Acknowledged runs after the mark-delete: (ledger, first, last).
+    pub acked_runs: Vec<(u64, u64, u64)>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -109,9 +132,39 @@ impl Subscription {
             }),
             wake: Notify::new(),
             flush_lock: tokio::sync::Mutex::new(()),
+            msg_out: Default::default(),
+            bytes_out: Default::default(),
         });
         tokio::spawn(sub.clone().dispatch());
         sub
+    }
+
+    /// A snapshot for stats.
+    pub fn view(&self) -> SubscriptionView {
+        let st = self.state();
+        let consumers = st
+            .consumers
+            .iter()
+            .map(|c| {
+                let unacked = st.pending.values().filter(|(k, _)| *k == c.key).count() as u64;
+                (c.name.clone(), c.permits.load(Ordering::Relaxed), unacked)
+            })
+            .collect();
+        SubscriptionView {
+            sub_type: st.sub_type,
+            durable: st.cursor.is_durable(),
+            unacked: st.pending.len() as u64,
+            consumers,
+            mark_delete: st.cursor.mark_delete,
+            read_position: st.read_position,
+            acked_runs: st
+                .cursor
+                .acked
+                .runs()
+                .take(1000)
+                .map(|(l, f, e)| (l.0, f.0, e.0))
+                .collect(),
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -492,6 +545,9 @@ impl Subscription {
             .map_err(|_| BrokerError::NotFound("consumer connection closed".into()))?;
         crate::stats::OUT_MESSAGES.fetch_add(messages as u64, Ordering::Relaxed);
         crate::stats::OUT_BYTES.fetch_add(payload.len() as u64, Ordering::Relaxed);
+        self.msg_out.fetch_add(messages as u64, Ordering::Relaxed);
+        self.bytes_out
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 }

@@ -96,6 +96,26 @@ enum Namespaces {
         #[arg(short = 'f', long)]
         force: bool,
     },
+    /// Set the quorums of the namespace's next ledgers.
+    SetPersistence {
+        namespace: String,
+        /// Bookies each ledger is striped over.
+        #[arg(short = 'e', long = "bookkeeper-ensemble")]
+        ensemble: u32,
+        /// Copies of each entry.
+        #[arg(short = 'w', long = "bookkeeper-write-quorum")]
+        write_quorum: u32,
+        /// Acknowledgements before an entry is durable.
+        #[arg(short = 'a', long = "bookkeeper-ack-quorum")]
+        ack_quorum: u32,
+        /// Cursor mark-delete updates per second.
+        #[arg(short = 'r', long = "ml-mark-delete-max-rate", default_value_t = 0.0)]
+        mark_delete_rate: f64,
+    },
+    /// Show the namespace's persistence policy (null: the broker's defaults).
+    GetPersistence { namespace: String },
+    /// Remove the persistence policy (back to the broker's defaults).
+    RemovePersistence { namespace: String },
     /// Unload a bundle (or every bundle): its owner closes its topics and gives it up.
     Unload {
         namespace: String,
@@ -144,6 +164,19 @@ enum Topics {
     },
     /// Unload a topic: its clients reconnect, it is loaded again on next use.
     Unload { topic: String },
+    /// A topic's stats (JSON): rates, counters, sizes, publishers, subscriptions.
+    Stats { topic: String },
+    /// The managed ledger's view (JSON): ledgers and cursors.
+    StatsInternal { topic: String },
+    /// A partitioned topic's stats summed over its partitions.
+    PartitionedStats {
+        topic: String,
+        /// Each partition's stats too.
+        #[arg(long)]
+        per_partition: bool,
+    },
+    /// A topic's subscriptions.
+    Subscriptions { topic: String },
     /// Look a topic up: the broker that serves it.
     Lookup { topic: String },
 }
@@ -314,6 +347,30 @@ fn namespaces(a: &Admin, n: Namespaces) -> anyhow::Result<()> {
             let path = format!("/admin/v2/namespaces/{}?force={force}", namespace(&ns)?);
             a.call("DELETE", &path, None)?;
         }
+        Namespaces::SetPersistence {
+            namespace: ns,
+            ensemble,
+            write_quorum,
+            ack_quorum,
+            mark_delete_rate,
+        } => {
+            let body = serde_json::json!({
+                "bookkeeperEnsemble": ensemble,
+                "bookkeeperWriteQuorum": write_quorum,
+                "bookkeeperAckQuorum": ack_quorum,
+                "managedLedgerMaxMarkDeleteRate": mark_delete_rate,
+            });
+            let path = format!("/admin/v2/namespaces/{}/persistence", namespace(&ns)?);
+            a.call("POST", &path, Some(body.to_string()))?;
+        }
+        Namespaces::GetPersistence { namespace: ns } => {
+            let path = format!("/admin/v2/namespaces/{}/persistence", namespace(&ns)?);
+            print_json(&a.get(&path)?)?;
+        }
+        Namespaces::RemovePersistence { namespace: ns } => {
+            let path = format!("/admin/v2/namespaces/{}/persistence", namespace(&ns)?);
+            a.call("DELETE", &path, None)?;
+        }
         Namespaces::Unload {
             namespace: ns,
             bundle,
@@ -382,6 +439,25 @@ fn topics(a: &Admin, t: Topics) -> anyhow::Result<()> {
                 &format!("/admin/v2/{}/unload", topic_path(&topic)?),
                 None,
             )?;
+        }
+        Topics::Stats { topic } => {
+            print_json(&a.get(&format!("/admin/v2/{}/stats", topic_path(&topic)?))?)?;
+        }
+        Topics::StatsInternal { topic } => {
+            print_json(&a.get(&format!("/admin/v2/{}/internalStats", topic_path(&topic)?))?)?;
+        }
+        Topics::PartitionedStats {
+            topic,
+            per_partition,
+        } => {
+            let path = format!(
+                "/admin/v2/{}/partitioned-stats?perPartition={per_partition}",
+                topic_path(&topic)?
+            );
+            print_json(&a.get(&path)?)?;
+        }
+        Topics::Subscriptions { topic } => {
+            print_list(&a.get(&format!("/admin/v2/{}/subscriptions", topic_path(&topic)?))?);
         }
         Topics::Lookup { topic } => {
             let v = a.get(&format!("/lookup/v2/topic/{}", topic_path(&topic)?))?;

@@ -36,7 +36,7 @@ pub async fn handle(conn: &mut Connection, c: CommandProducer) -> Result<()> {
     };
     let (tx, rx) = mpsc::channel(4096);
     tokio::spawn(send::receipts(c.producer_id, rx, conn.out.clone()));
-    topic.add_producer((conn.id, c.producer_id), conn.out.clone());
+    topic.add_producer((conn.id, c.producer_id), name.clone(), conn.out.clone());
     conn.producers.insert(
         c.producer_id,
         ProducerState {

@@ -52,15 +52,21 @@ pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes
     let messages = u64::from(c.num_messages.unwrap_or(1).max(1) as u32);
     let bytes = payload.len() as u64;
     let started = std::time::Instant::now();
+    let topic = p.topic.clone();
     let fut: Pin<Box<dyn Future<Output = Result<Position>> + Send>> =
         match p.topic.ml.append(payload).await {
             Ok(f) => Box::pin(async move {
+                use std::sync::atomic::Ordering::Relaxed;
                 let r = f.await;
                 metrics::histogram!("pulsar_storage_write_latency_seconds")
                     .record(started.elapsed().as_secs_f64());
                 if r.is_ok() {
                     metrics::counter!("pulsar_in_messages_total").increment(messages);
                     metrics::counter!("pulsar_in_bytes_total").increment(bytes);
+                    crate::stats::IN_MESSAGES.fetch_add(messages, Relaxed);
+                    crate::stats::IN_BYTES.fetch_add(bytes, Relaxed);
+                    topic.msg_in.fetch_add(messages, Relaxed);
+                    topic.bytes_in.fetch_add(bytes, Relaxed);
                 }
                 r
             }),
