@@ -118,7 +118,7 @@ async fn set_persistence(
                 mark_delete_rate: j.managed_ledger_max_mark_delete_rate,
             };
             update_policies(&s, &format!("{tenant}/{namespace}"), |p| {
-                p.persistence = Some(policy.clone());
+                p.persistence = Some(policy);
             })
             .await?;
             Ok(StatusCode::NO_CONTENT.into_response())
