@@ -394,3 +394,69 @@ async fn t83_persistence_policy_sets_the_next_ledgers_quorums() {
     );
     assert_eq!(quorums(topic).await, [(3, 3, 2), (2, 2, 2)]);
 }
+
+/// The Rust `pulsar` crate on a partitioned topic created with `magnetar admin`: its
+/// producer spreads messages over the partitions, its consumer (subscribed to the
+/// partitioned topic) receives every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t84_partitioned_topic_with_the_rust_client() {
+    use futures_util::TryStreamExt;
+    use pulsar::consumer::InitialPosition;
+    use pulsar::{Consumer, ConsumerOptions, Pulsar, SubType, TokioExecutor};
+    let dir = KeptDir::new("t84-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let topic = "persistent://public/default/rust-partitioned";
+    ok(
+        &sa.http_url,
+        &["topics", "create-partitioned-topic", topic, "-p", "4"],
+    );
+    let client: Pulsar<_> = Pulsar::builder(sa.service_url.clone(), TokioExecutor)
+        .build()
+        .await
+        .unwrap();
+    let mut consumer: Consumer<Vec<u8>, _> = client
+        .consumer()
+        .with_topic(topic)
+        .with_subscription("rust-sub")
+        .with_subscription_type(SubType::Shared)
+        .with_options(ConsumerOptions::default().with_initial_position(InitialPosition::Earliest))
+        .build()
+        .await
+        .unwrap();
+    let mut producer = client.producer().with_topic(topic).build().await.unwrap();
+    const N: usize = 200;
+    for i in 0..N {
+        producer
+            .send_non_blocking(format!("r-{i}").into_bytes())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let mut got = std::collections::BTreeSet::new();
+    while got.len() < N {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(20), consumer.try_next())
+            .await
+            .expect("consumer stalled")
+            .unwrap()
+            .expect("stream ended");
+        consumer.ack(&msg).await.unwrap();
+        got.insert(String::from_utf8(msg.payload.data.clone()).unwrap());
+    }
+    assert_eq!(got.len(), N);
+    let stats: serde_json::Value = serde_json::from_str(&ok(
+        &sa.http_url,
+        &["topics", "partitioned-stats", topic, "--per-partition"],
+    ))
+    .unwrap();
+    assert_eq!(stats["msgInCounter"], N as u64, "{stats}");
+    let used = (0..4)
+        .filter(|i| {
+            stats["partitions"][format!("{topic}-partition-{i}")]["msgInCounter"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0
+        })
+        .count();
+    assert!(used > 1, "the producer used {used} partition(s): {stats}");
+}
