@@ -71,9 +71,17 @@ impl Connection {
     }
 
     async fn handle(&mut self, f: Frame) -> Result<()> {
-        let t = Type::try_from(f.command.r#type).map_err(|_| {
-            BrokerError::Protocol(format!("unknown command type {}", f.command.r#type))
-        })?;
+        let Ok(t) = Type::try_from(f.command.r#type) else {
+            // A command this broker does not know (a newer client's): its request, if it
+            // carries one, times out on the client; the connection stays up.
+            tracing::info!(
+                conn = self.id,
+                command = f.command.r#type,
+                "ignoring an unknown command"
+            );
+            metrics::counter!("pulsar_unknown_commands_total").increment(1);
+            return Ok(());
+        };
         if self.protocol_version == 0 && t != Type::Connect {
             return Err(BrokerError::Protocol(format!("{t:?} before CONNECT")));
         }
@@ -127,8 +135,35 @@ impl Connection {
                 )
                 .await
             }
+            Type::GetTopicsOfNamespace => {
+                commands::get_topics::handle(self, c.get_topics_of_namespace.ok_or_else(missing)?)
+                    .await
+            }
+            Type::ConsumerStats => {
+                commands::consumer_stats::handle(self, c.consumer_stats.ok_or_else(missing)?).await
+            }
+            Type::Seek => {
+                commands::unsupported::seek(self, c.seek.ok_or_else(missing)?.request_id).await
+            }
+            Type::GetSchema => {
+                let r = c.get_schema.ok_or_else(missing)?;
+                commands::unsupported::get_schema(self, r.request_id).await
+            }
+            Type::GetOrCreateSchema => {
+                let r = c.get_or_create_schema.ok_or_else(missing)?;
+                commands::unsupported::get_or_create_schema(self, r.request_id).await
+            }
+            Type::NewTxn => {
+                let r = c.new_txn.ok_or_else(missing)?;
+                commands::unsupported::new_txn(self, r.request_id).await
+            }
+            Type::TcClientConnectRequest => {
+                let r = c.tc_client_connect_request.ok_or_else(missing)?;
+                commands::unsupported::tc_client_connect(self, r.request_id).await
+            }
             other => {
-                tracing::debug!(conn = self.id, command = ?other, "ignoring unsupported command");
+                // Responses and broker-to-client commands: nothing to answer.
+                tracing::debug!(conn = self.id, command = ?other, "ignoring a command a client does not send");
                 Ok(())
             }
         }

@@ -395,3 +395,168 @@ async fn t39c_a_silent_client_is_disconnected_and_its_exclusive_slot_freed() {
     )
     .await;
 }
+
+/// Issue 12, item 1: commands the broker does not serve get their own error response and
+/// the connection stays up (an unknown command type is ignored); GET_TOPICS_OF_NAMESPACE,
+/// CONSUMER_STATS and ACK with a request id are answered. After all of it the same
+/// connection still produces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t39d_unsupported_commands_keep_the_connection() {
+    let dir = KeptDir::new("t39d-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let addr = sa.service_url.strip_prefix("pulsar://").unwrap().to_owned();
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    let mut buf = BytesMut::new();
+    let connect = BaseCommand {
+        connect: Some(pb::CommandConnect {
+            client_version: "raw-test".into(),
+            protocol_version: Some(19),
+            ..Default::default()
+        }),
+        ..base(Type::Connect)
+    };
+    send(&mut s, &connect, None).await;
+    read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .connected
+        .unwrap();
+    // A consumer, for the consumer-scoped commands.
+    let sub = BaseCommand {
+        subscribe: Some(pb::CommandSubscribe {
+            topic: "persistent://public/default/raw-d".into(),
+            subscription: "s".into(),
+            sub_type: pb::command_subscribe::SubType::Exclusive as i32,
+            consumer_id: 1,
+            request_id: 1,
+            ..Default::default()
+        }),
+        ..base(Type::Subscribe)
+    };
+    send(&mut s, &sub, None).await;
+    read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .success
+        .unwrap();
+    // An unknown command type: ignored.
+    let mut unknown = base(Type::Ping);
+    unknown.r#type = 99;
+    send(&mut s, &unknown, None).await;
+    // SEEK: an error for request 2.
+    let seek = BaseCommand {
+        seek: Some(pb::CommandSeek {
+            consumer_id: 1,
+            request_id: 2,
+            message_publish_time: Some(0),
+            ..Default::default()
+        }),
+        ..base(Type::Seek)
+    };
+    send(&mut s, &seek, None).await;
+    let e = read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .error
+        .expect("ERROR");
+    assert_eq!(e.request_id, 2);
+    assert_eq!(e.error, ServerError::NotAllowedError as i32);
+    // GET_SCHEMA: "no schema".
+    let gs = BaseCommand {
+        get_schema: Some(pb::CommandGetSchema {
+            request_id: 3,
+            topic: "persistent://public/default/raw-d".into(),
+            schema_version: None,
+        }),
+        ..base(Type::GetSchema)
+    };
+    send(&mut s, &gs, None).await;
+    let r = read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .get_schema_response
+        .unwrap();
+    assert_eq!(
+        (r.request_id, r.error_code),
+        (3, Some(ServerError::TopicNotFound as i32))
+    );
+    // GET_TOPICS_OF_NAMESPACE: the topic is listed, with a hash; the same hash back → unchanged.
+    let gt = |hash: Option<String>| BaseCommand {
+        get_topics_of_namespace: Some(pb::CommandGetTopicsOfNamespace {
+            request_id: 4,
+            namespace: "public/default".into(),
+            mode: None,
+            topics_pattern: None,
+            topics_hash: hash,
+        }),
+        ..base(Type::GetTopicsOfNamespace)
+    };
+    send(&mut s, &gt(None), None).await;
+    let r = read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .get_topics_of_namespace_response
+        .unwrap();
+    assert_eq!(r.topics, ["persistent://public/default/raw-d"]);
+    send(&mut s, &gt(r.topics_hash.clone()), None).await;
+    let r2 = read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .get_topics_of_namespace_response
+        .unwrap();
+    assert_eq!(r2.changed, Some(false));
+    assert!(r2.topics.is_empty());
+    // CONSUMER_STATS.
+    let cs = BaseCommand {
+        consumer_stats: Some(pb::CommandConsumerStats {
+            request_id: 5,
+            consumer_id: 1,
+        }),
+        ..base(Type::ConsumerStats)
+    };
+    send(&mut s, &cs, None).await;
+    let r = read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .consumer_stats_response
+        .unwrap();
+    assert_eq!(r.request_id, 5);
+    assert_eq!(r.r#type.as_deref(), Some("Exclusive"));
+    assert_eq!(r.msg_backlog, Some(0));
+    // ACK with a request id: ACK_RESPONSE.
+    let ack = BaseCommand {
+        ack: Some(pb::CommandAck {
+            consumer_id: 1,
+            ack_type: pb::command_ack::AckType::Individual as i32,
+            message_id: vec![],
+            request_id: Some(6),
+            ..Default::default()
+        }),
+        ..base(Type::Ack)
+    };
+    send(&mut s, &ack, None).await;
+    let r = read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .ack_response
+        .unwrap();
+    assert_eq!((r.request_id, r.error), (Some(6), None));
+    // The connection still works.
+    send(&mut s, &base(Type::Ping), None).await;
+    assert!(
+        read_frame(&mut s, &mut buf)
+            .await
+            .unwrap()
+            .command
+            .pong
+            .is_some()
+    );
+}

@@ -59,6 +59,18 @@ fn t33_individual_and_cumulative_acks_and_redelivery() {
     check(run_scenario(&sa.service_url, "acks", &[]), "acks");
 }
 
+/// Issue 12, item 5: a batch-index acknowledgement of part of a batch never loses the rest of
+/// the batch (today it is not an acknowledgement of the entry at all).
+#[test]
+fn t33b_a_partly_acknowledged_batch_loses_nothing() {
+    let dir = KeptDir::new("t33b-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    check(
+        run_scenario(&sa.service_url, "batch_partial_ack", &[]),
+        "batch_partial_ack",
+    );
+}
+
 /// The broker is SIGKILLed while a producer streams: every message the producer saw
 /// acknowledged is there after the restart; a consumer that acked resumes after its last
 /// persisted ack (redelivery bounded by the cursor flush interval, 1 s).

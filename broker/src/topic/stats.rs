@@ -37,7 +37,8 @@ impl Rates {
     }
 }
 
-fn type_name(t: SubType) -> &'static str {
+/// Pulsar's name of a subscription type.
+pub fn type_name(t: SubType) -> &'static str {
     match t {
         SubType::Exclusive => "Exclusive",
         SubType::Shared => "Shared",
@@ -79,7 +80,7 @@ pub async fn stats(t: &Topic) -> Result<Value> {
         let consumers: Vec<Value> = v
             .consumers
             .iter()
-            .map(|(name, permits, unacked)| {
+            .map(|(_, name, permits, unacked)| {
                 json!({
                     "consumerName": name,
                     "availablePermits": permits,

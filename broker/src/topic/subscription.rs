@@ -88,8 +88,8 @@ pub struct SubscriptionView {
     pub durable: bool,
     /// Dispatched, not yet acknowledged.
     pub unacked: u64,
-    /// (consumer name, permits, unacked messages).
-    pub consumers: Vec<(String, i64, u64)>,
+    /// (consumer key, name, permits, unacked messages).
+    pub consumers: Vec<((u64, u64), String, i64, u64)>,
     /// The cursor's mark-delete position.
     pub mark_delete: Option<Position>,
     /// Last position handed out in order.
@@ -147,7 +147,12 @@ impl Subscription {
             .iter()
             .map(|c| {
                 let unacked = st.pending.values().filter(|(k, _)| *k == c.key).count() as u64;
-                (c.name.clone(), c.permits.load(Ordering::Relaxed), unacked)
+                (
+                    c.key,
+                    c.name.clone(),
+                    c.permits.load(Ordering::Relaxed),
+                    unacked,
+                )
             })
             .collect();
         SubscriptionView {

@@ -1,23 +1,54 @@
-//! ACK: individual or cumulative, several message ids per command.
+//! ACK: individual or cumulative, several message ids per command; ACK_RESPONSE when the
+//! client asked for one (a request id: clients with ack receipts enabled wait for it).
+//!
+//! A batch-index ack, individual or cumulative (`ack_set` with bits still set: some messages
+//! of the batch are not acknowledged yet), does not acknowledge the entry: it stays pending
+//! and is delivered again if not fully acknowledged, so the batch's other messages are never
+//! lost (tracking batch indexes — delivering only the rest — is not implemented yet).
 
 use common::{EntryId, LedgerId, Position};
 
 use crate::connection::Connection;
 use crate::error::Result;
-use crate::protocol::pb::CommandAck;
+use crate::protocol::pb::base_command::Type;
 use crate::protocol::pb::command_ack::AckType;
+use crate::protocol::pb::{BaseCommand, CommandAck, CommandAckResponse, ServerError};
+
+/// Whether an ack of a message id acknowledges its whole entry.
+fn whole_entry(m: &crate::protocol::pb::MessageIdData) -> bool {
+    m.ack_set.iter().all(|word| *word == 0)
+}
 
 /// Handles ACK.
 pub async fn handle(conn: &mut Connection, c: CommandAck) -> Result<()> {
     let Some(cs) = conn.consumers.get(&c.consumer_id) else {
-        return Ok(());
+        return respond(conn, &c, Some(ServerError::ConsumerNotFound)).await;
     };
+    let cumulative = c.ack_type == AckType::Cumulative as i32;
     let positions: Vec<Position> = c
         .message_id
         .iter()
+        .filter(|m| whole_entry(m))
         .map(|m| Position::new(LedgerId(m.ledger_id), EntryId(m.entry_id)))
         .collect();
-    cs.subscription
-        .ack(&positions, c.ack_type == AckType::Cumulative as i32);
-    Ok(())
+    cs.subscription.ack(&positions, cumulative);
+    respond(conn, &c, None).await
+}
+
+async fn respond(conn: &Connection, c: &CommandAck, error: Option<ServerError>) -> Result<()> {
+    let Some(request_id) = c.request_id else {
+        return Ok(());
+    };
+    conn.send(BaseCommand {
+        r#type: Type::AckResponse as i32,
+        ack_response: Some(CommandAckResponse {
+            consumer_id: c.consumer_id,
+            error: error.map(|e| e as i32),
+            message: error.map(|_| format!("no consumer {} on this connection", c.consumer_id)),
+            request_id: Some(request_id),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
 }
