@@ -142,9 +142,7 @@ impl Connection {
             Type::ConsumerStats => {
                 commands::consumer_stats::handle(self, c.consumer_stats.ok_or_else(missing)?).await
             }
-            Type::Seek => {
-                commands::unsupported::seek(self, c.seek.ok_or_else(missing)?.request_id).await
-            }
+            Type::Seek => commands::seek::handle(self, c.seek.ok_or_else(missing)?).await,
             Type::GetSchema => {
                 let r = c.get_schema.ok_or_else(missing)?;
                 commands::unsupported::get_schema(self, r.request_id).await

@@ -4,6 +4,7 @@ it checks and exits non-zero on failure; the Rust harness starts and kills the b
 
 import json
 import sys
+import time
 import uuid
 
 import pulsar
@@ -177,6 +178,41 @@ def scenario_batch_partial_ack():
         pass
     missing = [i for i in range(1, 10, 2) if i not in got]
     assert not missing, "unacknowledged messages of a partly acknowledged batch lost: %r" % missing
+    client.close()
+
+
+def scenario_seek():
+    """SEEK: a consumer back to a message id and to a publish time, a reader to a message
+    id. As with Pulsar, the broker delivers from the given entry and the client drops that
+    entry itself unless start_message_id_inclusive: after seek(ids[5]) the next is s-6; a
+    publish-time seek is inclusive."""
+    client = new_client()
+    t = topic()
+    producer = client.create_producer(t, batching_enabled=False)
+    ids = [producer.send(("s-%d" % i).encode()) for i in range(10)]
+    time.sleep(0.05)
+    middle = int(time.time() * 1000)
+    time.sleep(0.05)
+    ids += [producer.send(("s-%d" % i).encode()) for i in range(10, 20)]
+    consumer = client.subscribe(t, "sub", initial_position=pulsar.InitialPosition.Earliest)
+    assert drain(consumer, 20) == ["s-%d" % i for i in range(20)]
+    consumer.seek(ids[5])
+    got = drain(consumer, 14)
+    assert got == ["s-%d" % i for i in range(6, 20)], got
+    consumer.seek(middle)
+    got = drain(consumer, 10)
+    assert got == ["s-%d" % i for i in range(10, 20)], got
+    reader = client.create_reader(t, pulsar.MessageId.earliest)
+    assert [reader.read_next(10000).data().decode() for _ in range(20)] == ["s-%d" % i for i in range(20)]
+    reader.seek(ids[15])
+    got = [reader.read_next(10000).data().decode() for _ in range(4)]
+    assert got == ["s-%d" % i for i in range(16, 20)], got
+    inclusive = client.subscribe(t, "inclusive", initial_position=pulsar.InitialPosition.Earliest,
+                                 start_message_id_inclusive=True)
+    assert len(drain(inclusive, 20)) == 20
+    inclusive.seek(ids[5])
+    got = drain(inclusive, 15)
+    assert got == ["s-%d" % i for i in range(5, 20)], got
     client.close()
 
 

@@ -397,8 +397,8 @@ async fn t39c_a_silent_client_is_disconnected_and_its_exclusive_slot_freed() {
 }
 
 /// Issue 12, item 1: commands the broker does not serve get their own error response and
-/// the connection stays up (an unknown command type is ignored); GET_TOPICS_OF_NAMESPACE,
-/// CONSUMER_STATS and ACK with a request id are answered. After all of it the same
+/// the connection stays up (an unknown command type is ignored); SEEK,
+/// GET_TOPICS_OF_NAMESPACE, CONSUMER_STATS and ACK with a request id are answered. After all of it the same
 /// connection still produces.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t39d_unsupported_commands_keep_the_connection() {
@@ -445,7 +445,8 @@ async fn t39d_unsupported_commands_keep_the_connection() {
     let mut unknown = base(Type::Ping);
     unknown.r#type = 99;
     send(&mut s, &unknown, None).await;
-    // SEEK: an error for request 2.
+    // SEEK (to a publish time): the consumer is told to reconnect, then SUCCESS; the same
+    // consumer id subscribes again on the same connection.
     let seek = BaseCommand {
         seek: Some(pb::CommandSeek {
             consumer_id: 1,
@@ -456,14 +457,39 @@ async fn t39d_unsupported_commands_keep_the_connection() {
         ..base(Type::Seek)
     };
     send(&mut s, &seek, None).await;
+    let f = read_frame(&mut s, &mut buf).await.unwrap();
+    assert_eq!(
+        f.command
+            .close_consumer
+            .expect("CLOSE_CONSUMER")
+            .consumer_id,
+        1
+    );
+    let ok = read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .success
+        .expect("SUCCESS");
+    assert_eq!(ok.request_id, 2);
+    send(&mut s, &sub, None).await;
+    read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .success
+        .unwrap();
+    // SEEK for a consumer that does not exist: ConsumerNotFound.
+    let mut bad = seek.clone();
+    bad.seek.as_mut().unwrap().consumer_id = 9;
+    send(&mut s, &bad, None).await;
     let e = read_frame(&mut s, &mut buf)
         .await
         .unwrap()
         .command
         .error
         .expect("ERROR");
-    assert_eq!(e.request_id, 2);
-    assert_eq!(e.error, ServerError::NotAllowedError as i32);
+    assert_eq!(e.error, ServerError::ConsumerNotFound as i32);
     // GET_SCHEMA: "no schema".
     let gs = BaseCommand {
         get_schema: Some(pb::CommandGetSchema {

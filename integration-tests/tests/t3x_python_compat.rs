@@ -59,6 +59,14 @@ fn t33_individual_and_cumulative_acks_and_redelivery() {
     check(run_scenario(&sa.service_url, "acks", &[]), "acks");
 }
 
+/// Issue 12, item 4: SEEK by message id and by publish time, for a consumer and a reader.
+#[test]
+fn t38b_seek_by_message_id_and_publish_time() {
+    let dir = KeptDir::new("t38b-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    check(run_scenario(&sa.service_url, "seek", &[]), "seek");
+}
+
 /// Issue 12, item 5: a batch-index acknowledgement of part of a batch never loses the rest of
 /// the batch (today it is not an acknowledgement of the entry at all).
 #[test]

@@ -186,6 +186,14 @@ impl Cursor {
         self.changes += 1;
     }
 
+    /// Moves the cursor to `mark` (backwards or forwards: SEEK, reset-cursor): everything up to
+    /// it counts as acknowledged, nothing after it.
+    pub fn reset(&mut self, mark: Option<Position>) {
+        self.mark_delete = mark;
+        self.acked = AckSet::default();
+        self.changes += 1;
+    }
+
     fn advance(&mut self, ml: &ManagedLedger) {
         while let Some(next) = ml.next_position(self.mark_delete) {
             if !self.acked.take_first_of_run(next) {

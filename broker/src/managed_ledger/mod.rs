@@ -271,6 +271,23 @@ impl ManagedLedger {
             .or(Some(Position::new(last.ledger, EntryId(0))))
     }
 
+    /// Every ledger with entries up to the last durable position: (ledger, entries), in order.
+    pub fn ledger_entries(&self) -> Vec<(LedgerId, u64)> {
+        let Some(last) = self.last_position() else {
+            return Vec::new();
+        };
+        let mut ledgers = self
+            .inner
+            .ledgers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if !ledgers.iter().any(|(l, _)| *l == last.ledger) {
+            ledgers.push((last.ledger, last.entry.0 + 1));
+        }
+        ledgers
+    }
+
     /// Entries after `mark` (everything for `None`) up to the last durable one: a
     /// subscription's backlog in entries.
     pub fn entries_after(&self, mark: Option<Position>) -> u64 {

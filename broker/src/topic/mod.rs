@@ -22,7 +22,7 @@ use crate::protocol::pb::command_subscribe::{InitialPosition, SubType};
 
 /// A mark-delete position just before `p`, so delivery starts at `p`: the last entry of the
 /// ledger before it when `p` opens a ledger (the managed ledger resolves the next position).
-fn before(p: Position) -> Option<Position> {
+pub fn before(p: Position) -> Option<Position> {
     match p.entry.0.checked_sub(1) {
         Some(e) => Some(Position::new(p.ledger, common::EntryId(e))),
         None if p.ledger.0 == 0 => None,

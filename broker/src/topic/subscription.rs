@@ -139,6 +139,35 @@ impl Subscription {
         sub
     }
 
+    /// Resets the subscription to `mark` (the new mark-delete: delivery restarts right after
+    /// it), as Pulsar's SEEK does: acknowledgements after it are forgotten, nothing is pending,
+    /// every consumer is told to reconnect (CLOSE_CONSUMER; clients re-subscribe and receive
+    /// from the new position), and the cursor is persisted.
+    pub async fn reset(&self, mark: Option<Position>) -> Result<()> {
+        let consumers = {
+            let mut st = self.state();
+            st.cursor.reset(mark);
+            st.read_position = mark;
+            st.pending.clear();
+            st.redeliver.clear();
+            st.key_hashes.clear();
+            st.next_consumer = 0;
+            std::mem::take(&mut st.consumers)
+        };
+        for c in consumers {
+            let mut buf = BytesMut::new();
+            frame::encode(&cmd::close_consumer(c.consumer_id), &mut buf);
+            let _ = c.out.try_send(buf.freeze());
+        }
+        self.wake.notify_one();
+        self.flush().await
+    }
+
+    /// Whether the consumer `key` is attached.
+    pub fn has_consumer(&self, key: (u64, u64)) -> bool {
+        self.state().consumers.iter().any(|c| c.key == key)
+    }
+
     /// A snapshot for stats.
     pub fn view(&self) -> SubscriptionView {
         let st = self.state();

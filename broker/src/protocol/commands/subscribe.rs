@@ -17,10 +17,13 @@ use crate::topic::subscription::ConsumerHandle;
 /// Handles SUBSCRIBE.
 pub async fn handle(conn: &mut Connection, c: CommandSubscribe) -> Result<()> {
     if let Some(existing) = conn.consumers.get(&c.consumer_id) {
-        if !existing.topic.is_closed() {
+        if !existing.topic.is_closed()
+            && existing.subscription.has_consumer((conn.id, c.consumer_id))
+        {
             return conn.send(cmd::success(c.request_id)).await;
         }
-        // Its topic was unloaded (the client was told to reconnect): subscribe afresh.
+        // Its topic was unloaded, or a SEEK detached it (the client was told to reconnect):
+        // subscribe afresh.
         conn.consumers.remove(&c.consumer_id);
     }
     let sub_type = SubType::try_from(c.sub_type).unwrap_or(SubType::Exclusive);

@@ -1,26 +1,15 @@
-//! Request commands the broker does not serve yet — SEEK, GET_SCHEMA (no topic has a schema
+//! Request commands the broker does not serve yet — GET_SCHEMA (no topic has a schema
 //! yet), GET_OR_CREATE_SCHEMA, transactions — answered with the command's own error response,
 //! so the client sees a clear error for that call and keeps its connection (closing it would
 //! look like a network fault and fail every producer and consumer on it).
 
 use crate::connection::Connection;
 use crate::error::Result;
-use crate::protocol::cmd;
 use crate::protocol::pb::base_command::Type;
 use crate::protocol::pb::{
     BaseCommand, CommandGetOrCreateSchemaResponse, CommandGetSchemaResponse, CommandNewTxnResponse,
     CommandTcClientConnectResponse, ServerError,
 };
-
-/// SEEK: not supported yet.
-pub async fn seek(conn: &mut Connection, request_id: u64) -> Result<()> {
-    conn.send(cmd::error(
-        request_id,
-        ServerError::NotAllowedError,
-        "SEEK is not supported by this broker yet".into(),
-    ))
-    .await
-}
 
 /// GET_SCHEMA: no topic has a schema yet, which Pulsar answers as below.
 pub async fn get_schema(conn: &mut Connection, request_id: u64) -> Result<()> {
