@@ -2,7 +2,8 @@
 //! `pulsar_rate_in` / `pulsar_rate_out` (msg/s), `pulsar_throughput_in` /
 //! `pulsar_throughput_out` (bytes/s), `pulsar_msg_backlog{topic,subscription}` (entries),
 //! next to the `pulsar_storage_write_latency_seconds` histogram the send path records.
-//! Also where consumed ledgers get trimmed, on the same period.
+//! Also where consumed ledgers get trimmed, on the same period, as each namespace's retention
+//! policy allows (`magnetar_trim_passes_total` counts the passes).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +42,9 @@ pub async fn run(service: Arc<BrokerService>, stop: CancellationToken) {
         metrics::gauge!("pulsar_rate_out").set(rate(2));
         metrics::gauge!("pulsar_throughput_out").set(rate(3));
         last = (Instant::now(), now);
+        // Each namespace's retention, read once per pass.
+        let mut retention: std::collections::HashMap<String, crate::managed_ledger::Retention> =
+            std::collections::HashMap::new();
         for topic in service.loaded_topics() {
             let subs = topic.subscriptions().await;
             let out: [u64; 2] = subs.iter().fold([0, 0], |acc, s| {
@@ -63,9 +67,31 @@ pub async fn run(service: Arc<BrokerService>, stop: CancellationToken) {
                 metrics::gauge!("pulsar_msg_backlog", "topic" => topic.name.clone(), "subscription" => sub)
                     .set(backlog as f64);
             }
-            if let Err(e) = topic.trim().await {
+            let ns = crate::ownership::bundles::namespace_of(&topic.name).to_owned();
+            let r = match retention.get(&ns) {
+                Some(r) => *r,
+                None => {
+                    let r = match service.namespaces.namespace(&ns).await {
+                        Ok(Some((p, _))) => p.retention.map_or_else(
+                            crate::managed_ledger::Retention::default_policy,
+                            |r| {
+                                crate::managed_ledger::Retention::from_policy(
+                                    r.time_minutes,
+                                    r.size_mb,
+                                )
+                            },
+                        ),
+                        // Unknown: keep everything this pass.
+                        _ => crate::managed_ledger::Retention::from_policy(-1, -1),
+                    };
+                    retention.insert(ns, r);
+                    r
+                }
+            };
+            if let Err(e) = topic.trim(r).await {
                 tracing::warn!(topic = topic.name, error = %e, "trimming failed");
             }
         }
+        metrics::counter!("magnetar_trim_passes_total").increment(1);
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bookie::client::{ClientConfig, LedgerClient};
-use broker::managed_ledger::{ManagedLedger, ManagedLedgerConfig};
+use broker::managed_ledger::{ManagedLedger, ManagedLedgerConfig, Retention};
 use bytes::Bytes;
 use common::Position;
 use integration_tests::TestCluster;
@@ -60,7 +60,9 @@ async fn t61_topic_moved_between_owners_keeps_order_and_trims_correctly() {
     assert_eq!(m.next_position(p), None);
     // Trimming at a mark in the middle deletes only ledgers wholly before it.
     let mark = written[29].0;
-    m.trim_before(mark).await.unwrap();
+    m.trim_before(mark, Retention::default_policy())
+        .await
+        .unwrap();
     for (pos, payload) in &written[30..] {
         assert_eq!(
             m.read(*pos).await.unwrap(),
@@ -108,7 +110,9 @@ async fn t62_lost_answers_from_the_metadata_store_do_not_freeze_a_topic() {
         cursor.flushed(v, &snap);
     }
     // Trimming CASes the list again.
-    m.trim_before(written[40]).await.unwrap();
+    m.trim_before(written[40], Retention::default_policy())
+        .await
+        .unwrap();
     assert_eq!(m.read(written[59]).await.unwrap(), Bytes::from("m59"));
     let lost = losing.lost.load(std::sync::atomic::Ordering::SeqCst);
     assert!(lost >= 20, "only {lost} answers were lost");

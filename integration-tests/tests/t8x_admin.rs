@@ -460,3 +460,120 @@ async fn t84_partitioned_topic_with_the_rust_client() {
         .count();
     assert!(used > 1, "the producer used {used} partition(s): {stats}");
 }
+
+/// The `magnetar_trim_passes_total` counter of a broker.
+async fn trim_passes(http_url: &str) -> u64 {
+    let metrics = integration_tests::http_body(&format!("{http_url}/metrics")).await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("magnetar_trim_passes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until two more trim passes have run (so a trim that could happen, did).
+async fn two_trim_passes(http_url: &str) {
+    let start = trim_passes(http_url).await;
+    integration_tests::wait_for(
+        "two trim passes",
+        std::time::Duration::from_secs(30),
+        || async { (trim_passes(http_url).await >= start + 2).then_some(()) },
+    )
+    .await;
+}
+
+fn ledger_count(url: &str, topic: &str) -> usize {
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(url, &["topics", "stats-internal", topic])).unwrap();
+    v["ledgers"].as_array().map_or(0, Vec::len)
+}
+
+/// Retention, as in Pulsar: a topic without subscriptions keeps its consumed (here: all)
+/// closed ledgers only while its namespace's retention says so — unlimited keeps them,
+/// 0/0 (the default) deletes them at the next trim — and a subscription's backlog is never
+/// trimmed, whatever the retention.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t85_retention_decides_what_consumed_data_is_kept() {
+    let dir = KeptDir::new("t85-");
+    let sa = StandaloneProcess::start_with(
+        &dir.path(),
+        &[("MAGNETAR_MANAGED_LEDGER__MAX_ENTRIES_PER_LEDGER", "10")],
+    )
+    .unwrap();
+    let url = sa.http_url.as_str();
+    ok(url, &["namespaces", "create", "public/kept"]);
+    ok(
+        url,
+        &[
+            "namespaces",
+            "set-retention",
+            "public/kept",
+            "--time",
+            "-1",
+            "--size",
+            "-1",
+        ],
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&ok(url, &["namespaces", "get-retention", "public/kept"])).unwrap();
+    assert_eq!(r["retentionTimeInMinutes"], -1);
+    assert_eq!(r["retentionSizeInMB"], -1);
+    let p: serde_json::Value =
+        serde_json::from_str(&ok(url, &["namespaces", "policies", "public/kept"])).unwrap();
+    assert_eq!(p["retention_policies"]["retentionSizeInMB"], -1, "{p}");
+    let kept = "persistent://public/kept/no-subscription";
+    check(
+        run_scenario(&sa.service_url, "produce_fixed", &[kept, "50"]),
+        "produce",
+    );
+    assert!(ledger_count(url, kept) >= 5);
+    two_trim_passes(url).await;
+    assert!(
+        ledger_count(url, kept) >= 5,
+        "unlimited retention lost ledgers"
+    );
+    ok(
+        url,
+        &[
+            "namespaces",
+            "set-retention",
+            "public/kept",
+            "--time",
+            "0",
+            "--size",
+            "0",
+        ],
+    );
+    integration_tests::wait_for(
+        "the consumed ledgers to be trimmed",
+        std::time::Duration::from_secs(30),
+        || async { (ledger_count(url, kept) <= 1).then_some(()) },
+    )
+    .await;
+    // A subscription's backlog stays, with the default retention (0/0).
+    let backlog = "persistent://public/default/with-backlog";
+    check(
+        run_scenario(&sa.service_url, "consume_fixed", &[backlog, "s", "0"]),
+        "subscribe",
+    );
+    check(
+        run_scenario(&sa.service_url, "produce_fixed", &[backlog, "50"]),
+        "produce",
+    );
+    two_trim_passes(url).await;
+    assert!(
+        ledger_count(url, backlog) >= 5,
+        "a subscription's backlog was trimmed"
+    );
+    let got = consumed(&check(
+        run_scenario(&sa.service_url, "consume_fixed", &[backlog, "s"]),
+        "consume",
+    ));
+    assert_eq!(got, (0..50).collect::<Vec<i64>>());
+    integration_tests::wait_for(
+        "the consumed backlog to be trimmed",
+        std::time::Duration::from_secs(30),
+        || async { (ledger_count(url, backlog) <= 1).then_some(()) },
+    )
+    .await;
+}

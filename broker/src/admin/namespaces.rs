@@ -23,6 +23,12 @@ pub(super) fn routes() -> Router<Arc<BrokerService>> {
             get(policies).put(create).delete(remove),
         )
         .route(
+            "/admin/v2/namespaces/{tenant}/{namespace}/retention",
+            get(get_retention)
+                .post(set_retention)
+                .delete(remove_retention),
+        )
+        .route(
             "/admin/v2/namespaces/{tenant}/{namespace}/persistence",
             get(get_persistence)
                 .post(set_persistence)
@@ -68,6 +74,79 @@ fn persistence_json(p: &proto::meta::PersistencePolicy) -> serde_json::Value {
         bookkeeper_ack_quorum: p.ack_quorum,
         managed_ledger_max_mark_delete_rate: p.mark_delete_rate,
     })
+}
+
+/// Pulsar's RetentionPolicies JSON.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct RetentionJson {
+    retention_time_in_minutes: i64,
+    #[serde(rename = "retentionSizeInMB")]
+    retention_size_in_mb: i64,
+}
+
+fn retention_json(r: &proto::meta::RetentionPolicy) -> serde_json::Value {
+    serde_json::json!(RetentionJson {
+        retention_time_in_minutes: r.time_minutes,
+        retention_size_in_mb: r.size_mb,
+    })
+}
+
+async fn get_retention(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+) -> Response {
+    either(
+        async {
+            let (p, _) = existing(&s, &format!("{tenant}/{namespace}")).await?;
+            Ok(axum::Json(p.retention.as_ref().map(retention_json)).into_response())
+        }
+        .await,
+    )
+}
+
+async fn set_retention(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    either(
+        async {
+            let j: RetentionJson = parse_body(&body)?;
+            if j.retention_time_in_minutes < -1 || j.retention_size_in_mb < -1 {
+                return Err(reason(
+                    StatusCode::PRECONDITION_FAILED,
+                    "retention time and size are >= 0, or -1 for unlimited",
+                ));
+            }
+            let policy = proto::meta::RetentionPolicy {
+                time_minutes: j.retention_time_in_minutes,
+                size_mb: j.retention_size_in_mb,
+            };
+            update_policies(&s, &format!("{tenant}/{namespace}"), |p| {
+                p.retention = Some(policy);
+            })
+            .await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        .await,
+    )
+}
+
+async fn remove_retention(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+) -> Response {
+    either(
+        async {
+            update_policies(&s, &format!("{tenant}/{namespace}"), |p| {
+                p.retention = None;
+            })
+            .await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        .await,
+    )
 }
 
 async fn get_persistence(
@@ -243,6 +322,8 @@ async fn policies(
             Ok(axum::Json(serde_json::json!({
                 "bundles": { "boundaries": boundaries, "numBundles": p.bundles },
                 "replication_clusters": p.replication_clusters,
+                "persistence": p.persistence.as_ref().map(persistence_json),
+                "retention_policies": p.retention.as_ref().map(retention_json),
             }))
             .into_response())
         }

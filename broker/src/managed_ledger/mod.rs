@@ -112,6 +112,38 @@ impl ManagedLedgerConfig {
     }
 }
 
+/// How long and how much consumed data a topic keeps (Pulsar's retention policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retention {
+    /// Consumed ledgers younger than this are kept (`None`: forever).
+    pub time: Option<Duration>,
+    /// Consumed ledgers are kept while the topic is within this many bytes (`None`: no bound).
+    pub size: Option<u64>,
+}
+
+impl Retention {
+    /// Pulsar's default (`defaultRetentionTimeInMinutes = 0`, `defaultRetentionSizeInMB = 0`):
+    /// consumed data goes at the next trim.
+    pub fn default_policy() -> Self {
+        Self::from_policy(0, 0)
+    }
+
+    /// From Pulsar's minutes and megabytes (-1: unlimited).
+    pub fn from_policy(minutes: i64, mb: i64) -> Self {
+        Retention {
+            time: (minutes >= 0).then(|| Duration::from_secs(minutes as u64 * 60)),
+            size: (mb >= 0).then(|| mb as u64 * 1024 * 1024),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The ledger list as the write task sees it (for `internalStats`).
 #[derive(Debug, Clone)]
 pub struct LedgerListStats {
@@ -315,12 +347,16 @@ impl ManagedLedger {
     }
 
     /// Removes closed ledgers wholly at or before `mark` (every subscription has consumed
-    /// them) from the list — CAS, by the write task — then deletes them from the bookies.
-    /// Returns how many went.
-    pub async fn trim_before(&self, mark: Position) -> Result<usize> {
+    /// them) that `retention` does not keep from the list — CAS, by the write task — then
+    /// deletes them from the bookies. Returns how many went.
+    pub async fn trim_before(&self, mark: Position, retention: Retention) -> Result<usize> {
         let (reply, rx) = oneshot::channel();
         self.write
-            .send(Cmd::Trim { mark, reply })
+            .send(Cmd::Trim {
+                mark,
+                retention,
+                reply,
+            })
             .await
             .map_err(|_| BrokerError::ShuttingDown)?;
         let doomed = rx.await.map_err(|_| BrokerError::ShuttingDown)??;

@@ -41,6 +41,7 @@ pub(super) enum Cmd {
     /// caller deletes them from the bookies).
     Trim {
         mark: Position,
+        retention: super::Retention,
         reply: oneshot::Sender<Result<Vec<LedgerId>>>,
     },
     /// Close the open ledger (graceful unload); appends are refused afterwards.
@@ -92,6 +93,7 @@ pub(super) async fn new_ledger(
         ledger_id: writer.id().0,
         entries: 0,
         size: 0,
+        closed_ms: 0,
     });
     let cond = version.map_or(PutCondition::Absent, PutCondition::Version);
     let mut rec = info.clone();
@@ -182,8 +184,8 @@ impl WriteTask {
                 cmd = rx.recv() => match cmd {
                     None => return,
                     Some(Cmd::Append { payload, reply }) => self.append(payload, reply).await,
-                    Some(Cmd::Trim { mark, reply }) => {
-                        let _ = reply.send(self.trim(mark).await);
+                    Some(Cmd::Trim { mark, retention, reply }) => {
+                        let _ = reply.send(self.trim(mark, retention).await);
                     }
                     Some(Cmd::Close { reply }) => {
                         let _ = reply.send(self.close().await);
@@ -313,6 +315,7 @@ impl WriteTask {
         {
             e.entries = entries;
             e.size = m.length;
+            e.closed_ms = super::now_ms();
         }
         let mut closed = self.inner.ledgers.lock().unwrap_or_else(|p| p.into_inner());
         if entries > 0 && !closed.iter().any(|(l, _)| l.0 == m.ledger_id) {
@@ -348,12 +351,13 @@ impl WriteTask {
         }
     }
 
-    async fn trim(&mut self, mark: Position) -> Result<Vec<LedgerId>> {
-        if self.roll.is_abandoned() {
-            return Err(BrokerError::NotOwner(self.inner.name.clone()));
-        }
+    /// The consumed ledgers (wholly at or before `mark`, never the open one) that retention
+    /// does not keep, oldest first: as Pulsar trims, a ledger goes when it is older than the
+    /// retention time or the topic is over the retention size without it, and the first
+    /// ledger kept keeps every later one.
+    fn doomed(&self, mark: Position, retention: super::Retention) -> Vec<LedgerId> {
         let current = self.roll.current();
-        let doomed: Vec<LedgerId> = {
+        let consumed: Vec<LedgerId> = {
             let closed = self.inner.ledgers.lock().unwrap_or_else(|e| e.into_inner());
             closed
                 .iter()
@@ -362,6 +366,33 @@ impl WriteTask {
                 .map(|(l, _)| *l)
                 .collect()
         };
+        let (_, open_bytes) = self.roll.written();
+        let total: u64 = self.info.ledgers.iter().map(|l| l.size).sum::<u64>() + open_bytes;
+        let now = super::now_ms();
+        let mut deleted = 0u64;
+        let mut doomed = Vec::new();
+        for id in consumed {
+            let Some(l) = self.info.ledgers.iter().find(|l| l.ledger_id == id.0) else {
+                continue;
+            };
+            let expired = retention
+                .time
+                .is_some_and(|t| now.saturating_sub(l.closed_ms) >= t.as_millis() as u64);
+            let over = retention.size.is_some_and(|s| total - deleted > s);
+            if !(expired || over) {
+                break;
+            }
+            deleted += l.size;
+            doomed.push(id);
+        }
+        doomed
+    }
+
+    async fn trim(&mut self, mark: Position, retention: super::Retention) -> Result<Vec<LedgerId>> {
+        if self.roll.is_abandoned() {
+            return Err(BrokerError::NotOwner(self.inner.name.clone()));
+        }
+        let doomed = self.doomed(mark, retention);
         if doomed.is_empty() {
             return Ok(doomed);
         }
@@ -465,5 +496,10 @@ pub(super) async fn fence_previous(
         }
     }
     info.ledgers.retain(|l| l.entries > 0);
+    // A ledger whose close time is unknown (closed by recovery here, or recorded before the
+    // field existed) counts as closed now, so retention by time never deletes it early.
+    for l in info.ledgers.iter_mut().filter(|l| l.closed_ms == 0) {
+        l.closed_ms = super::now_ms();
+    }
     Ok(())
 }

@@ -196,20 +196,24 @@ impl Topic {
         self.ml.evict_cache(passed);
     }
 
-    /// Deletes ledgers every subscription has consumed (with no subscription, nothing is
-    /// trimmed: retention policies will decide that).
-    pub async fn trim(&self) -> Result<usize> {
+    /// Deletes ledgers every subscription has consumed — all closed ones when the topic has
+    /// no subscription, as in Pulsar — unless `retention` keeps them.
+    pub async fn trim(&self, retention: crate::managed_ledger::Retention) -> Result<usize> {
         let marks: Vec<Option<Position>> = {
             let subs = self.subscriptions.lock().await;
             subs.values().map(|s| s.persisted_mark_delete()).collect()
         };
-        if marks.is_empty() || marks.iter().any(Option::is_none) {
-            return Ok(0);
-        }
-        let Some(min) = marks.into_iter().flatten().min() else {
-            return Ok(0);
+        let mark = if marks.is_empty() {
+            self.ml.last_position()
+        } else if marks.iter().any(Option::is_none) {
+            None
+        } else {
+            marks.into_iter().flatten().min()
         };
-        self.ml.trim_before(min).await
+        match mark {
+            Some(mark) => self.ml.trim_before(mark, retention).await,
+            None => Ok(0),
+        }
     }
 
     /// Whether the topic was unloaded or dropped (see the field).

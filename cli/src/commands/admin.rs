@@ -112,6 +112,19 @@ enum Namespaces {
         #[arg(short = 'r', long = "ml-mark-delete-max-rate", default_value_t = 0.0)]
         mark_delete_rate: f64,
     },
+    /// Keep consumed data: for `--time` (30m, 3h, 2d, 1w; -1 forever) or up to `--size`
+    /// (100M, 10G; -1 unlimited) per topic.
+    SetRetention {
+        namespace: String,
+        #[arg(short = 't', long, allow_hyphen_values = true)]
+        time: String,
+        #[arg(short = 's', long, allow_hyphen_values = true)]
+        size: String,
+    },
+    /// Show the namespace's retention policy (null: nothing is kept once consumed).
+    GetRetention { namespace: String },
+    /// Remove the retention policy.
+    RemoveRetention { namespace: String },
     /// Show the namespace's persistence policy (null: the broker's defaults).
     GetPersistence { namespace: String },
     /// Remove the persistence policy (back to the broker's defaults).
@@ -257,6 +270,46 @@ fn namespace(ns: &str) -> anyhow::Result<&str> {
     }
 }
 
+/// pulsar-admin's time: `-1`, or a number with s/m/h/d/w (minutes when bare) → minutes.
+fn minutes(s: &str) -> anyhow::Result<i64> {
+    if s == "-1" {
+        return Ok(-1);
+    }
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = n
+        .parse()
+        .with_context(|| format!("time {s:?}: expected e.g. 30m, 3h, 2d or -1"))?;
+    let secs = match unit {
+        "s" => n,
+        "" | "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        "w" => n * 604_800,
+        _ => bail!("time {s:?}: unit must be s, m, h, d or w"),
+    };
+    Ok((secs + 59) / 60)
+}
+
+/// pulsar-admin's size: `-1`, or a number with k/M/G/T (bytes when bare) → megabytes.
+fn megabytes(s: &str) -> anyhow::Result<i64> {
+    if s == "-1" {
+        return Ok(-1);
+    }
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = n
+        .parse()
+        .with_context(|| format!("size {s:?}: expected e.g. 100M, 10G or -1"))?;
+    let bytes = match unit.to_ascii_lowercase().as_str() {
+        "" => n,
+        "k" => n << 10,
+        "m" => n << 20,
+        "g" => n << 30,
+        "t" => n << 40,
+        _ => bail!("size {s:?}: unit must be k, M, G or T"),
+    };
+    Ok((bytes + (1 << 20) - 1) >> 20)
+}
+
 fn print_list(v: &serde_json::Value) {
     for item in v.as_array().into_iter().flatten() {
         match item.as_str() {
@@ -362,6 +415,26 @@ fn namespaces(a: &Admin, n: Namespaces) -> anyhow::Result<()> {
             });
             let path = format!("/admin/v2/namespaces/{}/persistence", namespace(&ns)?);
             a.call("POST", &path, Some(body.to_string()))?;
+        }
+        Namespaces::SetRetention {
+            namespace: ns,
+            time,
+            size,
+        } => {
+            let body = serde_json::json!({
+                "retentionTimeInMinutes": minutes(&time)?,
+                "retentionSizeInMB": megabytes(&size)?,
+            });
+            let path = format!("/admin/v2/namespaces/{}/retention", namespace(&ns)?);
+            a.call("POST", &path, Some(body.to_string()))?;
+        }
+        Namespaces::GetRetention { namespace: ns } => {
+            let path = format!("/admin/v2/namespaces/{}/retention", namespace(&ns)?);
+            print_json(&a.get(&path)?)?;
+        }
+        Namespaces::RemoveRetention { namespace: ns } => {
+            let path = format!("/admin/v2/namespaces/{}/retention", namespace(&ns)?);
+            a.call("DELETE", &path, None)?;
         }
         Namespaces::GetPersistence { namespace: ns } => {
             let path = format!("/admin/v2/namespaces/{}/persistence", namespace(&ns)?);
