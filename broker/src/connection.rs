@@ -31,6 +31,8 @@ pub struct ProducerState {
     pub name: String,
     /// Receipts, in send order.
     pub receipts: mpsc::Sender<commands::send::PendingReceipt>,
+    /// Set when an ExclusiveWithFencing producer took the topic: sends are refused.
+    pub fenced: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A consumer created on this connection.

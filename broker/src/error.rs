@@ -26,6 +26,12 @@ pub enum BrokerError {
     /// A subscription rule was broken (a second exclusive consumer, …).
     #[error("{0}")]
     ConsumerBusy(String),
+    /// A producer of the same name is attached, or an exclusive one holds the topic.
+    #[error("{0}")]
+    ProducerBusy(String),
+    /// An exclusive producer was refused, or this producer was fenced by one.
+    #[error("{0}")]
+    ProducerFenced(String),
     /// A request named an unknown producer, consumer or subscription.
     #[error("{0}")]
     NotFound(String),
@@ -50,6 +56,8 @@ impl BrokerError {
             BrokerError::InvalidTopic(_) => ServerError::InvalidTopicName,
             BrokerError::TopicNotFound(_) => ServerError::TopicNotFound,
             BrokerError::ConsumerBusy(_) => ServerError::ConsumerBusy,
+            BrokerError::ProducerBusy(_) => ServerError::ProducerBusy,
+            BrokerError::ProducerFenced(_) => ServerError::ProducerFenced,
             BrokerError::NotFound(_) => ServerError::ConsumerNotFound,
             BrokerError::Checksum => ServerError::ChecksumError,
             BrokerError::Protocol(_) => ServerError::UnknownError,

@@ -216,6 +216,41 @@ def scenario_seek():
     client.close()
 
 
+def scenario_access_modes():
+    """Producer access modes and names, as Pulsar enforces them."""
+    from pulsar import ProducerAccessMode
+    client = new_client()
+    t = topic()
+    p1 = client.create_producer(t, producer_name="p1", access_mode=ProducerAccessMode.Exclusive)
+    for mode in (ProducerAccessMode.Exclusive, ProducerAccessMode.Shared):
+        try:
+            client.create_producer(t, producer_name="p2", access_mode=mode)
+            raise AssertionError("a second producer beside an exclusive one (%r)" % mode)
+        except (pulsar.ProducerFenced, pulsar.ProducerBusy):
+            pass
+    p1.send(b"from-p1")
+    p3 = client.create_producer(t, producer_name="p3",
+                                access_mode=ProducerAccessMode.ExclusiveWithFencing)
+    try:
+        p1.send(b"after-fencing")
+        raise AssertionError("a fenced producer could still send")
+    except (pulsar.ProducerFenced, pulsar.AlreadyClosed):
+        pass
+    p3.send(b"from-p3")
+    p3.close()
+    shared = client.create_producer(t, producer_name="same")
+    try:
+        client.create_producer(t, producer_name="same")
+        raise AssertionError("two producers with one name")
+    except pulsar.ProducerBusy:
+        pass
+    shared.send(b"shared")
+    consumer = client.subscribe(t, "s", initial_position=pulsar.InitialPosition.Earliest)
+    got = drain(consumer, 3)
+    assert got == ["from-p1", "from-p3", "shared"], got
+    client.close()
+
+
 def scenario_produce_fixed():
     """Produce ARGS[1] messages to topic ARGS[0] (numbered from ARGS[2], default 0; send
     timeout ARGS[3] ms, default 60000); print each acknowledged id."""

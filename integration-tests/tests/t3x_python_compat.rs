@@ -59,6 +59,16 @@ fn t33_individual_and_cumulative_acks_and_redelivery() {
     check(run_scenario(&sa.service_url, "acks", &[]), "acks");
 }
 
+/// Issue 12, item 3: producer access modes (Exclusive refused beside another producer,
+/// ExclusiveWithFencing fences, a Shared producer refused beside an exclusive one) and
+/// ProducerBusy for a second producer with the same name.
+#[test]
+fn t3d_producer_access_modes_and_names() {
+    let dir = KeptDir::new("t3d-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    check(run_scenario(&sa.service_url, "access_modes", &[]), "access_modes");
+}
+
 /// Issue 12, item 4: SEEK by message id and by publish time, for a consumer and a reader.
 #[test]
 fn t38b_seek_by_message_id_and_publish_time() {

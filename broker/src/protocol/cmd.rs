@@ -105,12 +105,30 @@ pub fn send_error(
     }
 }
 
-/// MESSAGE (the payload follows in the frame).
-pub fn message(consumer_id: u64, p: Position, redelivery_count: u32) -> BaseCommand {
+/// The partition index of a partition's topic name (`…-partition-3` → 3), else -1: Pulsar
+/// puts it in every message id it delivers.
+pub fn partition_of(topic: &str) -> i32 {
+    topic
+        .rsplit_once("-partition-")
+        .and_then(|(_, n)| n.parse::<i32>().ok())
+        .filter(|n| *n >= 0)
+        .unwrap_or(-1)
+}
+
+/// MESSAGE (the payload follows in the frame); `partition`: see [`partition_of`].
+pub fn message(
+    consumer_id: u64,
+    p: Position,
+    partition: i32,
+    redelivery_count: u32,
+) -> BaseCommand {
     BaseCommand {
         message: Some(pb::CommandMessage {
             consumer_id,
-            message_id: message_id(p),
+            message_id: MessageIdData {
+                partition: Some(partition),
+                ..message_id(p)
+            },
             redelivery_count: Some(redelivery_count),
             ack_set: Vec::new(),
             consumer_epoch: None,
@@ -151,5 +169,15 @@ pub fn active_consumer_change(consumer_id: u64, is_active: bool) -> BaseCommand 
             is_active: Some(is_active),
         }),
         ..base(Type::ActiveConsumerChange)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn partitions_of_names() {
+        assert_eq!(super::partition_of("persistent://a/b/t-partition-3"), 3);
+        assert_eq!(super::partition_of("persistent://a/b/t"), -1);
+        assert_eq!(super::partition_of("persistent://a/b/t-partition-x"), -1);
     }
 }

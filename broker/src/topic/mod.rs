@@ -40,6 +40,36 @@ struct ProducerEntry {
     out: mpsc::Sender<Bytes>,
     name: String,
     since: std::time::SystemTime,
+    /// It holds the topic exclusively (Exclusive, WaitForExclusive, ExclusiveWithFencing).
+    exclusive: bool,
+    /// Set when another producer fenced it: its sends are refused from then on.
+    fenced: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Pulsar's producer access modes (`CommandProducer.producer_access_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessMode {
+    /// Any number of producers (the default).
+    Shared,
+    /// Only this one; refused (`ProducerFenced`) if any producer is attached.
+    Exclusive,
+    /// Only this one, waiting until the topic is free (not supported yet: refused while it
+    /// is not free).
+    WaitForExclusive,
+    /// Only this one: every attached producer is fenced.
+    ExclusiveWithFencing,
+}
+
+impl AccessMode {
+    /// From the wire value (unknown: Shared).
+    pub fn from_wire(v: i32) -> Self {
+        match v {
+            1 => AccessMode::Exclusive,
+            2 => AccessMode::WaitForExclusive,
+            3 => AccessMode::ExclusiveWithFencing,
+            _ => AccessMode::Shared,
+        }
+    }
 }
 
 /// One loaded topic.
@@ -221,19 +251,80 @@ impl Topic {
         self.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Records a producer (for [`Topic::drop_unowned`] and stats).
-    pub fn add_producer(&self, key: (u64, u64), name: String, out: mpsc::Sender<Bytes>) {
+    /// Attaches a producer as its access mode allows, as Pulsar does: a Shared producer is
+    /// refused while an exclusive one holds the topic, or while a producer of the same name is
+    /// attached (`ProducerBusy`); an Exclusive one while any producer is attached
+    /// (`ProducerFenced`); ExclusiveWithFencing fences every attached producer (told to
+    /// reconnect; its sends are refused). Returns the flag that marks this one fenced.
+    pub fn add_producer(
+        &self,
+        key: (u64, u64),
+        name: String,
+        mode: AccessMode,
+        out: mpsc::Sender<Bytes>,
+    ) -> Result<Arc<std::sync::atomic::AtomicBool>> {
+        use crate::error::BrokerError;
+        let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
+        let others = producers.iter().filter(|(k, _)| **k != key);
+        match mode {
+            AccessMode::Shared => {
+                if let Some((_, e)) = others.clone().find(|(_, e)| e.exclusive) {
+                    return Err(BrokerError::ProducerBusy(format!(
+                        "topic {} has an exclusive producer ({})",
+                        self.name, e.name
+                    )));
+                }
+                if others.clone().any(|(_, e)| e.name == name) {
+                    return Err(BrokerError::ProducerBusy(format!(
+                        "producer with name '{name}' is already connected to topic {}",
+                        self.name
+                    )));
+                }
+            }
+            AccessMode::Exclusive | AccessMode::WaitForExclusive => {
+                if let Some((_, e)) = others.clone().next() {
+                    return Err(BrokerError::ProducerFenced(format!(
+                        "topic {} has an existing producer ({})",
+                        self.name, e.name
+                    )));
+                }
+            }
+            AccessMode::ExclusiveWithFencing => {
+                let fenced: Vec<(u64, u64)> = others.map(|(k, _)| *k).collect();
+                for k in fenced {
+                    if let Some(e) = producers.remove(&k) {
+                        e.fenced.store(true, std::sync::atomic::Ordering::SeqCst);
+                        let mut buf = BytesMut::new();
+                        crate::protocol::frame::encode(
+                            &crate::protocol::cmd::close_producer(k.1),
+                            &mut buf,
+                        );
+                        let _ = e.out.try_send(buf.freeze());
+                        tracing::info!(topic = self.name, producer = e.name, "producer fenced");
+                    }
+                }
+            }
+        }
+        let fenced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        producers.insert(
+            key,
+            ProducerEntry {
+                out,
+                name,
+                since: std::time::SystemTime::now(),
+                exclusive: mode != AccessMode::Shared,
+                fenced: fenced.clone(),
+            },
+        );
+        Ok(fenced)
+    }
+
+    /// Whether the producer `key` is attached (not removed, fenced or dropped).
+    pub fn has_producer(&self, key: (u64, u64)) -> bool {
         self.producers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                key,
-                ProducerEntry {
-                    out,
-                    name,
-                    since: std::time::SystemTime::now(),
-                },
-            );
+            .contains_key(&key)
     }
 
     /// (producer id, name, connected since) of every producer.

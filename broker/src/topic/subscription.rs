@@ -569,7 +569,8 @@ impl Subscription {
         let messages = inspect_payload(&payload)
             .map(|i| i.metadata.num_messages_in_batch.unwrap_or(1).max(1))
             .unwrap_or(1);
-        let command = cmd::message(c.consumer_id, pos, redelivery_count);
+        let partition = cmd::partition_of(self.ml.name());
+        let command = cmd::message(c.consumer_id, pos, partition, redelivery_count);
         let mut buf = BytesMut::new();
         encode_with_payload(&command, &payload, &mut buf);
         c.permits.fetch_sub(i64::from(messages), Ordering::SeqCst);

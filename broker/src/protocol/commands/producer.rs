@@ -1,7 +1,9 @@
 //! PRODUCER → PRODUCER_SUCCESS with a broker-generated unique name (when the client gave
 //! none). Loading the topic fences its previous owner. A re-sent create for an id that
 //! already exists (a client retrying after a timeout) gets the same answer again, unless
-//! its topic was unloaded since (then it is created again on the topic as loaded now).
+//! its topic was unloaded or it was fenced since (then it is created again, under the rules).
+//! Access modes as in Pulsar (see `Topic::add_producer`): Shared, Exclusive,
+//! ExclusiveWithFencing; WaitForExclusive is granted only when the topic is free.
 
 use tokio::sync::mpsc;
 
@@ -10,15 +12,17 @@ use crate::error::Result;
 use crate::protocol::pb::base_command::Type;
 use crate::protocol::pb::{BaseCommand, CommandProducer, CommandProducerSuccess};
 use crate::protocol::{cmd, commands::send};
+use crate::topic::AccessMode;
 
 /// Handles PRODUCER.
 pub async fn handle(conn: &mut Connection, c: CommandProducer) -> Result<()> {
     if let Some(p) = conn.producers.get(&c.producer_id) {
-        if !p.topic.is_closed() {
+        if !p.topic.is_closed() && p.topic.has_producer((conn.id, c.producer_id)) {
             let name = p.name.clone();
             return conn.send(success(c.request_id, name)).await;
         }
-        // Its topic was unloaded (the client was told to reconnect): create it afresh.
+        // Its topic was unloaded, or it was fenced (the client was told to reconnect):
+        // create it afresh, under the access rules.
         conn.producers.remove(&c.producer_id);
     }
     let topic = match conn.service.topic(&c.topic).await {
@@ -34,15 +38,30 @@ pub async fn handle(conn: &mut Connection, c: CommandProducer) -> Result<()> {
         Some(n) => n,
         None => topic.next_producer_name("magnetar"),
     };
+    let mode = AccessMode::from_wire(c.producer_access_mode.unwrap_or(0));
+    let fenced = match topic.add_producer(
+        (conn.id, c.producer_id),
+        name.clone(),
+        mode,
+        conn.out.clone(),
+    ) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::info!(topic = c.topic, producer = name, error = %e, "producer refused");
+            return conn
+                .send(cmd::error(c.request_id, e.server_error(), e.to_string()))
+                .await;
+        }
+    };
     let (tx, rx) = mpsc::channel(4096);
     tokio::spawn(send::receipts(c.producer_id, rx, conn.out.clone()));
-    topic.add_producer((conn.id, c.producer_id), name.clone(), conn.out.clone());
     conn.producers.insert(
         c.producer_id,
         ProducerState {
             topic,
             name: name.clone(),
             receipts: tx,
+            fenced,
         },
     );
     conn.send(success(c.request_id, name)).await

@@ -37,6 +37,19 @@ pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes
         )));
     };
     let payload = payload.ok_or_else(|| BrokerError::Protocol("SEND without a payload".into()))?;
+    if p.fenced.load(std::sync::atomic::Ordering::SeqCst) {
+        let fenced: Pin<Box<dyn Future<Output = Result<Position>> + Send>> = Box::pin(async {
+            Err(BrokerError::ProducerFenced(
+                "producer fenced by an ExclusiveWithFencing producer".into(),
+            ))
+        });
+        let highest = c.highest_sequence_id.unwrap_or(0).max(c.sequence_id);
+        return p
+            .receipts
+            .send(PendingReceipt::Send(c.sequence_id, highest, fenced))
+            .await
+            .map_err(|_| BrokerError::Protocol("producer closed".into()));
+    }
     let highest = c.highest_sequence_id.unwrap_or(0).max(c.sequence_id);
     if let Err(e) = inspect_payload(&payload) {
         tracing::warn!(producer = p.name, error = %e, "rejecting a corrupt message");
