@@ -27,6 +27,9 @@ pub struct BrokerConfig {
     /// Producing to or subscribing to a topic that does not exist yet, in an existing
     /// namespace, creates it (Pulsar: allowAutoTopicCreation).
     pub allow_auto_topic_creation: bool,
+    /// Producer de-duplication for namespaces without a policy (Pulsar:
+    /// brokerDeduplicationEnabled).
+    pub deduplication_enabled: bool,
     /// Metadata store.
     pub meta: MetaSection,
     /// Managed ledgers.
@@ -98,6 +101,7 @@ impl Default for BrokerConfig {
             advertised_address: String::new(),
             keepalive_interval: Duration::from_secs(30),
             allow_auto_topic_creation: true,
+            deduplication_enabled: false,
             meta: MetaSection::default(),
             managed_ledger: ManagedLedgerSection::default(),
             ownership: OwnershipSection::default(),

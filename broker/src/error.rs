@@ -32,6 +32,9 @@ pub enum BrokerError {
     /// An exclusive producer was refused, or this producer was fenced by one.
     #[error("{0}")]
     ProducerFenced(String),
+    /// A de-duplicated send whose original is not durable yet: the client sends it again.
+    #[error("{0}")]
+    DuplicateInFlight(String),
     /// A request named an unknown producer, consumer or subscription.
     #[error("{0}")]
     NotFound(String),
@@ -58,6 +61,7 @@ impl BrokerError {
             BrokerError::ConsumerBusy(_) => ServerError::ConsumerBusy,
             BrokerError::ProducerBusy(_) => ServerError::ProducerBusy,
             BrokerError::ProducerFenced(_) => ServerError::ProducerFenced,
+            BrokerError::DuplicateInFlight(_) => ServerError::PersistenceError,
             BrokerError::NotFound(_) => ServerError::ConsumerNotFound,
             BrokerError::Checksum => ServerError::ChecksumError,
             BrokerError::Protocol(_) => ServerError::UnknownError,

@@ -34,6 +34,8 @@ pub struct BrokerService {
     pub cluster: String,
     /// See `allow_auto_topic_creation` in `broker.toml`.
     pub allow_auto_topic_creation: bool,
+    /// See `deduplication_enabled` in `broker.toml`.
+    pub deduplication_enabled: bool,
 }
 
 impl std::fmt::Debug for BrokerService {
@@ -97,6 +99,7 @@ impl BrokerService {
             namespaces,
             cluster: meta::keys::DEFAULT_CLUSTER.to_owned(),
             allow_auto_topic_creation: true,
+            deduplication_enabled: false,
             store,
             keys,
             client,
@@ -141,6 +144,10 @@ impl BrokerService {
                 .await?;
                 let topic = Topic::new(name.clone(), ml, self.keys.clone());
                 let subs = topic.load_subscriptions().await?;
+                let ns = crate::ownership::bundles::namespace_of(&name);
+                if self.dedup_enabled(ns).await? {
+                    topic.enable_dedup().await?;
+                }
                 tracing::debug!(topic = name, subscriptions = subs, "topic loaded");
                 Ok::<_, BrokerError>(topic)
             })
@@ -169,6 +176,25 @@ impl BrokerService {
             )));
         }
         Ok(())
+    }
+
+    /// Whether de-duplication is on for the namespace `ns`: its policy, else the broker's.
+    pub async fn dedup_enabled(&self, ns: &str) -> Result<bool> {
+        let policy = self
+            .namespaces
+            .namespace(ns)
+            .await?
+            .map_or(0, |(p, _)| p.deduplication);
+        Ok(self.dedup_policy(policy))
+    }
+
+    /// Whether a namespace's `deduplication` policy value (0 unset, 1 on, 2 off) means on.
+    pub fn dedup_policy(&self, policy: u32) -> bool {
+        match policy {
+            1 => true,
+            2 => false,
+            _ => self.deduplication_enabled,
+        }
     }
 
     /// The number of partitions of `name` (0: not a partitioned topic).

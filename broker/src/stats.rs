@@ -43,8 +43,10 @@ pub async fn run(service: Arc<BrokerService>, stop: CancellationToken) {
         metrics::gauge!("pulsar_throughput_out").set(rate(3));
         last = (Instant::now(), now);
         // Each namespace's retention, read once per pass.
-        let mut retention: std::collections::HashMap<String, crate::managed_ledger::Retention> =
-            std::collections::HashMap::new();
+        let mut retention: std::collections::HashMap<
+            String,
+            (crate::managed_ledger::Retention, Option<bool>),
+        > = std::collections::HashMap::new();
         for topic in service.loaded_topics() {
             let subs = topic.subscriptions().await;
             let out: [u64; 2] = subs.iter().fold([0, 0], |acc, s| {
@@ -68,26 +70,34 @@ pub async fn run(service: Arc<BrokerService>, stop: CancellationToken) {
                     .set(backlog as f64);
             }
             let ns = crate::ownership::bundles::namespace_of(&topic.name).to_owned();
-            let r = match retention.get(&ns) {
+            let (r, dedup) = match retention.get(&ns) {
                 Some(r) => *r,
                 None => {
+                    use crate::managed_ledger::Retention;
                     let r = match service.namespaces.namespace(&ns).await {
-                        Ok(Some((p, _))) => p.retention.map_or_else(
-                            crate::managed_ledger::Retention::default_policy,
-                            |r| {
-                                crate::managed_ledger::Retention::from_policy(
-                                    r.time_minutes,
-                                    r.size_mb,
-                                )
-                            },
+                        Ok(Some((p, _))) => (
+                            p.retention.map_or_else(Retention::default_policy, |r| {
+                                Retention::from_policy(r.time_minutes, r.size_mb)
+                            }),
+                            Some(service.dedup_policy(p.deduplication)),
                         ),
-                        // Unknown: keep everything this pass.
-                        _ => crate::managed_ledger::Retention::from_policy(-1, -1),
+                        // Unknown: keep everything, change nothing this pass.
+                        _ => (Retention::from_policy(-1, -1), None),
                     };
                     retention.insert(ns, r);
                     r
                 }
             };
+            // A namespace's de-duplication policy changed: applied to its loaded topics.
+            match dedup {
+                Some(true) => {
+                    if let Err(e) = topic.enable_dedup().await {
+                        tracing::warn!(topic = topic.name, error = %e, "cannot turn de-duplication on");
+                    }
+                }
+                Some(false) => topic.disable_dedup(),
+                None => {}
+            }
             if let Err(e) = topic.trim(r).await {
                 tracing::warn!(topic = topic.name, error = %e, "trimming failed");
             }

@@ -251,6 +251,20 @@ def scenario_access_modes():
     client.close()
 
 
+def scenario_dedup_produce():
+    """Producer named ARGS[1] on topic ARGS[0] sends ids ARGS[2]..ARGS[2]+ARGS[3] with those
+    sequence ids (payload k-<id>); prints `last <id>` as the broker reported it at creation,
+    then `done <last_sequence_id>`."""
+    client = new_client()
+    producer = client.create_producer(ARGS[0], producer_name=ARGS[1], batching_enabled=False)
+    print("last %d" % producer.last_sequence_id(), flush=True)
+    first, count = int(ARGS[2]), int(ARGS[3])
+    for i in range(first, first + count):
+        producer.send(("k-%d" % i).encode(), sequence_id=i)
+    print("done %d" % producer.last_sequence_id(), flush=True)
+    client.close()
+
+
 def scenario_produce_fixed():
     """Produce ARGS[1] messages to topic ARGS[0] (numbered from ARGS[2], default 0; send
     timeout ARGS[3] ms, default 60000); print each acknowledged id."""

@@ -66,7 +66,10 @@ fn t33_individual_and_cumulative_acks_and_redelivery() {
 fn t3d_producer_access_modes_and_names() {
     let dir = KeptDir::new("t3d-");
     let sa = StandaloneProcess::start(&dir.path()).unwrap();
-    check(run_scenario(&sa.service_url, "access_modes", &[]), "access_modes");
+    check(
+        run_scenario(&sa.service_url, "access_modes", &[]),
+        "access_modes",
+    );
 }
 
 /// Issue 12, item 4: SEEK by message id and by publish time, for a consumer and a reader.

@@ -577,3 +577,96 @@ async fn t85_retention_decides_what_consumed_data_is_kept() {
     )
     .await;
 }
+
+/// `last <n>` and `done <n>` of the `dedup_produce` scenario.
+fn dedup_produce(service_url: &str, topic: &str, first: u64, count: u64) -> (i64, i64) {
+    let out = check(
+        run_scenario(
+            service_url,
+            "dedup_produce",
+            &[topic, "named", &first.to_string(), &count.to_string()],
+        ),
+        "dedup_produce",
+    );
+    let num = |prefix: &str| -> i64 {
+        out.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix:?} in {out}"))
+    };
+    (num("last "), num("done "))
+}
+
+/// Issue 12, item 2: producer de-duplication, switched on by namespace policy. Sends that
+/// repeat sequence ids already stored are acknowledged and not stored; the producer learns
+/// its last sequence id on (re)creation; and the state survives SIGKILL and restart (a
+/// snapshot every 1,000 entries plus a replay of the rest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t86_deduplication_survives_a_restart() {
+    let dir = KeptDir::new("t86-");
+    let mut sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let url = sa.http_url.clone();
+    ok(&url, &["namespaces", "create", "public/dedup"]);
+    assert_eq!(
+        ok(&url, &["namespaces", "get-deduplication", "public/dedup"]).trim(),
+        "null"
+    );
+    ok(
+        &url,
+        &[
+            "namespaces",
+            "set-deduplication",
+            "public/dedup",
+            "--enable",
+        ],
+    );
+    assert_eq!(
+        ok(&url, &["namespaces", "get-deduplication", "public/dedup"]).trim(),
+        "true"
+    );
+    let topic = "persistent://public/dedup/orders";
+    check(
+        run_scenario(&sa.service_url, "consume_fixed", &[topic, "s", "0"]),
+        "subscribe",
+    );
+    assert_eq!(dedup_produce(&sa.service_url, topic, 0, 1500), (-1, 1499));
+    // Repeats of stored ids, in one session and in the next: not stored.
+    assert_eq!(
+        dedup_produce(&sa.service_url, topic, 1400, 100),
+        (1499, 1499)
+    );
+    sa.kill9();
+    sa.restart().unwrap();
+    assert_eq!(
+        dedup_produce(&sa.service_url, topic, 1450, 100),
+        (1499, 1549)
+    );
+    let got = consumed(&check(
+        run_scenario(&sa.service_url, "consume_fixed", &[topic, "s"]),
+        "consume",
+    ));
+    assert_eq!(
+        got,
+        (0..1550).collect::<Vec<i64>>(),
+        "each id exactly once, in order"
+    );
+    // Off again: a repeat is stored.
+    let url = sa.http_url.clone();
+    ok(
+        &url,
+        &[
+            "namespaces",
+            "set-deduplication",
+            "public/dedup",
+            "--disable",
+        ],
+    );
+    let other = "persistent://public/dedup/later";
+    dedup_produce(&sa.service_url, other, 0, 3);
+    dedup_produce(&sa.service_url, other, 0, 3);
+    let got = consumed(&check(
+        run_scenario(&sa.service_url, "consume_fixed", &[other, "s"]),
+        "consume without de-duplication",
+    ));
+    assert_eq!(got.len(), 6);
+}

@@ -97,6 +97,11 @@ impl KeyLayout {
         )
     }
 
+    /// `managed-ledgers/<topic>/dedup`: the topic's de-duplication snapshot.
+    pub fn dedup(&self, topic: &str) -> String {
+        format!("{}managed-ledgers/{topic}/dedup", self.root)
+    }
+
     /// Prefix of a topic's cursors.
     pub fn cursors_prefix(&self, topic: &str) -> String {
         format!("{}managed-ledgers/{topic}/cursors/", self.root)

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use prost::Message;
 use proto::meta::{
-    BookieServiceInfo, BrokerInfo, ClusterInfo, Cookie, CursorInfo, FORMAT_VERSION,
+    BookieServiceInfo, BrokerInfo, ClusterInfo, Cookie, CursorInfo, DedupSnapshot, FORMAT_VERSION,
     LedgerIdCounter, LedgerMetadata, ManagedLedgerInfo, NamespacePolicies, OwnershipInfo,
     PartitionedTopicInfo, TenantInfo,
 };
@@ -43,7 +43,8 @@ record!(
     OwnershipInfo,
     TenantInfo,
     NamespacePolicies,
-    PartitionedTopicInfo
+    PartitionedTopicInfo,
+    DedupSnapshot
 );
 
 /// Serialises a record stamped with this build's format version.

@@ -23,6 +23,10 @@ pub(super) fn routes() -> Router<Arc<BrokerService>> {
             get(policies).put(create).delete(remove),
         )
         .route(
+            "/admin/v2/namespaces/{tenant}/{namespace}/deduplication",
+            get(get_dedup).post(set_dedup).delete(remove_dedup),
+        )
+        .route(
             "/admin/v2/namespaces/{tenant}/{namespace}/retention",
             get(get_retention)
                 .post(set_retention)
@@ -74,6 +78,66 @@ fn persistence_json(p: &proto::meta::PersistencePolicy) -> serde_json::Value {
         bookkeeper_ack_quorum: p.ack_quorum,
         managed_ledger_max_mark_delete_rate: p.mark_delete_rate,
     })
+}
+
+/// `GET …/deduplication`: the namespace's setting, or null when it follows the broker.
+async fn get_dedup(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+) -> Response {
+    either(
+        async {
+            let (p, _) = existing(&s, &format!("{tenant}/{namespace}")).await?;
+            let v = match p.deduplication {
+                1 => Some(true),
+                2 => Some(false),
+                _ => None,
+            };
+            Ok(axum::Json(v).into_response())
+        }
+        .await,
+    )
+}
+
+/// `POST …/deduplication` with `true` or `false`: applied to loaded topics within one stats
+/// period, to topics loaded later at once.
+async fn set_dedup(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    either(
+        async {
+            let on: bool = serde_json::from_slice(&body).map_err(|e| {
+                reason(
+                    StatusCode::BAD_REQUEST,
+                    format!("expected true or false: {e}"),
+                )
+            })?;
+            update_policies(&s, &format!("{tenant}/{namespace}"), |p| {
+                p.deduplication = if on { 1 } else { 2 };
+            })
+            .await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        .await,
+    )
+}
+
+async fn remove_dedup(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+) -> Response {
+    either(
+        async {
+            update_policies(&s, &format!("{tenant}/{namespace}"), |p| {
+                p.deduplication = 0;
+            })
+            .await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        .await,
+    )
 }
 
 /// Pulsar's RetentionPolicies JSON.
@@ -324,6 +388,11 @@ async fn policies(
                 "replication_clusters": p.replication_clusters,
                 "persistence": p.persistence.as_ref().map(persistence_json),
                 "retention_policies": p.retention.as_ref().map(retention_json),
+                "deduplicationEnabled": match p.deduplication {
+                    1 => Some(true),
+                    2 => Some(false),
+                    _ => None,
+                },
             }))
             .into_response())
         }

@@ -112,6 +112,12 @@ impl ManagedLedgerConfig {
     }
 }
 
+/// Called once per append, in entry order, when its outcome is known: the durable position,
+/// or `Err(())` when it failed (or was not acknowledged because ownership was lost) —
+/// whether or not anyone still waits for the append's future (de-duplication bookkeeping
+/// must not depend on a producer's connection).
+pub type DurableHook = Box<dyn FnOnce(std::result::Result<Position, ()>) + Send>;
+
 /// How long and how much consumed data a topic keeps (Pulsar's retention policy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Retention {
@@ -242,9 +248,22 @@ impl ManagedLedger {
         &self,
         payload: Bytes,
     ) -> Result<impl std::future::Future<Output = Result<Position>> + use<>> {
+        self.append_with(payload, None).await
+    }
+
+    /// [`ManagedLedger::append`] with a hook told the outcome in entry order.
+    pub async fn append_with(
+        &self,
+        payload: Bytes,
+        hook: Option<DurableHook>,
+    ) -> Result<impl std::future::Future<Output = Result<Position>> + use<>> {
         let (reply, rx) = oneshot::channel();
         self.write
-            .send(Cmd::Append { payload, reply })
+            .send(Cmd::Append {
+                payload,
+                reply,
+                hook,
+            })
             .await
             .map_err(|_| BrokerError::ShuttingDown)?;
         Ok(async move { rx.await.unwrap_or(Err(BrokerError::ShuttingDown)) })

@@ -36,6 +36,7 @@ pub(super) enum Cmd {
     Append {
         payload: Bytes,
         reply: oneshot::Sender<Result<Position>>,
+        hook: Option<super::DurableHook>,
     },
     /// Remove closed ledgers at or before a mark from the list; the reply names them (the
     /// caller deletes them from the bookies).
@@ -58,6 +59,7 @@ struct Completion {
     pending: PendingAdd,
     payload: Bytes,
     reply: oneshot::Sender<Result<Position>>,
+    hook: Option<super::DurableHook>,
 }
 
 /// Creates a ledger for `topic` and CASes it onto the list; `BadVersion` means another
@@ -183,7 +185,9 @@ impl WriteTask {
                 Some(ledger) = failed.recv() => self.roll.add_failed(ledger),
                 cmd = rx.recv() => match cmd {
                     None => return,
-                    Some(Cmd::Append { payload, reply }) => self.append(payload, reply).await,
+                    Some(Cmd::Append { payload, reply, hook }) => {
+                        self.append(payload, reply, hook).await
+                    }
                     Some(Cmd::Trim { mark, retention, reply }) => {
                         let _ = reply.send(self.trim(mark, retention).await);
                     }
@@ -198,17 +202,31 @@ impl WriteTask {
         }
     }
 
-    async fn append(&mut self, payload: Bytes, reply: oneshot::Sender<Result<Position>>) {
+    async fn append(
+        &mut self,
+        payload: Bytes,
+        reply: oneshot::Sender<Result<Position>>,
+        hook: Option<super::DurableHook>,
+    ) {
+        // Every way out answers `reply`; the hook hears of every failure too.
+        let fail = |reply: oneshot::Sender<Result<Position>>,
+                    hook: Option<super::DurableHook>,
+                    e: BrokerError| {
+            if let Some(h) = hook {
+                h(Err(()));
+            }
+            let _ = reply.send(Err(e));
+        };
         // A roll takes at most: close (fails) → recover → create; then the write.
         for _ in 0..4 {
             match self.roll.next(Instant::now()) {
                 Next::Refuse(r) => {
-                    let _ = reply.send(Err(self.refusal(r)));
+                    fail(reply, hook, self.refusal(r));
                     return;
                 }
                 Next::Roll(end) => {
                     if let Err(e) = self.roll_over(end).await {
-                        let _ = reply.send(Err(e));
+                        fail(reply, hook, e);
                         return;
                     }
                 }
@@ -227,22 +245,23 @@ impl WriteTask {
                                 pending,
                                 payload,
                                 reply,
+                                hook,
                             };
                             if let Err(mpsc::error::SendError(c)) = self.completions.send(c).await {
-                                let _ = c.reply.send(Err(BrokerError::ShuttingDown));
+                                fail(c.reply, c.hook, BrokerError::ShuttingDown);
                             }
                         }
                         Err(e) => {
                             self.roll.writer_gone();
                             self.writer = None;
-                            let _ = reply.send(Err(e.into()));
+                            fail(reply, hook, e.into());
                         }
                     }
                     return;
                 }
             }
         }
-        let _ = reply.send(Err(BrokerError::NotOwner(self.inner.name.clone())));
+        fail(reply, hook, BrokerError::NotOwner(self.inner.name.clone()));
     }
 
     fn refusal(&self, r: Refusal) -> BrokerError {
@@ -459,7 +478,11 @@ async fn complete(
             Ok(entry) => {
                 let pos = Position::new(c.ledger, entry);
                 inner.durable(pos, c.payload);
-                Ok(pos)
+                if let Some(h) = c.hook {
+                    h(Ok(pos));
+                }
+                let _ = c.reply.send(Ok(pos));
+                continue;
             }
             Err(e) => {
                 if reported != Some(c.ledger) {
@@ -469,6 +492,9 @@ async fn complete(
                 Err(e.into())
             }
         };
+        if let Some(h) = c.hook {
+            h(Err(()));
+        }
         let _ = c.reply.send(result);
     }
 }

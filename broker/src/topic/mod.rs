@@ -3,6 +3,7 @@
 //! their bundle, and kept while it owns it. Loading a topic loads every durable
 //! subscription stored for it, with or without consumers: trimming goes by all of them.
 
+pub mod dedup;
 pub mod stats;
 pub mod subscription;
 
@@ -31,6 +32,44 @@ pub fn before(p: Position) -> Option<Position> {
             common::EntryId(u64::MAX),
         )),
     }
+}
+
+/// The sequence ids an entry carries: (first, highest) — a batch's highest is its
+/// `highest_sequence_id`, or first + messages - 1 when the client did not set it.
+pub fn sequence_range(m: &crate::protocol::pb::MessageMetadata) -> (u64, u64) {
+    let first = m.sequence_id;
+    let n = u64::from(m.num_messages_in_batch.unwrap_or(1).max(1) as u32);
+    let highest = match m.highest_sequence_id {
+        Some(h) if h > first => h,
+        _ => first + n - 1,
+    };
+    (first, highest)
+}
+
+/// Writes a de-duplication snapshot (only the owner writes it; a late, older one only makes
+/// the next replay longer).
+pub async fn write_dedup_snapshot(
+    store: &Arc<dyn meta::MetadataStore>,
+    key: &str,
+    (position, highest): (Option<Position>, std::collections::HashMap<String, u64>),
+) -> Result<()> {
+    let mut rec = proto::meta::DedupSnapshot {
+        position: position.map(|p| proto::meta::PositionInfo {
+            ledger_id: p.ledger.0,
+            entry_id: p.entry.0,
+        }),
+        highest: highest.into_iter().collect(),
+        ..Default::default()
+    };
+    store
+        .put(
+            key,
+            meta::records::encode(&mut rec),
+            meta::PutCondition::Always,
+            None,
+        )
+        .await?;
+    Ok(())
 }
 
 /// A producer attached to the topic.
@@ -91,6 +130,8 @@ pub struct Topic {
     pub bytes_in: std::sync::atomic::AtomicU64,
     /// Rates over the last stats period (see [`stats`]).
     pub rates: Mutex<stats::Rates>,
+    /// Producer de-duplication state (`None`: off for this topic).
+    pub dedup: Arc<Mutex<Option<dedup::Dedup>>>,
     /// Unloaded or dropped: a connection's producer or consumer on it is stale, and a
     /// client re-creating it with the same id gets the topic loaded afresh.
     closed: std::sync::atomic::AtomicBool,
@@ -109,6 +150,7 @@ impl Topic {
             msg_in: Default::default(),
             bytes_in: Default::default(),
             rates: Mutex::new(stats::Rates::default()),
+            dedup: Arc::default(),
             closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -243,6 +285,76 @@ impl Topic {
         match mark {
             Some(mark) => self.ml.trim_before(mark, retention).await,
             None => Ok(0),
+        }
+    }
+
+    /// Turns de-duplication on: the state is the stored snapshot plus a replay of the entries
+    /// after it; with no snapshot (first enabled) it starts at the end of the topic, as in
+    /// Pulsar. A no-op when it is on already.
+    pub async fn enable_dedup(&self) -> Result<()> {
+        if self
+            .dedup
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
+            return Ok(());
+        }
+        let key = self.keys.dedup(&self.name);
+        let store = self.ml.store().clone();
+        let mut d = match store.get(&key).await? {
+            Some(kv) => {
+                let snap: proto::meta::DedupSnapshot = meta::records::decode(&key, &kv.value)?;
+                let pos = snap.position.map(|p| {
+                    Position::new(common::LedgerId(p.ledger_id), common::EntryId(p.entry_id))
+                });
+                dedup::Dedup::from_snapshot(pos, snap.highest.into_iter().collect())
+            }
+            None => dedup::Dedup::from_snapshot(self.ml.last_position(), Default::default()),
+        };
+        // Replay what the snapshot does not reflect.
+        let mut at = d.applied();
+        let mut replayed = 0u64;
+        while let Some(p) = self.ml.next_position(at) {
+            let payload = self.ml.read(p).await?;
+            if let Ok(info) = crate::protocol::frame::inspect_payload(&payload) {
+                let m = &info.metadata;
+                let highest = sequence_range(m).1;
+                d.replay(&m.producer_name, highest, p);
+            }
+            at = Some(p);
+            replayed += 1;
+        }
+        tracing::info!(topic = self.name, replayed, "de-duplication on");
+        let snapshot = d.take_snapshot(true);
+        *self.dedup.lock().unwrap_or_else(|p| p.into_inner()) = Some(d);
+        if let Some(s) = snapshot {
+            write_dedup_snapshot(&store, &key, s).await?;
+        }
+        Ok(())
+    }
+
+    /// The key of the topic's de-duplication snapshot.
+    pub fn dedup_key(&self) -> String {
+        self.keys.dedup(&self.name)
+    }
+
+    /// Turns de-duplication off (the stored snapshot stays, for when it is turned on again).
+    pub fn disable_dedup(&self) {
+        *self.dedup.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Writes the de-duplication snapshot if anything changed since the last one.
+    pub async fn flush_dedup(&self) -> Result<()> {
+        let snap = self
+            .dedup
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .and_then(|d| d.take_snapshot(true));
+        match snap {
+            Some(s) => write_dedup_snapshot(self.ml.store(), &self.keys.dedup(&self.name), s).await,
+            None => Ok(()),
         }
     }
 
@@ -429,6 +541,10 @@ impl Topic {
         for kv in kvs {
             store.delete(&kv.key, None).await?;
         }
+        match store.delete(&self.keys.dedup(&self.name), None).await {
+            Ok(()) | Err(meta::MetaError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
         self.ml.delete().await
     }
 
@@ -445,6 +561,7 @@ impl Topic {
         for s in subs {
             s.flush().await?;
         }
+        self.flush_dedup().await?;
         self.ml.close().await
     }
 }

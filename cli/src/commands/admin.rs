@@ -121,6 +121,18 @@ enum Namespaces {
         #[arg(short = 's', long, allow_hyphen_values = true)]
         size: String,
     },
+    /// Turn producer de-duplication on or off for the namespace.
+    SetDeduplication {
+        namespace: String,
+        #[arg(long, conflicts_with = "disable", required_unless_present = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Show the namespace's de-duplication setting (null: the broker's).
+    GetDeduplication { namespace: String },
+    /// Remove the namespace's de-duplication setting (back to the broker's).
+    RemoveDeduplication { namespace: String },
     /// Show the namespace's retention policy (null: nothing is kept once consumed).
     GetRetention { namespace: String },
     /// Remove the retention policy.
@@ -427,6 +439,22 @@ fn namespaces(a: &Admin, n: Namespaces) -> anyhow::Result<()> {
             });
             let path = format!("/admin/v2/namespaces/{}/retention", namespace(&ns)?);
             a.call("POST", &path, Some(body.to_string()))?;
+        }
+        Namespaces::SetDeduplication {
+            namespace: ns,
+            enable,
+            ..
+        } => {
+            let path = format!("/admin/v2/namespaces/{}/deduplication", namespace(&ns)?);
+            a.call("POST", &path, Some(enable.to_string()))?;
+        }
+        Namespaces::GetDeduplication { namespace: ns } => {
+            let path = format!("/admin/v2/namespaces/{}/deduplication", namespace(&ns)?);
+            print_json(&a.get(&path)?)?;
+        }
+        Namespaces::RemoveDeduplication { namespace: ns } => {
+            let path = format!("/admin/v2/namespaces/{}/deduplication", namespace(&ns)?);
+            a.call("DELETE", &path, None)?;
         }
         Namespaces::GetRetention { namespace: ns } => {
             let path = format!("/admin/v2/namespaces/{}/retention", namespace(&ns)?);

@@ -29,6 +29,9 @@ pub struct StandaloneArgs {
     /// Broker TOML config (see broker/config/broker.toml); quorums are forced to 1/1/1.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Producer de-duplication for namespaces without a policy (deduplication_enabled).
+    #[arg(long)]
+    deduplication_enabled: bool,
 }
 
 /// Flags of `magnetar broker`; each overrides the config key named in its help.
@@ -58,6 +61,9 @@ pub struct BrokerArgs {
     /// TOML config file; see broker/config/broker.toml for every key.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Producer de-duplication for namespaces without a policy (deduplication_enabled).
+    #[arg(long)]
+    deduplication_enabled: bool,
 }
 
 fn advertised(bind: &std::net::SocketAddr, flag: &Option<String>) -> anyhow::Result<String> {
@@ -99,6 +105,7 @@ async fn serve_broker(
     service.keepalive = config.keepalive_interval;
     service.cluster = config.meta.cluster.clone();
     service.allow_auto_topic_creation = config.allow_auto_topic_creation;
+    service.deduplication_enabled = config.deduplication_enabled;
     // `public/default` exists from the first start, as in Pulsar.
     service
         .namespaces
@@ -135,6 +142,9 @@ pub fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     ];
     if let Some(a) = &args.advertised_address {
         overrides.push(("advertised_address", a.clone()));
+    }
+    if args.deduplication_enabled {
+        overrides.push(("deduplication_enabled", "true".into()));
     }
     let config = load_config(args.config.as_deref(), &overrides)?;
     let metrics = common::telemetry::install_prometheus();
@@ -187,6 +197,9 @@ pub fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         if let Some(v) = v {
             overrides.push((key, v.clone()));
         }
+    }
+    if args.deduplication_enabled {
+        overrides.push(("deduplication_enabled", "true".into()));
     }
     for (key, v) in [
         ("managed_ledger.ensemble", args.ensemble),

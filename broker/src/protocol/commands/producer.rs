@@ -19,7 +19,8 @@ pub async fn handle(conn: &mut Connection, c: CommandProducer) -> Result<()> {
     if let Some(p) = conn.producers.get(&c.producer_id) {
         if !p.topic.is_closed() && p.topic.has_producer((conn.id, c.producer_id)) {
             let name = p.name.clone();
-            return conn.send(success(c.request_id, name)).await;
+            let last = last_sequence_id(&p.topic, &name);
+            return conn.send(success(c.request_id, name, last)).await;
         }
         // Its topic was unloaded, or it was fenced (the client was told to reconnect):
         // create it afresh, under the access rules.
@@ -64,16 +65,27 @@ pub async fn handle(conn: &mut Connection, c: CommandProducer) -> Result<()> {
             fenced,
         },
     );
-    conn.send(success(c.request_id, name)).await
+    let last = last_sequence_id(&conn.producers[&c.producer_id].topic, &name);
+    conn.send(success(c.request_id, name, last)).await
 }
 
-fn success(request_id: u64, producer_name: String) -> BaseCommand {
+/// The producer's highest durable sequence id when the topic de-duplicates, else -1.
+fn last_sequence_id(topic: &crate::topic::Topic, name: &str) -> i64 {
+    topic
+        .dedup
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map_or(-1, |d| d.last_sequence_id(name))
+}
+
+fn success(request_id: u64, producer_name: String, last_sequence_id: i64) -> BaseCommand {
     BaseCommand {
         r#type: Type::ProducerSuccess as i32,
         producer_success: Some(CommandProducerSuccess {
             request_id,
             producer_name,
-            last_sequence_id: Some(-1),
+            last_sequence_id: Some(last_sequence_id),
             ..Default::default()
         }),
         ..Default::default()

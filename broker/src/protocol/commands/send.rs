@@ -6,14 +6,16 @@ use std::future::Future;
 use std::pin::Pin;
 
 use bytes::{Bytes, BytesMut};
-use common::Position;
+use common::{EntryId, LedgerId, Position};
 use tokio::sync::mpsc;
 
 use crate::connection::Connection;
 use crate::error::{BrokerError, Result};
+use crate::managed_ledger::DurableHook;
 use crate::protocol::cmd;
 use crate::protocol::frame::{encode, inspect_payload};
 use crate::protocol::pb::CommandSend;
+use crate::topic::dedup::Verdict;
 
 /// What a producer's receipt task answers, in order.
 pub enum PendingReceipt {
@@ -66,8 +68,68 @@ pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes
     let bytes = payload.len() as u64;
     let started = std::time::Instant::now();
     let topic = p.topic.clone();
+    // De-duplication: judged by the producer's name and the send's sequence ids.
+    let mut hook: Option<DurableHook> = None;
+    let verdict = topic
+        .dedup
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+        .map(|d| d.check(&p.name, c.sequence_id, highest));
+    match verdict {
+        Some(Verdict::Duplicate) => {
+            metrics::counter!("pulsar_broker_deduplicated_messages_total").increment(messages);
+            let dup: Pin<Box<dyn Future<Output = Result<Position>> + Send>> =
+                Box::pin(async { Ok(Position::new(LedgerId(u64::MAX), EntryId(u64::MAX))) });
+            return p
+                .receipts
+                .send(PendingReceipt::Send(c.sequence_id, highest, dup))
+                .await
+                .map_err(|_| BrokerError::Protocol("producer closed".into()));
+        }
+        Some(Verdict::InFlight) => {
+            let retry: Pin<Box<dyn Future<Output = Result<Position>> + Send>> = Box::pin(async {
+                Err(BrokerError::DuplicateInFlight(
+                    "a duplicate of a message still being persisted; send it again".into(),
+                ))
+            });
+            return p
+                .receipts
+                .send(PendingReceipt::Send(c.sequence_id, highest, retry))
+                .await
+                .map_err(|_| BrokerError::Protocol("producer closed".into()));
+        }
+        Some(Verdict::New) => {
+            let (state, name) = (topic.dedup.clone(), p.name.clone());
+            let (store, key) = (topic.ml.store().clone(), topic.dedup_key());
+            hook = Some(Box::new(move |outcome| {
+                let snapshot = {
+                    let mut g = state.lock().unwrap_or_else(|e| e.into_inner());
+                    let Some(d) = g.as_mut() else { return };
+                    match outcome {
+                        Ok(at) => {
+                            d.persisted(&name, highest, at);
+                            d.take_snapshot(false)
+                        }
+                        Err(()) => {
+                            d.failed(&name);
+                            None
+                        }
+                    }
+                };
+                if let Some(s) = snapshot {
+                    tokio::spawn(async move {
+                        if let Err(e) = crate::topic::write_dedup_snapshot(&store, &key, s).await {
+                            tracing::warn!(key, error = %e, "de-duplication snapshot not written");
+                        }
+                    });
+                }
+            }));
+        }
+        None => {}
+    }
     let fut: Pin<Box<dyn Future<Output = Result<Position>> + Send>> =
-        match p.topic.ml.append(payload).await {
+        match p.topic.ml.append_with(payload, hook).await {
             Ok(f) => Box::pin(async move {
                 use std::sync::atomic::Ordering::Relaxed;
                 let r = f.await;
@@ -83,7 +145,18 @@ pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes
                 }
                 r
             }),
-            Err(e) => Box::pin(async move { Err(e) }),
+            Err(e) => {
+                // The hook was dropped unheard: undo the push.
+                if let Some(d) = topic
+                    .dedup
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                {
+                    d.failed(&p.name);
+                }
+                Box::pin(async move { Err(e) })
+            }
         };
     p.receipts
         .send(PendingReceipt::Send(c.sequence_id, highest, fut))
