@@ -265,6 +265,33 @@ def scenario_dedup_produce():
     client.close()
 
 
+def scenario_delayed():
+    """Delayed delivery on a Shared subscription: a message sent with deliver_after 2 s is not
+    received in the first second, then is; on an Exclusive subscription it comes at once."""
+    from datetime import timedelta
+    client = new_client()
+    t = topic()
+    shared = client.subscribe(t, "shared", consumer_type=pulsar.ConsumerType.Shared)
+    exclusive = client.subscribe(t, "exclusive")
+    producer = client.create_producer(t, batching_enabled=False)
+    sent_at = time.time()
+    producer.send(b"later", deliver_after=timedelta(milliseconds=2000))
+    producer.send(b"now")
+    assert exclusive.receive(5000).data() == b"later"
+    first = shared.receive(5000)
+    assert first.data() == b"now", first.data()
+    shared.acknowledge(first)
+    try:
+        m = shared.receive(1000)
+        raise AssertionError("delivered early: %r" % m.data())
+    except pulsar.Timeout:
+        pass
+    m = shared.receive(10000)
+    assert m.data() == b"later"
+    assert time.time() - sent_at >= 2.0, "delivered after %.3f s" % (time.time() - sent_at)
+    client.close()
+
+
 def scenario_produce_fixed():
     """Produce ARGS[1] messages to topic ARGS[0] (numbered from ARGS[2], default 0; send
     timeout ARGS[3] ms, default 60000); print each acknowledged id."""

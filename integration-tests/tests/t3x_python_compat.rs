@@ -72,6 +72,15 @@ fn t3d_producer_access_modes_and_names() {
     );
 }
 
+/// Issue 12, item 8: delayed delivery on a Shared subscription, never early; an Exclusive
+/// subscription ignores it, as in Pulsar.
+#[test]
+fn t3e_delayed_delivery() {
+    let dir = KeptDir::new("t3e-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    check(run_scenario(&sa.service_url, "delayed", &[]), "delayed");
+}
+
 /// Issue 12, item 4: SEEK by message id and by publish time, for a consumer and a reader.
 #[test]
 fn t38b_seek_by_message_id_and_publish_time() {

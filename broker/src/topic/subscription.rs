@@ -5,7 +5,9 @@
 //! permits for Shared. Permits count messages (a batch counts its `num_messages`); with no
 //! permits nothing is sent, so no per-consumer queue grows without bound. Dispatched entries
 //! stay "pending" until acknowledged; when their consumer leaves, or asks, they are
-//! redelivered with an incremented redelivery count.
+//! redelivered with an incremented redelivery count. On Shared and Key_Shared subscriptions an
+//! entry whose `deliver_at_time` is still ahead waits in a delayed queue (dispatched first once
+//! due; rebuilt from the ledger after a restart, since it is not acknowledged).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -61,6 +63,10 @@ struct State {
     redeliver: BTreeMap<Position, u32>,
     /// Key_Shared: sticky-key hashes of entries read but not yet dispatched.
     key_hashes: std::collections::HashMap<Position, u32>,
+    /// Shared and Key_Shared: entries whose `deliver_at_time` has not come yet, by that time
+    /// (ms) → redelivery count. Not persisted: after a restart the dispatcher reads them again
+    /// from the mark-delete position and puts them back here.
+    delayed: BTreeMap<(u64, Position), u32>,
     closed: bool,
 }
 
@@ -128,6 +134,7 @@ impl Subscription {
                 pending: BTreeMap::new(),
                 redeliver: BTreeMap::new(),
                 key_hashes: Default::default(),
+                delayed: BTreeMap::new(),
                 closed: false,
             }),
             wake: Notify::new(),
@@ -151,6 +158,7 @@ impl Subscription {
             st.pending.clear();
             st.redeliver.clear();
             st.key_hashes.clear();
+            st.delayed.clear();
             st.next_consumer = 0;
             std::mem::take(&mut st.consumers)
         };
@@ -439,6 +447,7 @@ impl Subscription {
         if st.closed || st.consumers.is_empty() {
             return KeyedJob::Idle;
         }
+        release_due(&mut st);
         let (pos, count, redelivery) = match st.redeliver.first_key_value() {
             Some((p, n)) => (*p, *n, true),
             None => {
@@ -478,6 +487,7 @@ impl Subscription {
         if st.closed {
             return None;
         }
+        release_due(&mut st);
         // Exclusive and Failover: only the first (active) consumer receives.
         let n = match st.sub_type {
             SubType::Shared | SubType::KeyShared => st.consumers.len(),
@@ -554,10 +564,19 @@ impl Subscription {
                     }
                 }
                 None => {
+                    // Sleep until something changes, the next delayed entry is due, or the
+                    // cursor is due for a flush.
+                    let next_due = self
+                        .state()
+                        .delayed
+                        .first_key_value()
+                        .map(|((at, _), _)| Duration::from_millis(at.saturating_sub(now_ms())));
+                    let nap =
+                        next_due.map_or(CURSOR_FLUSH_INTERVAL, |d| d.min(CURSOR_FLUSH_INTERVAL));
                     tokio::select! {
                         () = self.wake.notified() => {}
                         r = last.changed() => if r.is_err() { return },
-                        () = tokio::time::sleep(CURSOR_FLUSH_INTERVAL) => {}
+                        () = tokio::time::sleep(nap) => {}
                     }
                 }
             }
@@ -566,6 +585,20 @@ impl Subscription {
 
     async fn send(&self, pos: Position, c: &ConsumerHandle, redelivery_count: u32) -> Result<()> {
         let payload = self.ml.read(pos).await?;
+        // Delayed delivery (Shared and Key_Shared, as in Pulsar): not before its time.
+        if let Ok(info) = inspect_payload(&payload)
+            && let Some(at) = info.metadata.deliver_at_time
+            && at > 0
+            && (at as u64) > now_ms()
+        {
+            let mut st = self.state();
+            if matches!(st.sub_type, SubType::Shared | SubType::KeyShared) {
+                if st.pending.remove(&pos).is_some() {
+                    st.delayed.insert((at as u64, pos), redelivery_count);
+                }
+                return Ok(());
+            }
+        }
         let messages = inspect_payload(&payload)
             .map(|i| i.metadata.num_messages_in_batch.unwrap_or(1).max(1))
             .unwrap_or(1);
@@ -595,6 +628,24 @@ enum KeyedJob {
     NeedKey(Position),
     /// Nothing to do until something changes.
     Idle,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Moves delayed entries whose time has come to the redelivery queue (dispatched first).
+fn release_due(st: &mut State) {
+    let now = now_ms();
+    while let Some((&(at, pos), &count)) = st.delayed.first_key_value() {
+        if at > now {
+            break;
+        }
+        st.delayed.remove(&(at, pos));
+        st.redeliver.insert(pos, count);
+    }
 }
 
 fn next_after(p: Position) -> Position {
