@@ -89,8 +89,8 @@ fn t38b_seek_by_message_id_and_publish_time() {
     check(run_scenario(&sa.service_url, "seek", &[]), "seek");
 }
 
-/// Issue 12, item 5: a batch-index acknowledgement of part of a batch never loses the rest of
-/// the batch (today it is not an acknowledgement of the entry at all).
+/// Issue 12, item 5: batch-index acknowledgements: of a partly acknowledged batch, the next
+/// consumer gets exactly the messages not acknowledged — none lost, none repeated.
 #[test]
 fn t33b_a_partly_acknowledged_batch_loses_nothing() {
     let dir = KeptDir::new("t33b-");

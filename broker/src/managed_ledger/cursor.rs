@@ -36,6 +36,9 @@ pub struct Cursor {
     pub mark_delete: Option<Position>,
     /// Acknowledged entries after `mark_delete`.
     pub acked: AckSet,
+    /// Entries with only some batched messages acknowledged: the bits of those still
+    /// unacknowledged (Pulsar's `ack_set`; bit i of word i/64 is batch index i).
+    pub partial: std::collections::BTreeMap<Position, Vec<i64>>,
     /// Mark-delete as of the last successful flush.
     pub persisted_mark_delete: Option<Position>,
     version: Option<Version>,
@@ -111,10 +114,21 @@ impl Cursor {
                     // A run, not its entries: loading costs the same for any length.
                     acked.insert_run(r.ledger_id, r.first_entry, r.last_entry);
                 }
+                let partial = info
+                    .partial_batches
+                    .iter()
+                    .map(|b| {
+                        (
+                            Position::new(LedgerId(b.ledger_id), EntryId(b.entry_id)),
+                            b.unacked.clone(),
+                        )
+                    })
+                    .collect();
                 Ok(Cursor {
                     persisted_mark_delete: mark,
                     mark_delete: mark,
                     acked,
+                    partial,
                     key,
                     version: Some(kv.version),
                     changes: 0,
@@ -127,6 +141,7 @@ impl Cursor {
                     persisted_mark_delete: None,
                     mark_delete: initial,
                     acked: AckSet::default(),
+                    partial: Default::default(),
                     version: None,
                     changes: 1,
                     flushed: 0,
@@ -147,6 +162,7 @@ impl Cursor {
             key: String::new(),
             mark_delete: initial,
             acked: AckSet::default(),
+            partial: Default::default(),
             persisted_mark_delete: initial,
             version: None,
             changes: 0,
@@ -170,8 +186,33 @@ impl Cursor {
             return;
         }
         self.acked.insert(p);
+        self.partial.remove(&p);
         self.advance(ml);
         self.changes += 1;
+    }
+
+    /// A batch-index ack: of entry `p`, the messages whose bits are set in `unacked` are
+    /// still unacknowledged. Combined with earlier ones (a message acknowledged stays so);
+    /// once none is left the entry is acknowledged.
+    pub fn ack_partial(&mut self, p: Position, unacked: &[i64], ml: &ManagedLedger) {
+        if self.is_acked(p) {
+            return;
+        }
+        let left: Vec<i64> = match self.partial.get(&p) {
+            Some(old) => old.iter().zip(unacked).map(|(a, b)| a & b).collect(),
+            None => unacked.to_vec(),
+        };
+        if left.iter().all(|w| *w == 0) {
+            self.ack(p, ml);
+        } else {
+            self.partial.insert(p, left);
+            self.changes += 1;
+        }
+    }
+
+    /// The still unacknowledged messages of a partly acknowledged entry.
+    pub fn unacked_of(&self, p: Position) -> Option<&Vec<i64>> {
+        self.partial.get(&p)
     }
 
     /// Acknowledges everything up to and including `p`.
@@ -182,6 +223,13 @@ impl Cursor {
         self.mark_delete = Some(p);
         // Everything at or before `p` goes (no `entry + 1`: `p` may be the last entry id).
         self.acked.remove_through(p);
+        self.partial = self.partial.split_off(&Position::new(
+            p.ledger,
+            EntryId(p.entry.0.saturating_add(1)),
+        ));
+        if p.entry.0 == u64::MAX {
+            self.partial.retain(|q, _| *q > p);
+        }
         self.advance(ml);
         self.changes += 1;
     }
@@ -191,6 +239,7 @@ impl Cursor {
     pub fn reset(&mut self, mark: Option<Position>) {
         self.mark_delete = mark;
         self.acked = AckSet::default();
+        self.partial.clear();
         self.changes += 1;
     }
 
@@ -213,6 +262,16 @@ impl Cursor {
             info: CursorInfo {
                 mark_delete: self.mark_delete.map(to_info),
                 acked_ranges: ranges(&self.acked),
+                partial_batches: self
+                    .partial
+                    .iter()
+                    .take(MAX_PERSISTED_RUNS)
+                    .map(|(p, bits)| proto::meta::PartialBatch {
+                        ledger_id: p.ledger.0,
+                        entry_id: p.entry.0,
+                        unacked: bits.clone(),
+                    })
+                    .collect(),
                 ..Default::default()
             },
             condition: self

@@ -350,6 +350,22 @@ impl Subscription {
         }
     }
 
+    /// A batch-index ack of entry `p` (`unacked`: bits of its messages not acknowledged yet);
+    /// `cumulative` also acknowledges everything before the entry. The entry stays pending
+    /// (and is delivered again, with those bits, if its consumer leaves) until all of it is
+    /// acknowledged.
+    pub fn ack_partial(&self, p: Position, unacked: &[i64], cumulative: bool) {
+        if cumulative && let Some(prev) = super::before(p) {
+            self.ack(&[prev], true);
+        }
+        let mut st = self.state();
+        st.cursor.ack_partial(p, unacked, &self.ml);
+        if st.cursor.is_acked(p) {
+            st.pending.remove(&p);
+            st.redeliver.remove(&p);
+        }
+    }
+
     /// Redelivers a consumer's unacknowledged entries (all of them when `positions` is empty).
     pub fn redeliver(&self, key: (u64, u64), positions: &[Position]) {
         let mut st = self.state();
@@ -603,7 +619,12 @@ impl Subscription {
             .map(|i| i.metadata.num_messages_in_batch.unwrap_or(1).max(1))
             .unwrap_or(1);
         let partition = cmd::partition_of(self.ml.name());
-        let command = cmd::message(c.consumer_id, pos, partition, redelivery_count);
+        let unacked = self.state().cursor.unacked_of(pos).cloned();
+        let mut command = cmd::message(c.consumer_id, pos, partition, redelivery_count);
+        if let (Some(bits), Some(m)) = (unacked, command.message.as_mut()) {
+            // The client skips the batch's messages already acknowledged.
+            m.ack_set = bits;
+        }
         let mut buf = BytesMut::new();
         encode_with_payload(&command, &payload, &mut buf);
         c.permits.fetch_sub(i64::from(messages), Ordering::SeqCst);

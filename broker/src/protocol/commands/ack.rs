@@ -1,10 +1,10 @@
 //! ACK: individual or cumulative, several message ids per command; ACK_RESPONSE when the
 //! client asked for one (a request id: clients with ack receipts enabled wait for it).
 //!
-//! A batch-index ack, individual or cumulative (`ack_set` with bits still set: some messages
-//! of the batch are not acknowledged yet), does not acknowledge the entry: it stays pending
-//! and is delivered again if not fully acknowledged, so the batch's other messages are never
-//! lost (tracking batch indexes — delivering only the rest — is not implemented yet).
+//! A batch-index ack (`ack_set` with bits still set: those messages of the batch are not
+//! acknowledged yet) is recorded in the cursor (and persisted with it); the entry is
+//! acknowledged once no bit is left, and until then it is delivered again with the remaining
+//! bits as the MESSAGE's `ack_set`, so the client skips what was acknowledged.
 
 use common::{EntryId, LedgerId, Position};
 
@@ -32,6 +32,10 @@ pub async fn handle(conn: &mut Connection, c: CommandAck) -> Result<()> {
         .map(|m| Position::new(LedgerId(m.ledger_id), EntryId(m.entry_id)))
         .collect();
     cs.subscription.ack(&positions, cumulative);
+    for m in c.message_id.iter().filter(|m| !whole_entry(m)) {
+        let p = Position::new(LedgerId(m.ledger_id), EntryId(m.entry_id));
+        cs.subscription.ack_partial(p, &m.ack_set, cumulative);
+    }
     respond(conn, &c, None).await
 }
 
