@@ -293,6 +293,54 @@ def scenario_delayed():
     client.close()
 
 
+def scenario_shared_batched():
+    """Randomized (seed ARGS[0]): a Shared subscription with 1-4 consumers, receiver queues of
+    1-1000, batches of 2-200 messages, some consumers slow; every message arrives (at least
+    once), none is lost. Prints the parameters, so a failing seed can be replayed."""
+    import random
+    import threading
+    rnd = random.Random(int(ARGS[0]))
+    n_cons = rnd.randint(1, 4)
+    queues = [rnd.choice([1, 2, 10, 100, 1000]) for _ in range(n_cons)]
+    batch = rnd.choice([2, 7, 33, 100, 200])
+    total = rnd.choice([500, 2000, 3000])
+    slow = [rnd.random() < 0.3 for _ in range(n_cons)]
+    print("consumers %d queues %r batch %d messages %d slow %r" % (n_cons, queues, batch, total, slow),
+          flush=True)
+    client = new_client()
+    t = topic()
+    consumers = [client.subscribe(t, "sub", consumer_type=pulsar.ConsumerType.Shared,
+                                  receiver_queue_size=q) for q in queues]
+    producer = client.create_producer(t, batching_enabled=True, batching_max_messages=batch,
+                                      batching_max_publish_delay_ms=5, block_if_queue_full=True)
+    for i in range(total):
+        producer.send_async(("m-%d" % i).encode(), None)
+    producer.flush()
+    got = set()
+    lock = threading.Lock()
+
+    def run(consumer, is_slow):
+        while True:
+            try:
+                m = consumer.receive(3000)
+            except pulsar.Timeout:
+                return
+            if is_slow:
+                time.sleep(0.001)
+            with lock:
+                got.add(int(m.data().decode()[2:]))
+            consumer.acknowledge(m)
+
+    threads = [threading.Thread(target=run, args=(c, s)) for c, s in zip(consumers, slow)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    missing = sorted(set(range(total)) - got)
+    assert not missing, "%d messages never arrived, first %r" % (len(missing), missing[:10])
+    client.close()
+
+
 def scenario_produce_fixed():
     """Produce ARGS[1] messages to topic ARGS[0] (numbered from ARGS[2], default 0; send
     timeout ARGS[3] ms, default 60000); print each acknowledged id."""

@@ -72,6 +72,35 @@ fn t3d_producer_access_modes_and_names() {
     );
 }
 
+/// Issue 12, item 9: Shared dispatch with client-side batching, randomized by seed —
+/// consumer counts, receiver queues, batch sizes, slow consumers (the round that found two
+/// consumers stalling used one fixed case). Seeds 1-6 run every time, and any seed in
+/// `tests/shared_batched_seeds.txt` (kept failing seeds).
+#[test]
+fn t3f_shared_dispatch_with_batching_randomized() {
+    let dir = KeptDir::new("t3f-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let kept = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/shared_batched_seeds.txt"),
+    )
+    .unwrap_or_default();
+    let seeds: Vec<String> = (1..=6)
+        .map(|s| s.to_string())
+        .chain(
+            kept.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        )
+        .collect();
+    for seed in seeds {
+        check(
+            run_scenario(&sa.service_url, "shared_batched", &[seed.as_str()]),
+            &format!("shared_batched seed {seed}"),
+        );
+    }
+}
+
 /// Issue 12, item 8: delayed delivery on a Shared subscription, never early; an Exclusive
 /// subscription ignores it, as in Pulsar.
 #[test]
