@@ -284,48 +284,39 @@ fn full_name(tenant: &str, namespace: &str, topic: &str) -> std::result::Result<
     normalize_topic(&format!("persistent://{tenant}/{namespace}/{topic}")).map_err(|e| error(&e))
 }
 
+/// `GET /admin/v2/persistent/{tenant}/{namespace}`: topics with a managed ledger (plain
+/// topics and created partitions).
 async fn list(
     State(s): State<Arc<BrokerService>>,
     Path((tenant, namespace)): Path<(String, String)>,
 ) -> Response {
-    either(
-        async {
-            let ns = format!("{tenant}/{namespace}");
-            existing(&s, &ns).await?;
-            let mut names: Vec<String> = s.namespaces.topics(&ns).await.map_err(meta_error)?;
-            names.sort();
-            Ok(axum::Json(
-                names
-                    .into_iter()
-                    .map(|t| format!("persistent://{ns}/{t}"))
-                    .collect::<Vec<_>>(),
-            )
-            .into_response())
-        }
-        .await,
-    )
+    list_names(&s, &format!("{tenant}/{namespace}"), false).await
 }
 
+/// `GET /admin/v2/persistent/{tenant}/{namespace}/partitioned`.
 async fn list_partitioned(
     State(s): State<Arc<BrokerService>>,
     Path((tenant, namespace)): Path<(String, String)>,
 ) -> Response {
+    list_names(&s, &format!("{tenant}/{namespace}"), true).await
+}
+
+/// The namespace's topics (or partitioned topics) as full names, sorted; 404 without it.
+async fn list_names(s: &BrokerService, ns: &str, partitioned: bool) -> Response {
     either(
         async {
-            let ns = format!("{tenant}/{namespace}");
-            existing(&s, &ns).await?;
-            let names = s
-                .namespaces
-                .partitioned_topics(&ns)
-                .await
-                .map_err(meta_error)?;
-            Ok(axum::Json(
-                names
-                    .into_iter()
-                    .map(|t| format!("persistent://{ns}/{t}"))
-                    .collect::<Vec<_>>(),
-            )
-            .into_response())
+            existing(s, ns).await?;
+            let names = if partitioned {
+                s.namespaces.partitioned_topics(ns).await
+            } else {
+                s.namespaces.topics(ns).await
+            }
+            .map_err(meta_error)?;
+            let full: Vec<String> = names
+                .into_iter()
+                .map(|t| format!("persistent://{ns}/{t}"))
+                .collect();
+            Ok(axum::Json(full).into_response())
         }
         .await,
     )

@@ -342,19 +342,7 @@ impl ManagedLedger {
     /// Entries after `mark` (everything for `None`) up to the last durable one: a
     /// subscription's backlog in entries.
     pub fn entries_after(&self, mark: Option<Position>) -> u64 {
-        let Some(last) = self.last_position() else {
-            return 0;
-        };
-        let mut ledgers = self
-            .inner
-            .ledgers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if !ledgers.iter().any(|(l, _)| *l == last.ledger) {
-            ledgers.push((last.ledger, last.entry.0 + 1));
-        }
-        ledgers
+        self.ledger_entries()
             .iter()
             .map(|(l, n)| match mark {
                 None => *n,

@@ -472,19 +472,23 @@ impl Topic {
     /// topic up again), dispatch stops, and the open ledger is abandoned — not closed, and
     /// no cursor written: the new owner fences and recovers them.
     pub async fn drop_unowned(&self) {
+        for s in self.stop_everyone().await {
+            s.abandon();
+        }
+        self.ml.abandon();
+    }
+
+    /// Marks the topic closed, tells every producer to reconnect and takes every subscription
+    /// out (the caller abandons, deletes or flushes them).
+    async fn stop_everyone(&self) -> Vec<Arc<Subscription>> {
         self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         self.tell_producers_to_reconnect();
-        let subs: Vec<_> = self
-            .subscriptions
+        self.subscriptions
             .lock()
             .await
             .drain()
             .map(|(_, s)| s)
-            .collect();
-        for s in subs {
-            s.abandon();
-        }
-        self.ml.abandon();
+            .collect()
     }
 
     /// CLOSE_PRODUCER to every producer: its client looks the topic up again.
@@ -521,16 +525,7 @@ impl Topic {
     /// Deletes the topic: clients told to reconnect, dispatch stopped, then every cursor and
     /// the managed ledger (its ledgers and list) removed.
     pub async fn delete(&self) -> Result<()> {
-        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.tell_producers_to_reconnect();
-        let subs: Vec<_> = self
-            .subscriptions
-            .lock()
-            .await
-            .drain()
-            .map(|(_, s)| s)
-            .collect();
-        for s in subs {
+        for s in self.stop_everyone().await {
             s.abandon();
             s.delete().await?;
         }
