@@ -670,3 +670,58 @@ async fn t86_deduplication_survives_a_restart() {
     ));
     assert_eq!(got.len(), 6);
 }
+
+/// Unload in the middle of a stream, with the Rust `pulsar` crate: sends the broker received
+/// for the closed topic get no error (the producer was told to reconnect and resends them),
+/// so every send is acknowledged and every message is there once the topic is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t87_rust_producer_resends_across_an_unload() {
+    use pulsar::{Pulsar, TokioExecutor};
+    let dir = KeptDir::new("t87-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let topic = "persistent://public/default/rust-unload";
+    check(
+        run_scenario(&sa.service_url, "consume_fixed", &[topic, "s", "0"]),
+        "subscribe",
+    );
+    let client: Pulsar<_> = Pulsar::builder(sa.service_url.clone(), TokioExecutor)
+        .build()
+        .await
+        .unwrap();
+    let mut producer = client.producer().with_topic(topic).build().await.unwrap();
+    // Up to 100 sends in flight (the crate refuses more with SlowDown), the unload among them.
+    let mut in_flight = Vec::new();
+    for i in 0..600 {
+        if i == 150 {
+            let answer = integration_tests::http_put(&format!(
+                "{}/admin/v2/persistent/public/default/rust-unload/unload",
+                sa.http_url
+            ))
+            .await;
+            assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+        }
+        in_flight.push((
+            i,
+            producer
+                .send_non_blocking(format!("k-{i}").into_bytes())
+                .await
+                .unwrap(),
+        ));
+        if in_flight.len() == 100 || i == 599 {
+            for (n, r) in in_flight.drain(..) {
+                tokio::time::timeout(std::time::Duration::from_secs(60), r)
+                    .await
+                    .unwrap_or_else(|_| panic!("send {n} never acknowledged"))
+                    .unwrap_or_else(|e| panic!("send {n} failed: {e}"));
+            }
+        }
+    }
+    let got: std::collections::BTreeSet<i64> = consumed(&check(
+        run_scenario(&sa.service_url, "consume_fixed", &[topic, "s"]),
+        "consume",
+    ))
+    .into_iter()
+    .collect();
+    let lost: Vec<i64> = (0..600).filter(|i| !got.contains(i)).collect();
+    assert!(lost.is_empty(), "lost across the unload: {lost:?}");
+}

@@ -55,7 +55,12 @@ pub async fn handle(conn: &mut Connection, c: CommandProducer) -> Result<()> {
         }
     };
     let (tx, rx) = mpsc::channel(4096);
-    tokio::spawn(send::receipts(c.producer_id, rx, conn.out.clone()));
+    tokio::spawn(send::receipts(
+        c.producer_id,
+        topic.clone(),
+        rx,
+        conn.out.clone(),
+    ));
     conn.producers.insert(
         c.producer_id,
         ProducerState {

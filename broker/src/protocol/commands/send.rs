@@ -164,9 +164,13 @@ pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes
         .map_err(|_| BrokerError::Protocol("producer closed".into()))
 }
 
-/// Sends receipts (or errors) for one producer, in order.
+/// Sends receipts (or errors) for one producer, in order. A send that failed because its
+/// topic was closed under it (unload, handover, lost ownership) gets no error, as in Pulsar:
+/// the producer was told to reconnect (CLOSE_PRODUCER) and sends every message without a
+/// receipt again to the topic's next owner — an error would make the client give them up.
 pub async fn receipts(
     producer_id: u64,
+    topic: std::sync::Arc<crate::topic::Topic>,
     mut rx: mpsc::Receiver<PendingReceipt>,
     out: mpsc::Sender<Bytes>,
 ) {
@@ -174,6 +178,14 @@ pub async fn receipts(
         let (command, last) = match item {
             PendingReceipt::Send(seq, highest, fut) => match fut.await {
                 Ok(pos) => (cmd::send_receipt(producer_id, seq, highest, pos), false),
+                Err(BrokerError::ShuttingDown | BrokerError::NotOwner(_)) if topic.is_closed() => {
+                    tracing::debug!(
+                        producer_id,
+                        seq,
+                        "send on a closed topic: the client resends it"
+                    );
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(producer_id, seq, error = %e, "send failed");
                     let err = cmd::send_error(producer_id, seq, e.server_error(), e.to_string());
