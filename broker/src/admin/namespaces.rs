@@ -61,6 +61,40 @@ async fn update_policies(
     ))
 }
 
+/// `GET` of one policy: what `show` picks from the namespace's policies, as JSON (null when
+/// unset); 404 without the namespace.
+async fn show_policy<T: serde::Serialize>(
+    s: &BrokerService,
+    ns: &str,
+    show: impl FnOnce(&NamespacePolicies) -> T,
+) -> Response {
+    match existing(s, ns).await {
+        Ok((p, _)) => axum::Json(show(&p)).into_response(),
+        Err(answer) => answer,
+    }
+}
+
+/// A change of the namespace's policies (compare-and-set, re-read on conflict): 204.
+async fn change_policy(
+    s: &BrokerService,
+    ns: &str,
+    change: impl Fn(&mut NamespacePolicies),
+) -> Response {
+    match update_policies(s, ns, change).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(answer) => answer,
+    }
+}
+
+/// The stored de-duplication setting (0 unset, 1 on, 2 off) as Pulsar shows it.
+fn dedup_json(v: u32) -> Option<bool> {
+    match v {
+        1 => Some(true),
+        2 => Some(false),
+        _ => None,
+    }
+}
+
 /// Pulsar's PersistencePolicies JSON.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -85,18 +119,10 @@ async fn get_dedup(
     State(s): State<Arc<BrokerService>>,
     Path((tenant, namespace)): Path<(String, String)>,
 ) -> Response {
-    either(
-        async {
-            let (p, _) = existing(&s, &format!("{tenant}/{namespace}")).await?;
-            let v = match p.deduplication {
-                1 => Some(true),
-                2 => Some(false),
-                _ => None,
-            };
-            Ok(axum::Json(v).into_response())
-        }
-        .await,
-    )
+    show_policy(&s, &format!("{tenant}/{namespace}"), |p| {
+        dedup_json(p.deduplication)
+    })
+    .await
 }
 
 /// `POST …/deduplication` with `true` or `false`: applied to loaded topics within one stats
@@ -114,11 +140,11 @@ async fn set_dedup(
                     format!("expected true or false: {e}"),
                 )
             })?;
-            update_policies(&s, &format!("{tenant}/{namespace}"), |p| {
-                p.deduplication = if on { 1 } else { 2 };
+            let value = if on { 1 } else { 2 };
+            Ok(change_policy(&s, &format!("{tenant}/{namespace}"), |p| {
+                p.deduplication = value;
             })
-            .await?;
-            Ok(StatusCode::NO_CONTENT.into_response())
+            .await)
         }
         .await,
     )
@@ -128,16 +154,10 @@ async fn remove_dedup(
     State(s): State<Arc<BrokerService>>,
     Path((tenant, namespace)): Path<(String, String)>,
 ) -> Response {
-    either(
-        async {
-            update_policies(&s, &format!("{tenant}/{namespace}"), |p| {
-                p.deduplication = 0;
-            })
-            .await?;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        .await,
-    )
+    change_policy(&s, &format!("{tenant}/{namespace}"), |p| {
+        p.deduplication = 0
+    })
+    .await
 }
 
 /// Pulsar's RetentionPolicies JSON.
@@ -160,13 +180,10 @@ async fn get_retention(
     State(s): State<Arc<BrokerService>>,
     Path((tenant, namespace)): Path<(String, String)>,
 ) -> Response {
-    either(
-        async {
-            let (p, _) = existing(&s, &format!("{tenant}/{namespace}")).await?;
-            Ok(axum::Json(p.retention.as_ref().map(retention_json)).into_response())
-        }
-        .await,
-    )
+    show_policy(&s, &format!("{tenant}/{namespace}"), |p| {
+        p.retention.as_ref().map(retention_json)
+    })
+    .await
 }
 
 async fn set_retention(
@@ -187,11 +204,10 @@ async fn set_retention(
                 time_minutes: j.retention_time_in_minutes,
                 size_mb: j.retention_size_in_mb,
             };
-            update_policies(&s, &format!("{tenant}/{namespace}"), |p| {
+            Ok(change_policy(&s, &format!("{tenant}/{namespace}"), |p| {
                 p.retention = Some(policy);
             })
-            .await?;
-            Ok(StatusCode::NO_CONTENT.into_response())
+            .await)
         }
         .await,
     )
@@ -201,29 +217,17 @@ async fn remove_retention(
     State(s): State<Arc<BrokerService>>,
     Path((tenant, namespace)): Path<(String, String)>,
 ) -> Response {
-    either(
-        async {
-            update_policies(&s, &format!("{tenant}/{namespace}"), |p| {
-                p.retention = None;
-            })
-            .await?;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        .await,
-    )
+    change_policy(&s, &format!("{tenant}/{namespace}"), |p| p.retention = None).await
 }
 
 async fn get_persistence(
     State(s): State<Arc<BrokerService>>,
     Path((tenant, namespace)): Path<(String, String)>,
 ) -> Response {
-    either(
-        async {
-            let (p, _) = existing(&s, &format!("{tenant}/{namespace}")).await?;
-            Ok(axum::Json(p.persistence.as_ref().map(persistence_json)).into_response())
-        }
-        .await,
-    )
+    show_policy(&s, &format!("{tenant}/{namespace}"), |p| {
+        p.persistence.as_ref().map(persistence_json)
+    })
+    .await
 }
 
 async fn set_persistence(
@@ -260,11 +264,10 @@ async fn set_persistence(
                 ack_quorum: j.bookkeeper_ack_quorum,
                 mark_delete_rate: j.managed_ledger_max_mark_delete_rate,
             };
-            update_policies(&s, &format!("{tenant}/{namespace}"), |p| {
+            Ok(change_policy(&s, &format!("{tenant}/{namespace}"), |p| {
                 p.persistence = Some(policy);
             })
-            .await?;
-            Ok(StatusCode::NO_CONTENT.into_response())
+            .await)
         }
         .await,
     )
@@ -274,16 +277,10 @@ async fn remove_persistence(
     State(s): State<Arc<BrokerService>>,
     Path((tenant, namespace)): Path<(String, String)>,
 ) -> Response {
-    either(
-        async {
-            update_policies(&s, &format!("{tenant}/{namespace}"), |p| {
-                p.persistence = None;
-            })
-            .await?;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        .await,
-    )
+    change_policy(&s, &format!("{tenant}/{namespace}"), |p| {
+        p.persistence = None
+    })
+    .await
 }
 
 /// `?force=true`.
@@ -388,11 +385,7 @@ async fn policies(
                 "replication_clusters": p.replication_clusters,
                 "persistence": p.persistence.as_ref().map(persistence_json),
                 "retention_policies": p.retention.as_ref().map(retention_json),
-                "deduplicationEnabled": match p.deduplication {
-                    1 => Some(true),
-                    2 => Some(false),
-                    _ => None,
-                },
+                "deduplicationEnabled": dedup_json(p.deduplication),
             }))
             .into_response())
         }

@@ -29,6 +29,22 @@ pub enum PendingReceipt {
     Close(u64),
 }
 
+/// Queues an answer known at once behind the producer's earlier receipts (so it keeps its
+/// place among them).
+async fn answer_now(
+    receipts: &mpsc::Sender<PendingReceipt>,
+    sequence_id: u64,
+    highest: u64,
+    answer: Result<Position>,
+) -> Result<()> {
+    let ready: Pin<Box<dyn Future<Output = Result<Position>> + Send>> =
+        Box::pin(std::future::ready(answer));
+    receipts
+        .send(PendingReceipt::Send(sequence_id, highest, ready))
+        .await
+        .map_err(|_| BrokerError::Protocol("producer closed".into()))
+}
+
 /// Handles SEND.
 pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes>) -> Result<()> {
     let Some(p) = conn.producers.get(&c.producer_id) else {
@@ -39,30 +55,17 @@ pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes
         )));
     };
     let payload = payload.ok_or_else(|| BrokerError::Protocol("SEND without a payload".into()))?;
-    if p.fenced.load(std::sync::atomic::Ordering::SeqCst) {
-        let fenced: Pin<Box<dyn Future<Output = Result<Position>> + Send>> = Box::pin(async {
-            Err(BrokerError::ProducerFenced(
-                "producer fenced by an ExclusiveWithFencing producer".into(),
-            ))
-        });
-        let highest = c.highest_sequence_id.unwrap_or(0).max(c.sequence_id);
-        return p
-            .receipts
-            .send(PendingReceipt::Send(c.sequence_id, highest, fenced))
-            .await
-            .map_err(|_| BrokerError::Protocol("producer closed".into()));
-    }
     let highest = c.highest_sequence_id.unwrap_or(0).max(c.sequence_id);
+    if p.fenced.load(std::sync::atomic::Ordering::SeqCst) {
+        let fenced = BrokerError::ProducerFenced(
+            "producer fenced by an ExclusiveWithFencing producer".into(),
+        );
+        return answer_now(&p.receipts, c.sequence_id, highest, Err(fenced)).await;
+    }
     if let Err(e) = inspect_payload(&payload) {
         tracing::warn!(producer = p.name, error = %e, "rejecting a corrupt message");
-        // Through the receipt queue, so the error keeps its place among the receipts.
-        let rejected: Pin<Box<dyn Future<Output = Result<Position>> + Send>> =
-            Box::pin(async { Err(BrokerError::Checksum) });
-        return p
-            .receipts
-            .send(PendingReceipt::Send(c.sequence_id, highest, rejected))
-            .await
-            .map_err(|_| BrokerError::Protocol("producer closed".into()));
+        let rejected = Err(BrokerError::Checksum);
+        return answer_now(&p.receipts, c.sequence_id, highest, rejected).await;
     }
     let messages = u64::from(c.num_messages.unwrap_or(1).max(1) as u32);
     let bytes = payload.len() as u64;
@@ -79,25 +82,14 @@ pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes
     match verdict {
         Some(Verdict::Duplicate) => {
             metrics::counter!("pulsar_broker_deduplicated_messages_total").increment(messages);
-            let dup: Pin<Box<dyn Future<Output = Result<Position>> + Send>> =
-                Box::pin(async { Ok(Position::new(LedgerId(u64::MAX), EntryId(u64::MAX))) });
-            return p
-                .receipts
-                .send(PendingReceipt::Send(c.sequence_id, highest, dup))
-                .await
-                .map_err(|_| BrokerError::Protocol("producer closed".into()));
+            let stored = Ok(Position::new(LedgerId(u64::MAX), EntryId(u64::MAX)));
+            return answer_now(&p.receipts, c.sequence_id, highest, stored).await;
         }
         Some(Verdict::InFlight) => {
-            let retry: Pin<Box<dyn Future<Output = Result<Position>> + Send>> = Box::pin(async {
-                Err(BrokerError::DuplicateInFlight(
-                    "a duplicate of a message still being persisted; send it again".into(),
-                ))
-            });
-            return p
-                .receipts
-                .send(PendingReceipt::Send(c.sequence_id, highest, retry))
-                .await
-                .map_err(|_| BrokerError::Protocol("producer closed".into()));
+            let retry = Err(BrokerError::DuplicateInFlight(
+                "a duplicate of a message still being persisted; send it again".into(),
+            ));
+            return answer_now(&p.receipts, c.sequence_id, highest, retry).await;
         }
         Some(Verdict::New) => {
             let (state, name) = (topic.dedup.clone(), p.name.clone());
