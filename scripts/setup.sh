@@ -5,7 +5,8 @@
 #   - etcd (Debian's etcd-server, 3.4+): the metadata and cluster tests start real etcd processes;
 #   - pkg-config + libssl-dev: the Rust `pulsar` crate (a compatibility-test peer) links OpenSSL;
 #   - python3-venv when Python's venv module is missing, then a virtualenv (.venv) with the
-#     official Python client, pinned.
+#     official Python client, pinned, and kubernetes-validate, pinned (the manifests' schema
+#     check, deploy/kubernetes/check.py).
 # Idempotent; safe to run before every build.
 set -euo pipefail
 
@@ -43,4 +44,9 @@ if ! "$venv/bin/python" -c "import pulsar, sys; sys.exit(0 if pulsar.__version__
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "pulsar-client==$PULSAR_CLIENT_VERSION"
+fi
+KUBERNETES_VALIDATE_VERSION=1.37.0
+if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(0 if m.version('kubernetes-validate') == '$KUBERNETES_VALIDATE_VERSION' else 1)" >/dev/null 2>&1; then
+  echo "setup: installing kubernetes-validate==$KUBERNETES_VALIDATE_VERSION into $venv" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing (scripts/setup.sh), then runs every test in
 # the workspace — unit tests, the metadata conformance suite against a real etcd and the
-# embedded store, and the process-level fault tests.
+# embedded store, the process-level fault tests — then the deployment checks: the Kubernetes
+# manifests rendered and validated (deploy/kubernetes/check.py) and the Compose cluster's fault
+# tests (deploy/compose/test.sh; skipped, saying so, where no Docker engine runs).
+# Arguments go to the test runner and run only those workspace tests (e.g. `scripts/test.sh t72`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,8 +13,14 @@ scripts/setup.sh
 # otherwise build it from inside the first tests, against their time limit).
 cargo build -p cli --bin magnetar
 
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  exec cargo nextest run --workspace --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 else
-  exec cargo test --workspace --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
+if [ $# -eq 0 ]; then
+  .venv/bin/python deploy/kubernetes/check.py target/debug/magnetar || status=$?
+  deploy/compose/test.sh || status=$?
+fi
+exit "$status"

@@ -89,6 +89,34 @@ fn has_data(dir: &Path) -> bool {
     })
 }
 
+/// The bookie id recorded in the cookies of `dirs`, when any holds one: a bookie started
+/// without `bookie_id` keeps the identity of its disks, so a container that comes back with a
+/// new address (a recreated Compose replica) is still the bookie its ledgers name. Cookies
+/// naming different ids are an error; `verify_or_create` then checks the rest.
+pub fn id_on_disk(dirs: &[&Path]) -> Result<Option<String>> {
+    let mut found: Option<(String, &Path)> = None;
+    for d in dirs {
+        if !d.exists() {
+            continue;
+        }
+        if let LocalCookie::Present(c) = read_local(d)? {
+            match &found {
+                Some((id, other)) if *id != c.bookie_id => {
+                    return Err(BookieError::Cookie(format!(
+                        "{} holds the cookie of bookie {id} but {} holds that of bookie {}: these directories belong to different bookies",
+                        other.display(),
+                        d.display(),
+                        c.bookie_id
+                    )));
+                }
+                Some(_) => {}
+                None => found = Some((c.bookie_id, d)),
+            }
+        }
+    }
+    Ok(found.map(|(id, _)| id))
+}
+
 /// Checks (or, on a bookie's first start, creates) the cookies of `journal_dir` and
 /// `ledger_dir` against the metadata store.
 pub async fn verify_or_create(
@@ -123,7 +151,7 @@ pub async fn verify_or_create(
                     let hint = if c.bookie_id == id.as_str() {
                         "this disk belongs to another cluster or the metadata was lost"
                     } else {
-                        "the bookie id defaults to the advertised address: pass --bookie-id to keep it stable across restarts"
+                        "the configured bookie id differs from the one on disk: leave bookie_id empty to keep the disk's, or start this id with empty directories"
                     };
                     return Err(BookieError::Cookie(format!(
                         "{} holds the cookie of bookie {} (cluster {}) but the metadata store has none for {id}; {hint}",

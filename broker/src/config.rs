@@ -67,6 +67,9 @@ pub struct MetaSection {
     pub url: String,
     /// Cluster name.
     pub cluster: String,
+    /// How long to keep trying to reach etcd at start (in containers etcd may come up later).
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
 }
 
 /// `[managed_ledger]`.
@@ -114,6 +117,7 @@ impl Default for MetaSection {
         MetaSection {
             url: String::new(),
             cluster: meta::keys::DEFAULT_CLUSTER.into(),
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }

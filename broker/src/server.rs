@@ -133,8 +133,12 @@ pub fn start(
 
 impl RunningBroker {
     /// Runs until `shutdown`, then stops accepting, persists cursors and closes ledgers.
+    /// `POST /admin/v2/brokers/shutdown` does the same as `shutdown`.
     pub async fn run_until(self, shutdown: CancellationToken) {
-        shutdown.cancelled().await;
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = self.service.shutdown_requested.cancelled() => {}
+        }
         tracing::info!("broker shutting down");
         self.service
             .draining

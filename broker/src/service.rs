@@ -28,6 +28,9 @@ pub struct BrokerService {
     /// Shutting down: no topic is loaded and lookups are refused, so clients retry until
     /// another broker owns the bundles.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Cancelled by `POST /admin/v2/brokers/shutdown`: the broker then shuts down as on
+    /// SIGTERM (Kubernetes' preStop hook calls it).
+    pub shutdown_requested: tokio_util::sync::CancellationToken,
     /// Tenants, namespaces and partitioned topics.
     pub namespaces: meta::Namespaces,
     /// The cluster this broker belongs to.
@@ -109,6 +112,7 @@ impl BrokerService {
             keepalive: std::time::Duration::from_secs(30),
             ownership: None,
             draining: std::sync::atomic::AtomicBool::new(false),
+            shutdown_requested: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -264,6 +268,16 @@ impl BrokerService {
             }
             None => Ok(false),
         }
+    }
+
+    /// The metadata store and this cluster's key layout.
+    pub(crate) fn meta(&self) -> (&Arc<dyn MetadataStore>, &KeyLayout) {
+        (&self.store, &self.keys)
+    }
+
+    /// The ensemble size new ledgers need (that many writable bookies).
+    pub fn ensemble_size(&self) -> usize {
+        self.config.ensemble
     }
 
     /// How many bookies are registered as writable now.

@@ -35,13 +35,15 @@ enum Command {
     Broker(commands::standalone::BrokerArgs),
     /// Run a bookie: the storage node that journals and stores ledger entries.
     Bookie(commands::bookie::Args),
-    /// Broker admin (Pulsar's pulsar-admin): clusters, tenants, namespaces, topics.
+    /// Broker admin (Pulsar's pulsar-admin): brokers, clusters, tenants, namespaces, topics.
     Admin(commands::admin::Args),
     /// Ledger admin: list bookies and ledgers, read, recover, delete, simpletest.
     Ledgers(commands::ledgers::Args),
     /// Benchmarks: journal and bookie throughput and latency percentiles.
     #[command(subcommand)]
     Perf(commands::perf::Perf),
+    /// Health probe for containers: GET a URL, exit 0 on a 2xx answer.
+    Probe(commands::probe::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,6 +62,7 @@ fn main() -> std::process::ExitCode {
         Command::Perf(perf) => commands::perf::run(perf),
         Command::Ledgers(args) => commands::ledgers::run(args),
         Command::Admin(args) => commands::admin::run(args),
+        Command::Probe(args) => commands::probe::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod fs;
 pub mod ids;
+pub mod net;
 pub mod telemetry;
 
 pub use error::{Error, Result};

@@ -119,3 +119,64 @@ async fn t12_bad_flags_give_one_clear_line() {
     assert!(err.contains("journal.max_group_wait"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+/// A bookie started without `--bookie-id` keeps the id in the cookie of its directories when
+/// it comes back on another address (a recreated container gets a new IP): its ledgers name
+/// that id. A configured id that differs from the disks' is refused with one clear line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t1h_a_bookie_without_an_id_keeps_the_id_of_its_disks() {
+    use integration_tests::process::{ServerProcess, ready_field};
+    let etcd = EtcdServer::start().await.unwrap();
+    let dir = KeptDir::new("t1h-");
+    let start = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(integration_tests::bin::magnetar());
+        cmd.arg("bookie")
+            .args(["--meta-url", &etcd.url()])
+            .arg("--journal-dir")
+            .arg(dir.path().join("journal"))
+            .arg("--ledger-dir")
+            .arg(dir.path().join("ledgers"))
+            .args(["--bind", "127.0.0.1:0", "--http-bind", "127.0.0.1:0"])
+            .args(extra);
+        ServerProcess::spawn(cmd, &dir.path().join("bookie.log"), Duration::from_secs(60))
+    };
+    let first = start(&[]).unwrap();
+    let id = ready_field(&first.ready_line, "id").unwrap();
+    let first_service = ready_field(&first.ready_line, "service").unwrap();
+    assert_eq!(
+        id, first_service,
+        "a new bookie's id is its advertised address"
+    );
+    first
+        .terminate(Duration::from_secs(30))
+        .expect("exits on SIGTERM");
+
+    // Back on another port (another address): the same bookie.
+    let second = start(&[]).unwrap();
+    let second_service = ready_field(&second.ready_line, "service").unwrap();
+    assert_ne!(
+        second_service, first_service,
+        "port 0 gave the same port twice"
+    );
+    assert_eq!(ready_field(&second.ready_line, "id").unwrap(), id);
+    let store: Arc<dyn MetadataStore> = Arc::new(etcd.store().await.unwrap());
+    let registry = BookieRegistry::new(store, KeyLayout::for_cluster("standalone"));
+    let listed = wait_for("the new registration", Duration::from_secs(30), || async {
+        let l = registry.list(BookieState::Available).await.ok()?;
+        (l.len() == 1 && l[0].grpc_address == second_service).then_some(l)
+    })
+    .await;
+    assert_eq!(listed[0].bookie_id, id);
+    second
+        .terminate(Duration::from_secs(30))
+        .expect("exits on SIGTERM");
+
+    // Another id on the same disks: refused, naming both.
+    let err = start(&["--bookie-id", "someone-else"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("holds the cookie of bookie {id}")) && err.contains("someone-else"),
+        "{err}"
+    );
+}

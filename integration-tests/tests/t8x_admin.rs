@@ -725,3 +725,91 @@ async fn t87_rust_producer_resends_across_an_unload() {
     let lost: Vec<i64> = (0..600).filter(|i| !got.contains(i)).collect();
     assert!(lost.is_empty(), "lost across the unload: {lost:?}");
 }
+
+/// `brokers list|leader-broker|healthcheck|shutdown` on a two-broker cluster: both listed, the
+/// first registered leads, health fails with the reason when too few bookies are writable,
+/// and a shutdown over the API hands over and exits (the other broker then leads alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t88_brokers_list_leader_health_and_shutdown() {
+    use integration_tests::TestCluster;
+    use integration_tests::standalone::BrokerProcess;
+    use std::time::Duration;
+    let cluster = TestCluster::start_with(2, &[("MAGNETAR_META__LEASE_TTL", "2s")])
+        .await
+        .unwrap();
+    let start = |i: usize| {
+        BrokerProcess::start(
+            &cluster.meta_url(),
+            (2, 2, 2),
+            &cluster.dir().join(format!("broker-{i}.log")),
+        )
+        .unwrap()
+    };
+    let a = start(0);
+    // registered (the first report) before the second starts, so it is the older one
+    integration_tests::wait_for(
+        "the first broker listed",
+        Duration::from_secs(30),
+        || async {
+            admin(&a.http_url, &["brokers", "list", "standalone"])
+                .0
+                .then_some(())
+        },
+    )
+    .await;
+    let b = start(1);
+    let host = |url: &str| url.trim_start_matches("http://").to_owned();
+    let mut both = vec![host(&a.http_url), host(&b.http_url)];
+    both.sort();
+    let listed =
+        integration_tests::wait_for("both brokers listed", Duration::from_secs(30), || async {
+            let out = ok(&b.http_url, &["brokers", "list", "standalone"]);
+            let mut l: Vec<String> = out.lines().map(str::to_owned).collect();
+            l.sort();
+            (l == both).then_some(l)
+        })
+        .await;
+    assert_eq!(listed.len(), 2);
+    let leader: serde_json::Value =
+        serde_json::from_str(&ok(&b.http_url, &["brokers", "leader-broker"])).unwrap();
+    assert_eq!(leader["serviceUrl"], a.http_url.as_str(), "{leader}");
+    assert!(fails(&a.http_url, &["brokers", "list", "other"]).contains("HTTP 404"));
+    for broker in [&a, &b] {
+        assert_eq!(
+            ok(&broker.http_url, &["brokers", "healthcheck"]).trim(),
+            "ok"
+        );
+    }
+
+    // One bookie of two gone: new ledgers (E=2) cannot be created, and health says so.
+    let mut cluster = cluster;
+    cluster.bookies[1].kill9();
+    let reason = integration_tests::wait_for("health to fail", Duration::from_secs(30), || async {
+        let (success, _, err) = admin(&a.http_url, &["brokers", "healthcheck"]);
+        (!success).then_some(err)
+    })
+    .await;
+    assert!(
+        reason.contains("1 writable bookies registered, new ledgers need 2")
+            && reason.contains("HTTP 503"),
+        "{reason}"
+    );
+    cluster.bookies[1].start().unwrap();
+    integration_tests::wait_for("health back", Duration::from_secs(30), || async {
+        admin(&a.http_url, &["brokers", "healthcheck"])
+            .0
+            .then_some(())
+    })
+    .await;
+
+    // A graceful shutdown over the API: `brokers shutdown` returns once the broker is gone.
+    ok(&a.http_url, &["brokers", "shutdown", "--timeout", "60"]);
+    assert!(!admin(&a.http_url, &["brokers", "healthcheck"]).0);
+    assert_eq!(
+        ok(&b.http_url, &["brokers", "list", "standalone"]).trim(),
+        host(&b.http_url)
+    );
+    let leader: serde_json::Value =
+        serde_json::from_str(&ok(&b.http_url, &["brokers", "leader-broker"])).unwrap();
+    assert_eq!(leader["serviceUrl"], b.http_url.as_str(), "{leader}");
+}

@@ -101,19 +101,26 @@ pub async fn start_with_store(
         .map_err(BookieError::io("http listener"))?;
     let host = if config.advertised_address.is_empty() {
         if service_addr.ip().is_unspecified() {
-            return Err(BookieError::Config(
-                "`advertised_address`: required when `bind` is a wildcard address".into(),
-            ));
+            common::net::default_advertised_host().ok_or_else(|| {
+                BookieError::Config(
+                    "`advertised_address`: required when `bind` is a wildcard address and the host name cannot be read".into(),
+                )
+            })?
+        } else {
+            service_addr.ip().to_string()
         }
-        service_addr.ip().to_string()
     } else {
         config.advertised_address.clone()
     };
     let advertised = format!("{host}:{}", service_addr.port());
-    let id = if config.bookie_id.is_empty() {
-        advertised.clone()
-    } else {
+    let id = if !config.bookie_id.is_empty() {
         config.bookie_id.clone()
+    } else if let Some(id) = cookie::id_on_disk(&[&config.journal.dir, &config.ledger_storage.dir])?
+    {
+        tracing::info!(bookie_id = %id, "bookie id taken from the cookie on disk");
+        id
+    } else {
+        advertised.clone()
     };
     let bookie_id =
         BookieId::new(id).map_err(|e| BookieError::Config(format!("`bookie_id`: {e}")))?;

@@ -1,5 +1,5 @@
 //! The broker's `/admin/v2` REST API, with Pulsar's paths, status codes and JSON field names
-//! (`../shared/reference/ecosystem.md` §1.1): clusters, tenants, namespaces, persistent
+//! (`../shared/reference/ecosystem.md` §1.1): brokers (list, leader, health), clusters, tenants, namespaces, persistent
 //! topics (plain and partitioned) and unloading. One file per resource. A call about a topic
 //! or bundle another broker owns answers `307 Temporary Redirect` to it, as Pulsar does.
 //! Errors answer `{"reason": "…"}` with Pulsar's status: 400 malformed body, 404 missing,
@@ -9,6 +9,7 @@
 // request and handed straight to axum, so its size costs nothing worth boxing for.
 #![allow(clippy::result_large_err)]
 
+mod brokers;
 mod clusters;
 mod namespaces;
 mod tenants;
@@ -27,6 +28,7 @@ use crate::service::BrokerService;
 /// Every admin route.
 pub fn routes(service: Arc<BrokerService>) -> Router {
     Router::new()
+        .merge(brokers::routes())
         .merge(clusters::routes())
         .merge(tenants::routes())
         .merge(namespaces::routes())

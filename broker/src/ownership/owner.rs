@@ -111,6 +111,11 @@ impl Ownership {
         self.lease.send_replace(lease);
     }
 
+    /// Whether the broker is registered under a live lease now.
+    pub fn has_lease(&self) -> bool {
+        self.lease.borrow().is_some()
+    }
+
     /// The lease was lost: every bundle with it.
     pub fn lease_lost(&self) {
         self.lease.send_replace(None);

@@ -1,5 +1,5 @@
 //! `magnetar admin`: the broker's `/admin/v2` REST API in `pulsar-admin`'s shape —
-//! `magnetar admin [--admin-url URL] clusters|tenants|namespaces|topics <verb> …`, Pulsar's
+//! `magnetar admin [--admin-url URL] brokers|clusters|tenants|namespaces|topics <verb> …`, Pulsar's
 //! flags, lists one per line, records as JSON. A 307 from a broker that does not own a topic
 //! is followed to the owner. An error is one line (`magnetar: <reason> (HTTP <status>)`) and
 //! a non-zero exit.
@@ -23,6 +23,9 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Group {
+    /// Live brokers, the leader, health.
+    #[command(subcommand)]
+    Brokers(Brokers),
     /// The cluster.
     #[command(subcommand)]
     Clusters(Clusters),
@@ -35,6 +38,23 @@ enum Group {
     /// Persistent topics, plain and partitioned.
     #[command(subcommand)]
     Topics(Topics),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Brokers {
+    /// List the live brokers of a cluster (`host:port` of their HTTP service).
+    List { cluster: String },
+    /// Show the leader broker.
+    LeaderBroker,
+    /// Check the broker's health: prints `ok`, or fails with what is wrong.
+    Healthcheck,
+    /// Shut the broker down gracefully (its bundles handed over first) and wait until it
+    /// has exited.
+    Shutdown {
+        /// Longest wait for the broker to exit, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -344,6 +364,29 @@ fn tenant_body(roles: Vec<String>, clusters: Vec<String>) -> String {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let a = Admin::new(&args.admin_url);
     match args.group {
+        Group::Brokers(Brokers::List { cluster }) => {
+            print_list(&a.get(&format!("/admin/v2/brokers/{cluster}"))?)
+        }
+        Group::Brokers(Brokers::LeaderBroker) => {
+            print_json(&a.get("/admin/v2/brokers/leaderBroker")?)?
+        }
+        Group::Brokers(Brokers::Healthcheck) => {
+            println!(
+                "{}",
+                a.call("GET", "/admin/v2/brokers/health", None)?.trim()
+            )
+        }
+        Group::Brokers(Brokers::Shutdown { timeout }) => {
+            a.call("POST", "/admin/v2/brokers/shutdown", None)?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+            // the broker has exited once its HTTP port refuses connections
+            while a.call("GET", "/status", None).is_ok() {
+                if std::time::Instant::now() > deadline {
+                    bail!("the broker is still running after {timeout} s");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
         Group::Clusters(Clusters::List) => print_list(&a.get("/admin/v2/clusters")?),
         Group::Clusters(Clusters::Get { cluster }) => {
             print_json(&a.get(&format!("/admin/v2/clusters/{cluster}"))?)?;

@@ -5,6 +5,7 @@ pub mod bookie;
 pub mod ledgers;
 pub mod perf;
 pub mod perf_pulsar;
+pub mod probe;
 pub mod standalone;
 
 use tokio_util::sync::CancellationToken;

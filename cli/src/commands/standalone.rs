@@ -69,9 +69,9 @@ pub struct BrokerArgs {
 fn advertised(bind: &std::net::SocketAddr, flag: &Option<String>) -> anyhow::Result<String> {
     match flag {
         Some(h) => Ok(h.clone()),
-        None if bind.ip().is_unspecified() => {
-            anyhow::bail!("`advertised_address`: required when --bind is a wildcard address")
-        }
+        None if bind.ip().is_unspecified() => common::net::default_advertised_host().context(
+            "`advertised_address`: required when --bind is a wildcard address and the host name cannot be read",
+        ),
         None => Ok(bind.ip().to_string()),
     }
 }
@@ -219,8 +219,9 @@ pub fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     rt.block_on(async move {
         let shutdown = super::shutdown_on_signals()?;
         let meta::MetaUrl::Etcd(endpoints) = config.meta.url.parse::<meta::MetaUrl>()?;
-        let store: Arc<dyn MetadataStore> =
-            Arc::new(meta::EtcdStore::connect(meta::EtcdOptions::new(endpoints)).await?);
+        let mut opts = meta::EtcdOptions::new(endpoints);
+        opts.connect_timeout = config.meta.connect_timeout;
+        let store: Arc<dyn MetadataStore> = Arc::new(meta::EtcdStore::connect(opts).await?);
         let broker =
             serve_broker(store, &config, config.managed_ledger(), metrics, "broker").await?;
         broker.run_until(shutdown).await;

@@ -105,7 +105,12 @@ impl EtcdStore {
             {
                 Ok(_) => return Ok(store),
                 Err(e) if e.is_retryable() && tokio::time::Instant::now() + backoff < deadline => {
-                    tracing::debug!(error = %e, "etcd not ready, retrying");
+                    // say so once the wait is noticeable (a container started before etcd)
+                    if backoff >= Duration::from_secs(1) {
+                        tracing::info!(endpoints = %store.endpoints, error = %e, "waiting for etcd");
+                    } else {
+                        tracing::debug!(error = %e, "etcd not ready, retrying");
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
