@@ -179,8 +179,12 @@ def check_stored(topic, acked, sent):
     client = pulsar.Client(service_url(), operation_timeout_seconds=60)
     reader = client.create_reader(topic, pulsar.MessageId.earliest)
     seen = []
+    where = {}
     while reader.has_message_available():
-        seen.append(int(reader.read_next(timeout_millis=30000).data().decode().split("-")[1]))
+        m = reader.read_next(timeout_millis=30000)
+        n = int(m.data().decode().split("-")[1])
+        seen.append(n)
+        where.setdefault(n, []).append(str(m.message_id()))
     reader.close()
     client.close()
     stored = set(seen)
@@ -189,7 +193,8 @@ def check_stored(topic, acked, sent):
     log(f"{topic}: sent {sent}, acknowledged {len(acked)}, stored {len(stored)}, "
         f"acknowledged but lost {len(lost)}, stored twice {twice}")
     assert not lost, f"acknowledged messages lost: {sorted(lost)[:20]}"
-    assert twice == 0, f"{twice} messages stored twice"
+    dups = {n: ids for n, ids in where.items() if len(ids) > 1}
+    assert twice == 0, f"{twice} messages stored twice: {dict(list(dups.items())[:5])}"
     assert len(acked) == sent, f"{sent - len(acked)} sends were never acknowledged"
 
 

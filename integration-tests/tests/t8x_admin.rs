@@ -650,6 +650,18 @@ async fn t86_deduplication_survives_a_restart() {
         (0..1550).collect::<Vec<i64>>(),
         "each id exactly once, in order"
     );
+    // Fewer entries than one periodic snapshot, then SIGKILL: the state is the first
+    // snapshot (written when de-duplication came on) plus a replay, not "start at the end".
+    let few = "persistent://public/dedup/few";
+    assert_eq!(dedup_produce(&sa.service_url, few, 0, 300), (-1, 299));
+    sa.kill9();
+    sa.restart().unwrap();
+    assert_eq!(dedup_produce(&sa.service_url, few, 250, 100), (299, 349));
+    let got = consumed(&check(
+        run_scenario(&sa.service_url, "consume_fixed", &[few, "s"]),
+        "consume the few",
+    ));
+    assert_eq!(got, (0..350).collect::<Vec<i64>>(), "each id exactly once");
     // Off again: a repeat is stored.
     let url = sa.http_url.clone();
     ok(

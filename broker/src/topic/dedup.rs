@@ -103,6 +103,14 @@ impl Dedup {
         Some((self.applied, self.persisted.clone()))
     }
 
+    /// A snapshot of the state now, whatever changed: the first one of a topic is written at
+    /// once, so that a later load replays from its position instead of starting at the end
+    /// (which would forget every sequence id stored in between).
+    pub fn snapshot_now(&mut self) -> (Option<Position>, HashMap<String, u64>) {
+        self.since_snapshot = 0;
+        (self.applied, self.persisted.clone())
+    }
+
     /// Replays a stored entry (at load): it was durable, so both marks move.
     pub fn replay(&mut self, producer: &str, highest: u64, at: Position) {
         self.persisted(producer, highest, at);

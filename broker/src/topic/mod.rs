@@ -290,7 +290,8 @@ impl Topic {
 
     /// Turns de-duplication on: the state is the stored snapshot plus a replay of the entries
     /// after it; with no snapshot (first enabled) it starts at the end of the topic, as in
-    /// Pulsar. A no-op when it is on already.
+    /// Pulsar, and writes its first snapshot there at once (a broker killed before the next
+    /// one must not leave its successor starting at a later end). A no-op when it is on already.
     pub async fn enable_dedup(&self) -> Result<()> {
         if self
             .dedup
@@ -302,7 +303,9 @@ impl Topic {
         }
         let key = self.keys.dedup(&self.name);
         let store = self.ml.store().clone();
-        let mut d = match store.get(&key).await? {
+        let stored = store.get(&key).await?;
+        let first = stored.is_none();
+        let mut d = match stored {
             Some(kv) => {
                 let snap: proto::meta::DedupSnapshot = meta::records::decode(&key, &kv.value)?;
                 let pos = snap.position.map(|p| {
@@ -326,7 +329,11 @@ impl Topic {
             replayed += 1;
         }
         tracing::info!(topic = self.name, replayed, "de-duplication on");
-        let snapshot = d.take_snapshot(true);
+        let snapshot = if first {
+            Some(d.snapshot_now())
+        } else {
+            d.take_snapshot(true)
+        };
         *self.dedup.lock().unwrap_or_else(|p| p.into_inner()) = Some(d);
         if let Some(s) = snapshot {
             write_dedup_snapshot(&store, &key, s).await?;
