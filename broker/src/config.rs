@@ -48,6 +48,10 @@ pub struct OwnershipSection {
     pub lease_ttl: Duration,
     /// Bundles per namespace.
     pub bundles: u32,
+    /// A broker that reaches fewer bookies than a new ledger's ensemble for this long gives
+    /// its bundles up until they answer again (0s: never).
+    #[serde(with = "duration")]
+    pub storage_timeout: Duration,
 }
 
 impl Default for OwnershipSection {
@@ -55,6 +59,7 @@ impl Default for OwnershipSection {
         OwnershipSection {
             lease_ttl: Duration::from_secs(10),
             bundles: crate::ownership::bundles::DEFAULT_BUNDLES,
+            storage_timeout: Duration::from_secs(10),
         }
     }
 }

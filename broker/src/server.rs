@@ -64,6 +64,15 @@ pub fn start(
             load,
             release.clone(),
         )));
+        if !service.storage_timeout.is_zero() {
+            tasks.push(tokio::spawn(crate::ownership::storage::run(
+                o.clone(),
+                service.ledger_client().clone(),
+                service.ensemble_size(),
+                service.storage_timeout,
+                release.clone(),
+            )));
+        }
         let (svc, token) = (service.clone(), release.clone());
         let mut losses = o.subscribe_losses();
         tasks.push(tokio::spawn(async move {

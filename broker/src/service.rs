@@ -31,6 +31,9 @@ pub struct BrokerService {
     /// Cancelled by `POST /admin/v2/brokers/shutdown`: the broker then shuts down as on
     /// SIGTERM (Kubernetes' preStop hook calls it).
     pub shutdown_requested: tokio_util::sync::CancellationToken,
+    /// How long too few bookies may answer before the broker gives its bundles up (the
+    /// storage watch, [`crate::ownership::storage`]); zero: never.
+    pub storage_timeout: std::time::Duration,
     /// Tenants, namespaces and partitioned topics.
     pub namespaces: meta::Namespaces,
     /// The cluster this broker belongs to.
@@ -113,6 +116,7 @@ impl BrokerService {
             ownership: None,
             draining: std::sync::atomic::AtomicBool::new(false),
             shutdown_requested: tokio_util::sync::CancellationToken::new(),
+            storage_timeout: std::time::Duration::ZERO,
         }
     }
 
@@ -273,6 +277,11 @@ impl BrokerService {
     /// The metadata store and this cluster's key layout.
     pub(crate) fn meta(&self) -> (&Arc<dyn MetadataStore>, &KeyLayout) {
         (&self.store, &self.keys)
+    }
+
+    /// The ledger client.
+    pub fn ledger_client(&self) -> &LedgerClient {
+        &self.client
     }
 
     /// The ensemble size new ledgers need (that many writable bookies).

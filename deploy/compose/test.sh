@@ -29,8 +29,8 @@ down() {
   exit "$rc"
 }
 trap down EXIT
-# a 2 s lease keeps each failover short (exported: the test's own `up --scale` calls see it too)
-export MAGNETAR_LEASE_TTL=2s
+# a 2 s lease and a 4 s storage timeout keep each failover short (exported: the test's own `up --scale` calls see it too)
+export MAGNETAR_LEASE_TTL=2s MAGNETAR_STORAGE_TIMEOUT=4s
 "${compose[@]}" -f "$file" -p "$project" up -d 2>&1 | grep -v '^Creating\|^Starting' || true
 .venv/bin/python deploy/compose/test_cluster.py "$project" "$@"
 echo "compose tests: done in $((SECONDS - t0)) s"

@@ -127,6 +127,7 @@ class Producer:
     """Publishes `payload-<n>` at a steady rate from a thread; records which were acknowledged."""
 
     def __init__(self, topic, rate=200):
+        keep(topic)
         self.client = pulsar.Client(service_url(), operation_timeout_seconds=60)
         # send_timeout 0: a send waits through any failover instead of failing
         self.producer = self.client.create_producer(
@@ -174,18 +175,31 @@ class Producer:
         return self.sent, set(self.acked), list(self.failed)
 
 
+def keep(topic):
+    """A durable subscription from the start, so the broker keeps every message for the check
+    (with retention 0, as in Pulsar, what no subscription needs is trimmed)."""
+    client = pulsar.Client(service_url())
+    client.subscribe(topic, "check", initial_position=pulsar.InitialPosition.Earliest).close()
+    client.close()
+
+
 def check_stored(topic, acked, sent):
-    """Reads the whole topic: every acknowledged message is there, none twice."""
+    """Consumes the whole topic through the subscription `keep` made: every acknowledged
+    message is there, none twice."""
     client = pulsar.Client(service_url(), operation_timeout_seconds=60)
-    reader = client.create_reader(topic, pulsar.MessageId.earliest)
+    consumer = client.subscribe(topic, "check")
     seen = []
     where = {}
-    while reader.has_message_available():
-        m = reader.read_next(timeout_millis=30000)
+    while True:
+        try:
+            m = consumer.receive(timeout_millis=5000)
+        except pulsar.Timeout:
+            break
         n = int(m.data().decode().split("-")[1])
         seen.append(n)
         where.setdefault(n, []).append(str(m.message_id()))
-    reader.close()
+        consumer.acknowledge(m)
+    consumer.close()
     client.close()
     stored = set(seen)
     lost = acked - stored

@@ -124,6 +124,35 @@ impl LedgerClient {
         self.bookies.registry()
     }
 
+    /// How many registered bookies (writable or read-only) answer this client within
+    /// `timeout`, of how many are registered. A client cut off from the bookies (while they
+    /// stay registered, seen from the metadata store) learns it here, not from stalled adds;
+    /// a full disk (read-only bookies, which still serve reads) is not a cut.
+    pub async fn reachable_bookies(&self, timeout: std::time::Duration) -> Result<(usize, usize)> {
+        let registry = self.bookies.registry();
+        let mut ids: Vec<String> = registry
+            .list(meta::BookieState::Available)
+            .await?
+            .into_iter()
+            .chain(registry.list(meta::BookieState::ReadOnly).await?)
+            .map(|b| b.bookie_id)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let calls = ids.iter().map(|id| {
+            self.bookies
+                .call(id, timeout, "bookie info", |mut c| async move {
+                    c.bookie_info(proto::bookie::BookieInfoRequest {}).await
+                })
+        });
+        let answered = futures_util::future::join_all(calls)
+            .await
+            .iter()
+            .filter(|r| r.is_ok())
+            .count();
+        Ok((answered, ids.len()))
+    }
+
     /// Creates a ledger on E writable bookies chosen at random and opens it for writing.
     pub async fn create(&self, opts: CreateOptions) -> Result<LedgerWriter> {
         distribution::check_quorums(opts.ensemble, opts.write_quorum, opts.ack_quorum)

@@ -94,14 +94,23 @@ async fn leader(State(s): State<Arc<BrokerService>>) -> Response {
     }
 }
 
-/// `ok` while this broker can serve: not shutting down, registered under a live lease,
-/// the metadata store answering, and enough writable bookies for a new ledger's ensemble.
+/// `ok` while this broker can serve: not shutting down, enough bookies answering it (the
+/// storage watch), registered under a live lease, the metadata store answering, and enough
+/// writable bookies for a new ledger's ensemble.
 /// Otherwise 503 with what is wrong.
 async fn health(State(s): State<Arc<BrokerService>>) -> Response {
     if s.is_draining() {
         return reason(
             StatusCode::SERVICE_UNAVAILABLE,
             "the broker is shutting down",
+        );
+    }
+    if let Some(o) = &s.ownership
+        && !o.storage_reachable()
+    {
+        return reason(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too few bookies answer this broker: its bundles were given to other brokers",
         );
     }
     if let Some(o) = &s.ownership

@@ -13,5 +13,6 @@
 pub mod bundles;
 pub mod owner;
 pub mod registry;
+pub mod storage;
 
 pub use owner::{LookupAnswer, Ownership};

@@ -44,6 +44,9 @@ pub struct Ownership {
     /// Bundles (ownership keys) being unloaded: no lookup is answered and no topic loaded for
     /// them until their key is released, so clients told to reconnect wait for the next owner.
     releasing: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Whether enough bookies answer this broker to write (the storage watch); while not,
+    /// the broker stays unregistered and owns nothing.
+    storage: watch::Sender<bool>,
 }
 
 impl Ownership {
@@ -68,6 +71,7 @@ impl Ownership {
             lease: watch::channel(None).0,
             losses: watch::channel(0).0,
             releasing: Default::default(),
+            storage: watch::channel(true).0,
         })
     }
 
@@ -109,6 +113,21 @@ impl Ownership {
     /// The registration task's lease changed.
     pub fn set_lease(&self, lease: Option<LeaseId>) {
         self.lease.send_replace(lease);
+    }
+
+    /// The storage watch's verdict: whether enough bookies answer this broker.
+    pub fn set_storage_reachable(&self, ok: bool) {
+        self.storage.send_replace(ok);
+    }
+
+    /// Whether enough bookies answered this broker's last probes.
+    pub fn storage_reachable(&self) -> bool {
+        *self.storage.borrow()
+    }
+
+    /// Changes with the storage watch's verdict.
+    pub fn subscribe_storage(&self) -> watch::Receiver<bool> {
+        self.storage.subscribe()
     }
 
     /// Whether the broker is registered under a live lease now.

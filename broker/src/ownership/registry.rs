@@ -1,6 +1,8 @@
 //! Broker registration: `brokers/<id>` under the broker's lease, rewritten with a fresh load
 //! report every few seconds. A lost lease is reported (every owned bundle is gone with it) and
-//! a new one is granted: the broker registers again and can own bundles again.
+//! a new one is granted: the broker registers again and can own bundles again. When the
+//! storage watch finds the bookies out of reach the broker revokes its lease itself and
+//! registers again only once they answer ([`super::storage`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,7 +26,13 @@ pub async fn run(
     let store = ownership.store().clone();
     let key = ownership.keys().broker(ownership.broker_id());
     let mut backoff = Duration::from_millis(100);
+    let mut storage = ownership.subscribe_storage();
     loop {
+        // Cut off from the bookies: stay unregistered (owning nothing) until they answer.
+        tokio::select! {
+            () = stop.cancelled() => return,
+            r = storage.wait_for(|ok| *ok) => if r.is_err() { return },
+        }
         let lease = tokio::select! {
             () = stop.cancelled() => return,
             l = Lease::grant(store.clone(), ownership.lease_ttl()) => l,
@@ -57,6 +65,17 @@ pub async fn run(
                 () = lost.cancelled() => {
                     tracing::error!("broker lease lost: dropping every owned topic");
                     ownership.lease_lost();
+                    break;
+                }
+                r = storage.changed() => {
+                    if r.is_err() || *storage.borrow_and_update() {
+                        continue;
+                    }
+                    // Step down: drop every topic, then let the bundles go with the lease.
+                    ownership.lease_lost();
+                    if let Err(e) = lease.revoke().await {
+                        tracing::warn!(error = %e, "could not revoke the broker's lease; it will expire");
+                    }
                     break;
                 }
                 _ = tick.tick() => {

@@ -106,6 +106,10 @@ async fn serve_broker(
     service.cluster = config.meta.cluster.clone();
     service.allow_auto_topic_creation = config.allow_auto_topic_creation;
     service.deduplication_enabled = config.deduplication_enabled;
+    // One process with its own bookie: there is no other broker to give bundles to.
+    if role != "standalone" {
+        service.storage_timeout = config.ownership.storage_timeout;
+    }
     // `public/default` exists from the first start, as in Pulsar.
     service
         .namespaces
