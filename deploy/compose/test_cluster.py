@@ -345,13 +345,30 @@ def scale_bookies():
     wait_healthy()
     fourth = containers("bookie")[-1]
     gone = bookie_id(fourth)
+    broker = containers("broker")[0]
     before = p.acked_count()
     wait_for("acknowledgements with 4 bookies", lambda: p.acked_count() >= before + 200, 60)
-    log(f"scale bookies 4 -> 3: stop {fourth} ({gone}), decommission it, remove it")
+    # New topics get new ledgers, on 2 of the 4 bookies at random: write until the new
+    # bookie holds some, so that removing it has data to move.
+    spread = []
+    client = pulsar.Client(service_url())
+    while not sh("docker", "exec", broker, "magnetar", "ledgers", "list", "--bookie", gone):
+        assert len(spread) < 40, "no ledger was ever placed on the new bookie"
+        t = topic(f"spread-{len(spread)}")
+        keep(t)
+        prod = client.create_producer(t, batching_enabled=False)
+        for i in range(50):
+            prod.send(f"payload-{i}".encode())
+        prod.close()
+        spread.append(t)
+    client.close()
+    held = sh("docker", "exec", broker, "magnetar", "ledgers", "list", "--bookie", gone).split()
+    log(f"scale bookies 4 -> 3: stop {fourth} ({gone}, holding ledgers {held}), decommission it, remove it")
     sh("docker", "stop", fourth)
-    broker = containers("broker")[0]
-    out = sh("docker", "exec", broker, "magnetar", "ledgers", "decommission", gone, "--wait")
+    out = sh("docker", "exec", broker, "magnetar", "ledgers", "decommission", gone, "--wait",
+             "--open-ledger-grace", "5s")
     log(f"decommission: {out}")
+    assert " 0 ledgers moved" not in out, out
     compose("up", "-d", "--no-recreate", "--scale", "bookie=3", "--scale", "broker=2")
     assert len(containers("bookie")) == 3
     before = p.acked_count()
@@ -361,6 +378,8 @@ def scale_bookies():
     check_stored(t, acked, sent)
     listed = sh("docker", "exec", broker, "magnetar", "ledgers", "list", "--bookie", gone)
     assert not listed.strip(), f"ledgers still on the decommissioned bookie: {listed}"
+    for t in spread:
+        check_stored(t, set(range(50)), 50)
 
 
 SCENARIOS = {

@@ -249,6 +249,16 @@ async fn t27_decommission_moves_every_fragment_off_the_bookie() {
         ids.push(writer.id());
         writer.close().await.unwrap();
     }
+    // An idle open ledger on the victim: its writer never adds again, so only the grace
+    // period's recovery can move it off.
+    let idle = client.create(opts(3, 2, 2)).await.unwrap();
+    let mut pending = Vec::new();
+    for i in 0..40 {
+        pending.push(idle.append(payload(i)).await.unwrap());
+    }
+    for p in pending {
+        p.await.unwrap();
+    }
     // The bookie holding the most ledgers.
     let mut count = std::collections::BTreeMap::<String, usize>::new();
     for id in &ids {
@@ -257,7 +267,14 @@ async fn t27_decommission_moves_every_fragment_off_the_bookie() {
             *count.entry(b.clone()).or_default() += 1;
         }
     }
-    let victim = count.iter().max_by_key(|(_, n)| **n).unwrap().0.clone();
+    let (idle_meta, _) = client.ledgers().get(idle.id()).await.unwrap();
+    let victim = count
+        .iter()
+        .filter(|(b, _)| idle_meta.segments[0].bookies.contains(b))
+        .max_by_key(|(_, n)| **n)
+        .unwrap()
+        .0
+        .clone();
 
     let out = std::process::Command::new(integration_tests::bin::magnetar())
         .args([
@@ -267,6 +284,8 @@ async fn t27_decommission_moves_every_fragment_off_the_bookie() {
             "decommission",
             &victim,
             "--wait",
+            "--open-ledger-grace",
+            "2s",
         ])
         .env("MAGNETAR_LOG", "error")
         .output()
@@ -296,11 +315,23 @@ async fn t27_decommission_moves_every_fragment_off_the_bookie() {
             .is_none(),
         "cookie left behind"
     );
+    // The idle ledger was recovered (closed at its true end) and moved; its writer is fenced.
+    let (m, _) = client.ledgers().get(idle.id()).await.unwrap();
+    assert_eq!(m.state, proto::meta::LedgerState::Closed as i32);
+    assert_eq!(m.last_entry_id, 39);
+    assert!(m.segments.iter().all(|s| !s.bookies.contains(&victim)));
+    let late = idle.append(payload(40)).await;
+    let fenced = match late {
+        Err(_) => true,
+        Ok(p) => p.await.is_err(),
+    };
+    assert!(fenced, "the idle writer could still add after the recovery");
     let i = cluster.index_of(&victim);
     cluster.bookies[i].kill9();
     for id in &ids {
         read_all(&client, *id, 0..300).await;
     }
+    read_all(&client, idle.id(), 0..40).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -209,22 +209,46 @@ impl LedgerClient {
         Ok(copied)
     }
 
-    /// Retires a bookie: re-replicates its fragments (waiting for open ledgers to move off
-    /// it when `wait`), then deletes its cookie so its id can be reused with fresh disks.
+    /// Retires a bookie: re-replicates its fragments, then deletes its cookie so its id can be
+    /// reused with fresh disks. An open ledger's last fragment cannot be copied while its
+    /// writer may still add to it: with `wait = Some(grace)` the call waits for the writer to
+    /// move off (an ensemble change on its next add), and a ledger still open on the bookie
+    /// after `grace` is recovered — fenced and closed at its true end, as BookKeeper's
+    /// replication worker does after `openLedgerRereplicationGracePeriod` — so that an idle
+    /// writer cannot hold the decommission forever (its next add fails as fenced, and a
+    /// managed ledger rolls over to a new ledger). `None`: one pass, open ledgers reported.
     pub async fn decommission(
         &self,
         bookie: &str,
         password: &[u8],
-        wait: bool,
+        wait: Option<std::time::Duration>,
     ) -> Result<ReplicationReport> {
         let mut total = ReplicationReport::default();
+        let mut first_seen: std::collections::HashMap<LedgerId, tokio::time::Instant> =
+            Default::default();
         loop {
             let r = self.replicate_off(bookie, password).await?;
             total.moved.extend(r.moved);
             total.entries_copied += r.entries_copied;
-            if r.pending.is_empty() || !wait {
+            let Some(grace) = wait.filter(|_| !r.pending.is_empty()) else {
                 total.pending = r.pending;
                 break;
+            };
+            let now = tokio::time::Instant::now();
+            first_seen.retain(|id, _| r.pending.contains(id));
+            for id in &r.pending {
+                let since = *first_seen.entry(*id).or_insert(now);
+                if now.duration_since(since) >= grace {
+                    tracing::info!(bookie, ledger = %id, "open ledger still on the bookie after the grace period: recovering it");
+                    if let Err(e) = self.recover(*id, password).await {
+                        // deleted meanwhile (its topic went): nothing left to move
+                        match self.ledgers().get(*id).await {
+                            Err(MetaError::NotFound { .. }) => {}
+                            _ => return Err(e),
+                        }
+                    }
+                    first_seen.remove(id);
+                }
             }
             tracing::info!(
                 bookie,

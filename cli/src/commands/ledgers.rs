@@ -143,6 +143,10 @@ enum Cmd {
         /// change, or a recovery).
         #[arg(long)]
         wait: bool,
+        /// With --wait: an open ledger still on the bookie after this long is recovered
+        /// (fenced and closed; BookKeeper's openLedgerRereplicationGracePeriod).
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        open_ledger_grace: std::time::Duration,
     },
 }
 
@@ -424,8 +428,14 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
                 );
             }
         }
-        Cmd::Decommission { bookie, wait } => {
-            let r = client.decommission(&bookie, b"", wait).await?;
+        Cmd::Decommission {
+            bookie,
+            wait,
+            open_ledger_grace,
+        } => {
+            let r = client
+                .decommission(&bookie, b"", wait.then_some(open_ledger_grace))
+                .await?;
             if json {
                 println!(
                     "{}",
