@@ -825,3 +825,68 @@ async fn t88_brokers_list_leader_health_and_shutdown() {
         serde_json::from_str(&ok(&b.http_url, &["brokers", "leader-broker"])).unwrap();
     assert_eq!(leader["serviceUrl"], b.http_url.as_str(), "{leader}");
 }
+
+/// The storage watch: a broker that reaches fewer bookies than an ensemble (one of two is
+/// paused) for `ownership.storage_timeout` gives its bundles up — unregistered, health says
+/// why — and registers and serves again once the bookie answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t89_a_broker_cut_from_its_bookies_steps_down_and_comes_back() {
+    use integration_tests::TestCluster;
+    use integration_tests::standalone::BrokerProcess;
+    use std::time::Duration;
+    let cluster = TestCluster::start(2).await.unwrap();
+    let broker = BrokerProcess::start_with(
+        &cluster.meta_url(),
+        (2, 2, 2),
+        &cluster.dir().join("broker.log"),
+        &[("MAGNETAR_OWNERSHIP__STORAGE_TIMEOUT", "3s")],
+    )
+    .unwrap();
+    let url = broker.http_url.clone();
+    let topic = "persistent://public/default/storage-watch";
+    check(
+        run_scenario(&broker.service_url, "consume_fixed", &[topic, "s", "0"]),
+        "subscribe",
+    );
+    check(
+        run_scenario(&broker.service_url, "produce_fixed", &[topic, "10", "0"]),
+        "produce before",
+    );
+    assert_eq!(ok(&url, &["brokers", "healthcheck"]).trim(), "ok");
+    cluster.bookies[1].signal("STOP");
+    let reason = integration_tests::wait_for(
+        "the broker to step down",
+        Duration::from_secs(30),
+        || async {
+            let (success, _, err) = admin(&url, &["brokers", "healthcheck"]);
+            (!success && err.contains("too few bookies answer")).then_some(err)
+        },
+    )
+    .await;
+    assert!(reason.contains("HTTP 503"), "{reason}");
+    integration_tests::wait_for(
+        "its registration to go",
+        Duration::from_secs(30),
+        || async {
+            ok(&url, &["brokers", "list", "standalone"])
+                .trim()
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+    cluster.bookies[1].signal("CONT");
+    integration_tests::wait_for("the broker back", Duration::from_secs(30), || async {
+        admin(&url, &["brokers", "healthcheck"]).0.then_some(())
+    })
+    .await;
+    check(
+        run_scenario(&broker.service_url, "produce_fixed", &[topic, "10", "10"]),
+        "produce after",
+    );
+    let got = consumed(&check(
+        run_scenario(&broker.service_url, "consume_fixed", &[topic, "s"]),
+        "consume",
+    ));
+    assert_eq!(got, (0..20).collect::<Vec<i64>>());
+}
