@@ -222,20 +222,33 @@ def check_stored(topic, acked, sent):
     assert len(acked) == sent, f"{sent - len(acked)} sends were never acknowledged"
 
 
+def flowing(p, what, timeout=60):
+    """Waits for 200 more acknowledgements of producer `p`."""
+    before = p.acked_count()
+    wait_for(f"acknowledgements {what}", lambda: p.acked_count() >= before + 200, timeout)
+
+
+def finish_and_check(p, topic):
+    """Stops producer `p`: every send answered and none failed, then the topic's contents."""
+    sent, acked, failed = p.finish()
+    assert not failed, f"sends failed: {failed[:5]}"
+    check_stored(topic, acked, sent)
+
+
+def scale(brokers, bookies):
+    compose("up", "-d", "--no-recreate", "--scale", f"broker={brokers}", "--scale", f"bookie={bookies}")
+
+
 def produce_through(topic, fault, settle=None):
     """Runs a producer, applies `fault` once some messages are acknowledged, waits for
     `settle` (a condition) and for acknowledgements to flow again, then checks the topic."""
     p = Producer(topic)
-    wait_for("the first 200 acknowledgements", lambda: p.acked_count() >= 200, 60)
+    flowing(p, "before the fault")
     fault()
     if settle:
         settle()
-    before = p.acked_count()
-    wait_for("acknowledgements flowing again after the fault",
-             lambda: p.acked_count() >= before + 200, 120)
-    sent, acked, failed = p.finish()
-    assert not failed, f"sends failed: {failed[:5]}"
-    check_stored(topic, acked, sent)
+    flowing(p, "again after the fault", 120)
+    finish_and_check(p, topic)
 
 
 def topic(name):
@@ -319,28 +332,23 @@ def partition(net):
 def scale_brokers():
     t = topic("scale-brokers")
     p = Producer(t)
-    wait_for("the first 200 acknowledgements", lambda: p.acked_count() >= 200, 60)
+    flowing(p, "before scaling")
     log("scale brokers 2 -> 3")
-    compose("up", "-d", "--no-recreate", "--scale", "broker=3", "--scale", "bookie=3")
+    scale(3, 3)
     wait_healthy()
     assert len(containers("broker")) == 3
     # move the topic's bundle: its owner gives it up, the least-loaded broker (the new one) may take it
     path = t.replace("persistent://", "persistent/")
     http(f"{admin_url()}/admin/v2/{path}/unload", "PUT")
-    before = p.acked_count()
-    wait_for("acknowledgements after the unload", lambda: p.acked_count() >= before + 200, 60)
+    flowing(p, "after the unload")
     log("scale brokers 3 -> 2 (SIGTERM: the third hands its bundles over)")
-    compose("up", "-d", "--no-recreate", "--scale", "broker=2", "--scale", "bookie=3")
-    before = p.acked_count()
-    wait_for("acknowledgements after scaling in", lambda: p.acked_count() >= before + 200, 90)
-    sent, acked, failed = p.finish()
-    assert not failed, f"sends failed: {failed[:5]}"
-    check_stored(t, acked, sent)
+    scale(2, 3)
+    flowing(p, "after scaling in", 90)
+    finish_and_check(p, t)
 
 
 def bookie_id(container):
-    for line in sh("docker", "logs", container).splitlines() + \
-            sh("docker", "logs", container, check=False).splitlines():
+    for line in sh("docker", "logs", container).splitlines():
         if "magnetar bookie ready:" in line:
             return line.rsplit("id=", 1)[1].strip()
     raise AssertionError(f"{container} printed no ready line")
@@ -349,15 +357,14 @@ def bookie_id(container):
 def scale_bookies():
     t = topic("scale-bookies")
     p = Producer(t)
-    wait_for("the first 200 acknowledgements", lambda: p.acked_count() >= 200, 60)
+    flowing(p, "before scaling")
     log("scale bookies 3 -> 4")
-    compose("up", "-d", "--no-recreate", "--scale", "bookie=4", "--scale", "broker=2")
+    scale(2, 4)
     wait_healthy()
     fourth = containers("bookie")[-1]
     gone = bookie_id(fourth)
     broker = containers("broker")[0]
-    before = p.acked_count()
-    wait_for("acknowledgements with 4 bookies", lambda: p.acked_count() >= before + 200, 60)
+    flowing(p, "with 4 bookies")
     # New topics get new ledgers, on 2 of the 4 bookies at random: write until the new
     # bookie holds some, so that removing it has data to move.
     spread = []
@@ -379,13 +386,10 @@ def scale_bookies():
              "--open-ledger-grace", "5s")
     log(f"decommission: {out}")
     assert " 0 ledgers moved" not in out, out
-    compose("up", "-d", "--no-recreate", "--scale", "bookie=3", "--scale", "broker=2")
+    scale(2, 3)
     assert len(containers("bookie")) == 3
-    before = p.acked_count()
-    wait_for("acknowledgements with 3 bookies again", lambda: p.acked_count() >= before + 200, 60)
-    sent, acked, failed = p.finish()
-    assert not failed, f"sends failed: {failed[:5]}"
-    check_stored(t, acked, sent)
+    flowing(p, "with 3 bookies again")
+    finish_and_check(p, t)
     listed = sh("docker", "exec", broker, "magnetar", "ledgers", "list", "--bookie", gone)
     assert not listed.strip(), f"ledgers still on the decommissioned bookie: {listed}"
     for extra in spread:
@@ -421,7 +425,7 @@ def main():
             log(f"FAIL {name} ({time.time() - t0:.1f} s): {e}")
             failed.append(name)
             # leave the cluster healthy for the next scenario
-            compose("up", "-d", "--scale", "broker=2", "--scale", "bookie=3")
+            scale(2, 3)
             wait_healthy()
     log(f"{len(wanted) - len(failed)} passed, {len(failed)} failed" + (f": {failed}" if failed else ""))
     sys.stdout.flush()

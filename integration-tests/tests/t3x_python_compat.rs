@@ -138,6 +138,14 @@ fn t34_sigkill_mid_stream_keeps_every_acked_message() {
     let dir = KeptDir::new("t34-");
     let mut sa = StandaloneProcess::start(&dir.path()).unwrap();
     let topic = "persistent://public/default/crash";
+    // Both subscriptions exist before anything is produced: with retention 0 (Pulsar's
+    // default) what no subscription still needs may be trimmed at any trim pass.
+    for sub in ["reader", "resume"] {
+        check(
+            run_scenario(&sa.service_url, "consume_fixed", &[topic, sub, "0"]),
+            "subscribe",
+        );
+    }
     // A consumer acks the first 200, then goes away.
     let mut producer = Command::new(python())
         .arg(script("compat.py"))

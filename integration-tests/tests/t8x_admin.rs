@@ -653,6 +653,10 @@ async fn t86_deduplication_survives_a_restart() {
     // Fewer entries than one periodic snapshot, then SIGKILL: the state is the first
     // snapshot (written when de-duplication came on) plus a replay, not "start at the end".
     let few = "persistent://public/dedup/few";
+    check(
+        run_scenario(&sa.service_url, "consume_fixed", &[few, "s", "0"]),
+        "subscribe to the few",
+    );
     assert_eq!(dedup_produce(&sa.service_url, few, 0, 300), (-1, 299));
     sa.kill9();
     sa.restart().unwrap();
