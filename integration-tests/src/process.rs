@@ -75,11 +75,39 @@ impl ServerProcess {
     }
 
     /// Sends a signal by name (`TERM`, `STOP`, `CONT`).
+    ///
+    /// `STOP` returns only once every thread of the process is stopped: `kill` returns when
+    /// the signal is queued, and a thread busy on the other core (or inside a system call)
+    /// can still answer a request that arrives in between — a test that pauses a bookie and
+    /// then writes must not see that write acknowledged.
     pub fn signal(&self, name: &str) {
-        let _ = Command::new("kill")
+        let pid = self.pid();
+        let status = Command::new("kill")
             .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status();
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        if !status.success() {
+            // The process may have exited already: only a live one must take the signal.
+            if self.alive() {
+                panic!("kill -{name} {pid} failed: {status}");
+            }
+            return;
+        }
+        if name == "STOP" {
+            let started = std::time::Instant::now();
+            while !all_threads_stopped(pid) {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "process {pid} did not stop within 10 s of SIGSTOP"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
+    fn alive(&self) -> bool {
+        Path::new(&format!("/proc/{}", self.pid())).exists()
     }
 
     /// SIGTERM and wait for exit (up to `deadline`, then SIGKILL).
@@ -153,4 +181,20 @@ impl Drop for KeptDir {
             eprintln!("test files and logs kept in {}", d.keep().display());
         }
     }
+}
+
+/// Whether every thread of `pid` is in the stopped state (`T` in `/proc/PID/task/TID/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true; // gone: nothing left to run
+    };
+    tasks.flatten().all(|t| {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            return true; // the thread exited
+        };
+        // `pid (comm) S ...`: the state follows the last `)`, as comm may hold spaces.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|c| c == 'T' || c == 't')
+    })
 }
