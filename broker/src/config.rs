@@ -30,6 +30,13 @@ pub struct BrokerConfig {
     /// Producer de-duplication for namespaces without a policy (Pulsar:
     /// brokerDeduplicationEnabled).
     pub deduplication_enabled: bool,
+    /// Message TTL for namespaces without a policy (Pulsar: ttlDurationDefaultInSeconds;
+    /// zero: never).
+    #[serde(with = "duration")]
+    pub message_ttl: Duration,
+    /// How often subscriptions are checked against the message TTL.
+    #[serde(with = "duration")]
+    pub message_expiry_check_interval: Duration,
     /// Metadata store.
     pub meta: MetaSection,
     /// Managed ledgers.
@@ -110,6 +117,8 @@ impl Default for BrokerConfig {
             keepalive_interval: Duration::from_secs(30),
             allow_auto_topic_creation: true,
             deduplication_enabled: false,
+            message_ttl: Duration::ZERO,
+            message_expiry_check_interval: Duration::from_secs(60),
             meta: MetaSection::default(),
             managed_ledger: ManagedLedgerSection::default(),
             ownership: OwnershipSection::default(),

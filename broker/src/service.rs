@@ -42,6 +42,27 @@ pub struct BrokerService {
     pub allow_auto_topic_creation: bool,
     /// See `deduplication_enabled` in `broker.toml`.
     pub deduplication_enabled: bool,
+    /// See `message_ttl` in `broker.toml`.
+    pub message_ttl: std::time::Duration,
+    /// See `message_expiry_check_interval` in `broker.toml`.
+    pub message_expiry_check_interval: std::time::Duration,
+}
+
+/// A namespace's producer and consumer limits (Pulsar's maxProducersPerTopic,
+/// maxConsumersPerTopic, maxConsumersPerSubscription); 0: unlimited.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// Producers on one topic.
+    pub producers_per_topic: u32,
+    /// Consumers on one topic, over all its subscriptions.
+    pub consumers_per_topic: u32,
+    /// Consumers on one subscription.
+    pub consumers_per_subscription: u32,
+}
+
+/// Whether `count` has reached `limit` (0: no limit).
+pub fn reached(count: usize, limit: u32) -> bool {
+    limit > 0 && count >= limit as usize
 }
 
 impl std::fmt::Debug for BrokerService {
@@ -106,6 +127,8 @@ impl BrokerService {
             cluster: meta::keys::DEFAULT_CLUSTER.to_owned(),
             allow_auto_topic_creation: true,
             deduplication_enabled: false,
+            message_ttl: std::time::Duration::ZERO,
+            message_expiry_check_interval: std::time::Duration::from_secs(60),
             store,
             keys,
             client,
@@ -202,6 +225,33 @@ impl BrokerService {
             1 => true,
             2 => false,
             _ => self.deduplication_enabled,
+        }
+    }
+
+    /// The message TTL a namespace's policy gives (the broker's default when unset); zero:
+    /// messages never expire.
+    pub fn message_ttl(&self, policy: Option<u32>) -> std::time::Duration {
+        policy.map_or(self.message_ttl, |s| {
+            std::time::Duration::from_secs(u64::from(s))
+        })
+    }
+
+    /// The producer and consumer limits of `topic`'s namespace (0: unlimited). One metadata
+    /// read per producer or consumer created; unreadable policies limit nothing (the
+    /// reason is logged).
+    pub async fn limits(&self, topic: &str) -> Limits {
+        let ns = crate::ownership::bundles::namespace_of(topic);
+        match self.namespaces.namespace(ns).await {
+            Ok(Some((p, _))) => Limits {
+                producers_per_topic: p.max_producers_per_topic.unwrap_or(0),
+                consumers_per_topic: p.max_consumers_per_topic.unwrap_or(0),
+                consumers_per_subscription: p.max_consumers_per_subscription.unwrap_or(0),
+            },
+            Ok(None) => Limits::default(),
+            Err(e) => {
+                tracing::warn!(namespace = ns, error = %e, "cannot read the namespace's limits");
+                Limits::default()
+            }
         }
     }
 

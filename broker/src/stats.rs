@@ -3,7 +3,8 @@
 //! `pulsar_throughput_out` (bytes/s), `pulsar_msg_backlog{topic,subscription}` (entries),
 //! next to the `pulsar_storage_write_latency_seconds` histogram the send path records.
 //! Also where consumed ledgers get trimmed, on the same period, as each namespace's retention
-//! policy allows (`magnetar_trim_passes_total` counts the passes).
+//! policy allows (`magnetar_trim_passes_total` counts the passes), and where subscriptions
+//! are checked against the namespace's message TTL every `message_expiry_check_interval`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +29,7 @@ pub const PERIOD: Duration = Duration::from_secs(5);
 /// Updates the gauges and trims consumed ledgers every [`PERIOD`] until `stop`.
 pub async fn run(service: Arc<BrokerService>, stop: CancellationToken) {
     let mut last = (Instant::now(), [0u64; 4]);
+    let mut last_expiry = Instant::now();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -42,11 +44,13 @@ pub async fn run(service: Arc<BrokerService>, stop: CancellationToken) {
         metrics::gauge!("pulsar_rate_out").set(rate(2));
         metrics::gauge!("pulsar_throughput_out").set(rate(3));
         last = (Instant::now(), now);
-        // Each namespace's retention, read once per pass.
-        let mut retention: std::collections::HashMap<
-            String,
-            (crate::managed_ledger::Retention, Option<bool>),
-        > = std::collections::HashMap::new();
+        // Each namespace's policies, read once per pass.
+        let mut policies: std::collections::HashMap<String, NsPolicy> =
+            std::collections::HashMap::new();
+        let expiry_due = last_expiry.elapsed() >= service.message_expiry_check_interval;
+        if expiry_due {
+            last_expiry = Instant::now();
+        }
         for topic in service.loaded_topics() {
             let subs = topic.subscriptions().await;
             let out: [u64; 2] = subs.iter().fold([0, 0], |acc, s| {
@@ -70,26 +74,16 @@ pub async fn run(service: Arc<BrokerService>, stop: CancellationToken) {
                     .set(backlog as f64);
             }
             let ns = crate::ownership::bundles::namespace_of(&topic.name).to_owned();
-            let (r, dedup) = match retention.get(&ns) {
-                Some(r) => *r,
+            let policy = match policies.get(&ns) {
+                Some(p) => *p,
                 None => {
-                    use crate::managed_ledger::Retention;
-                    let r = match service.namespaces.namespace(&ns).await {
-                        Ok(Some((p, _))) => (
-                            p.retention.map_or_else(Retention::default_policy, |r| {
-                                Retention::from_policy(r.time_minutes, r.size_mb)
-                            }),
-                            Some(service.dedup_policy(p.deduplication)),
-                        ),
-                        // Unknown: keep everything, change nothing this pass.
-                        _ => (Retention::from_policy(-1, -1), None),
-                    };
-                    retention.insert(ns, r);
-                    r
+                    let p = NsPolicy::read(&service, &ns).await;
+                    policies.insert(ns, p);
+                    p
                 }
             };
             // A namespace's de-duplication policy changed: applied to its loaded topics.
-            match dedup {
+            match policy.dedup {
                 Some(true) => {
                     if let Err(e) = topic.enable_dedup().await {
                         tracing::warn!(topic = topic.name, error = %e, "cannot turn de-duplication on");
@@ -98,10 +92,50 @@ pub async fn run(service: Arc<BrokerService>, stop: CancellationToken) {
                 Some(false) => topic.disable_dedup(),
                 None => {}
             }
-            if let Err(e) = topic.trim(r).await {
+            if expiry_due && !policy.ttl.is_zero() {
+                let cutoff = crate::topic::expiry::cutoff(policy.ttl.as_secs());
+                for sub in &subs {
+                    if let Err(e) =
+                        crate::topic::expiry::expire_before(&topic.ml, sub, cutoff).await
+                    {
+                        tracing::warn!(topic = topic.name, subscription = sub.name, error = %e, "message expiry failed");
+                    }
+                }
+            }
+            if let Err(e) = topic.trim(policy.retention).await {
                 tracing::warn!(topic = topic.name, error = %e, "trimming failed");
             }
         }
         metrics::counter!("magnetar_trim_passes_total").increment(1);
+    }
+}
+
+/// What a pass applies of a namespace's policies.
+#[derive(Debug, Clone, Copy)]
+struct NsPolicy {
+    retention: crate::managed_ledger::Retention,
+    /// `None`: unknown this pass; change nothing.
+    dedup: Option<bool>,
+    ttl: Duration,
+}
+
+impl NsPolicy {
+    async fn read(service: &BrokerService, ns: &str) -> Self {
+        use crate::managed_ledger::Retention;
+        match service.namespaces.namespace(ns).await {
+            Ok(Some((p, _))) => NsPolicy {
+                retention: p.retention.map_or_else(Retention::default_policy, |r| {
+                    Retention::from_policy(r.time_minutes, r.size_mb)
+                }),
+                dedup: Some(service.dedup_policy(p.deduplication)),
+                ttl: service.message_ttl(p.message_ttl_seconds),
+            },
+            // Unknown: keep everything, change nothing this pass.
+            _ => NsPolicy {
+                retention: Retention::from_policy(-1, -1),
+                dedup: None,
+                ttl: Duration::ZERO,
+            },
+        }
     }
 }

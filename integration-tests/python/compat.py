@@ -354,6 +354,39 @@ def scenario_produce_fixed():
     client.close()
 
 
+def scenario_produce_batched():
+    """Produce ARGS[1] messages to topic ARGS[0] in batches of ARGS[2], each with the property
+    n=<its number>; print `sent <n>` once every one is acknowledged."""
+    client = new_client()
+    n, size = int(ARGS[1]), int(ARGS[2])
+    producer = client.create_producer(
+        ARGS[0], batching_enabled=True, batching_max_messages=size,
+        batching_max_publish_delay_ms=60000)
+    done = []
+    for i in range(n):
+        producer.send_async(("b-%d" % i).encode(), lambda res, _id: done.append(res),
+                            properties={"n": str(i)})
+    producer.flush()
+    assert len(done) == n and all(r == pulsar.Result.Ok for r in done), done
+    print("sent %d" % n, flush=True)
+    client.close()
+
+
+def scenario_try_client():
+    """Create a producer (ARGS[1] == "producer") or a Shared consumer of subscription ARGS[2]
+    on topic ARGS[0]; print `created`, or `refused <error>` when the broker refuses it."""
+    client = new_client()
+    try:
+        if ARGS[1] == "producer":
+            client.create_producer(ARGS[0])
+        else:
+            client.subscribe(ARGS[0], ARGS[2], consumer_type=pulsar.ConsumerType.Shared)
+        print("created", flush=True)
+    except Exception as e:  # the client's error for the broker's refusal
+        print("refused %s" % e, flush=True)
+    client.close()
+
+
 def scenario_consume_fixed():
     """Consume topic ARGS[0] with subscription ARGS[1] until idle; print what arrived."""
     client = new_client()

@@ -3,12 +3,14 @@
 //! fails. Tests wait for conditions with deadlines (`meta::testing::wait_for`), never for a
 //! fixed time.
 //!
+//! - [`admin`]: `magnetar admin` as a user runs it;
 //! - [`bin`]: locates (and builds, once per test process) the `magnetar` binary;
 //! - [`process`]: a child process that prints a `ready:` line, with signal helpers;
 //! - [`bookie`]: a bookie process and a small gRPC client for it;
 //! - [`cluster`]: `TestCluster`, etcd plus N bookies, and ledger clients for it;
 //! - [`standalone`]: a `magnetar standalone` process and the official Python client.
 
+pub mod admin;
 pub mod bin;
 pub mod bookie;
 pub mod cluster;

@@ -1,41 +1,10 @@
 //! t8x: tenants, namespaces and partitioned topics through `magnetar admin` and the
 //! `/admin/v2` REST API, against `magnetar standalone` and a two-broker cluster.
 
-use std::process::Command;
-
+use integration_tests::admin::{admin, fails, ok};
 use integration_tests::process::KeptDir;
 use integration_tests::standalone::{StandaloneProcess, check, consumed, run_scenario};
 use integration_tests::{http_put, http_request};
-
-/// `magnetar admin --admin-url URL ARGS…`: (success, stdout, stderr).
-fn admin(url: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(integration_tests::bin::magnetar())
-        .args(["admin", "--admin-url", url])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Runs an admin command that must succeed; its stdout.
-fn ok(url: &str, args: &[&str]) -> String {
-    let (success, out, err) = admin(url, args);
-    assert!(success, "magnetar admin {args:?} failed: {err}");
-    out
-}
-
-/// Runs an admin command that must fail; its one-line error.
-fn fails(url: &str, args: &[&str]) -> String {
-    let (success, out, err) = admin(url, args);
-    assert!(!success, "magnetar admin {args:?} succeeded: {out}");
-    let line = err.trim().to_owned();
-    assert_eq!(line.lines().count(), 1, "not one line: {line}");
-    line
-}
 
 fn status(response: &str) -> u16 {
     response

@@ -1,6 +1,7 @@
 //! The broker's `/admin/v2` REST API, with Pulsar's paths, status codes and JSON field names
 //! (`../shared/reference/ecosystem.md` §1.1): brokers (list, leader, health), clusters, tenants, namespaces, persistent
-//! topics (plain and partitioned) and unloading. One file per resource. A call about a topic
+//! topics (plain and partitioned), their subscriptions (create, delete, skip, clear, reset,
+//! expire), reading messages without consuming them (peek, examine, by id) and unloading. One file per resource. A call about a topic
 //! or bundle another broker owns answers `307 Temporary Redirect` to it, as Pulsar does.
 //! Errors answer `{"reason": "…"}` with Pulsar's status: 400 malformed body, 404 missing,
 //! 409 already exists or not empty, 412 invalid name, 503 not ready.
@@ -11,7 +12,9 @@
 
 mod brokers;
 mod clusters;
+mod messages;
 mod namespaces;
+mod subscriptions;
 mod tenants;
 mod topics;
 mod unload;
@@ -33,6 +36,8 @@ pub fn routes(service: Arc<BrokerService>) -> Router {
         .merge(tenants::routes())
         .merge(namespaces::routes())
         .merge(topics::routes())
+        .merge(subscriptions::routes())
+        .merge(messages::routes())
         .merge(unload::routes())
         .with_state(service)
 }

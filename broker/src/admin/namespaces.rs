@@ -1,6 +1,7 @@
 //! `/admin/v2/namespaces`: list a tenant's namespaces, create (Pulsar's Policies body: bundle
 //! count, replication clusters), get policies, delete (refused while it has topics, unless
-//! `force`, which deletes them).
+//! `force`, which deletes them); each policy: de-duplication, retention, persistence, message
+//! TTL, max producers / consumers per topic and consumers per subscription.
 
 use std::sync::Arc;
 
@@ -38,6 +39,85 @@ pub(super) fn routes() -> Router<Arc<BrokerService>> {
                 .post(set_persistence)
                 .delete(remove_persistence),
         )
+        .route(
+            "/admin/v2/namespaces/{tenant}/{namespace}/{policy}",
+            get(get_number).post(set_number).delete(remove_number),
+        )
+}
+
+/// The policies that are one number, by their REST path segment: message TTL (seconds) and
+/// the producer/consumer limits (0: unlimited).
+fn number_field(policy: &str) -> Option<fn(&mut NamespacePolicies) -> &mut Option<u32>> {
+    Some(match policy {
+        "messageTTL" => |p| &mut p.message_ttl_seconds,
+        "maxProducersPerTopic" => |p| &mut p.max_producers_per_topic,
+        "maxConsumersPerTopic" => |p| &mut p.max_consumers_per_topic,
+        "maxConsumersPerSubscription" => |p| &mut p.max_consumers_per_subscription,
+        _ => return None,
+    })
+}
+
+fn unknown_policy(policy: &str) -> Response {
+    reason(
+        StatusCode::NOT_FOUND,
+        format!("no such namespace policy: {policy}"),
+    )
+}
+
+/// `GET …/{messageTTL|maxProducersPerTopic|…}`: the number, or null when unset.
+async fn get_number(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace, policy)): Path<(String, String, String)>,
+) -> Response {
+    let Some(field) = number_field(&policy) else {
+        return unknown_policy(&policy);
+    };
+    show_policy(&s, &format!("{tenant}/{namespace}"), |p| {
+        let mut p = p.clone();
+        *field(&mut p)
+    })
+    .await
+}
+
+/// `POST …/{messageTTL|…}` with a non-negative integer body.
+async fn set_number(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace, policy)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    let Some(field) = number_field(&policy) else {
+        return unknown_policy(&policy);
+    };
+    let n: i64 = match serde_json::from_slice(&body) {
+        Ok(n) => n,
+        Err(e) => {
+            return reason(
+                StatusCode::BAD_REQUEST,
+                format!("{policy}: expected an integer: {e}"),
+            );
+        }
+    };
+    let Ok(n) = u32::try_from(n) else {
+        return reason(
+            StatusCode::PRECONDITION_FAILED,
+            format!("{policy} must be between 0 and {}, not {n}", u32::MAX),
+        );
+    };
+    change_policy(&s, &format!("{tenant}/{namespace}"), |p| {
+        *field(p) = Some(n);
+    })
+    .await
+}
+
+/// `DELETE …/{messageTTL|…}`: back to the broker's default.
+async fn remove_number(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace, policy)): Path<(String, String, String)>,
+) -> Response {
+    let Some(field) = number_field(&policy) else {
+        return unknown_policy(&policy);
+    };
+    change_policy(&s, &format!("{tenant}/{namespace}"), |p| *field(p) = None).await
 }
 
 /// Changes a namespace's policies by compare-and-set, re-reading on a conflict.
@@ -386,6 +466,10 @@ async fn policies(
                 "persistence": p.persistence.as_ref().map(persistence_json),
                 "retention_policies": p.retention.as_ref().map(retention_json),
                 "deduplicationEnabled": dedup_json(p.deduplication),
+                "message_ttl_in_seconds": p.message_ttl_seconds,
+                "max_producers_per_topic": p.max_producers_per_topic,
+                "max_consumers_per_topic": p.max_consumers_per_topic,
+                "max_consumers_per_subscription": p.max_consumers_per_subscription,
             }))
             .into_response())
         }

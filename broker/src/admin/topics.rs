@@ -56,7 +56,7 @@ pub(super) fn routes() -> Router<Arc<BrokerService>> {
 
 /// The loaded topic `name` on this broker, or the answer: 307 to its owner, 404 when it
 /// does not exist.
-async fn served_topic(
+pub(super) async fn served_topic(
     s: &BrokerService,
     name: &str,
     uri: &axum::http::Uri,
@@ -280,7 +280,11 @@ fn parse_count(body: &[u8]) -> std::result::Result<u32, Response> {
     Ok(n as u32)
 }
 
-fn full_name(tenant: &str, namespace: &str, topic: &str) -> std::result::Result<String, Response> {
+pub(super) fn full_name(
+    tenant: &str,
+    namespace: &str,
+    topic: &str,
+) -> std::result::Result<String, Response> {
     normalize_topic(&format!("persistent://{tenant}/{namespace}/{topic}")).map_err(|e| error(&e))
 }
 

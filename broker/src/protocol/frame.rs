@@ -113,6 +113,8 @@ pub struct PayloadInfo {
     pub metadata: MessageMetadata,
     /// Whether a checksum was present (and matched).
     pub checksummed: bool,
+    /// Where the body (after the metadata) starts in the payload section.
+    pub body_offset: usize,
 }
 
 /// Checks a payload section's crc32c (when it has one) and parses its metadata.
@@ -149,6 +151,7 @@ pub fn inspect_payload(payload: &[u8]) -> Result<PayloadInfo, FrameError> {
     Ok(PayloadInfo {
         metadata,
         checksummed,
+        body_offset: payload.len() - p.len() + 4 + meta_size,
     })
 }
 

@@ -4,6 +4,7 @@
 //! subscription stored for it, with or without consumers: trimming goes by all of them.
 
 pub mod dedup;
+pub mod expiry;
 pub mod stats;
 pub mod subscription;
 
@@ -193,6 +194,28 @@ impl Topic {
         let sub = Subscription::start(name.to_owned(), sub_type, self.ml.clone(), cursor);
         subs.insert(name.to_owned(), sub.clone());
         Ok(sub)
+    }
+
+    /// Creates a durable subscription whose delivery starts right after `mark` (`None`: the
+    /// first entry), as `topics create-subscription` does; `AlreadyExists` when it exists.
+    pub async fn create_subscription(&self, name: &str, mark: Option<Position>) -> Result<()> {
+        let mut subs = self.subscriptions.lock().await;
+        let key = self.keys.cursor(&self.name, name);
+        if subs.contains_key(name) {
+            return Err(meta::MetaError::AlreadyExists { key }.into());
+        }
+        if self.ml.store().get(&key).await?.is_some() {
+            return Err(meta::MetaError::AlreadyExists { key }.into());
+        }
+        let cursor = Cursor::load_or_create(self.ml.store(), key, mark).await?;
+        let sub = Subscription::start(name.to_owned(), SubType::Exclusive, self.ml.clone(), cursor);
+        subs.insert(name.to_owned(), sub);
+        Ok(())
+    }
+
+    /// The loaded subscription `name`, if any.
+    pub async fn existing_subscription(&self, name: &str) -> Option<Arc<Subscription>> {
+        self.subscriptions.lock().await.get(name).cloned()
     }
 
     /// Loads every durable subscription stored for the topic that is not loaded yet (at topic

@@ -96,6 +96,7 @@ pub async fn stats(t: &Topic) -> Result<Value> {
                 "msgBacklog": backlog,
                 "backlogSize": backlog_size,
                 "unackedMessages": v.unacked,
+                "totalMsgExpired": s.expired.load(Relaxed),
                 "type": type_name(v.sub_type),
                 "isDurable": v.durable,
                 "consumers": consumers,

@@ -83,6 +83,8 @@ pub struct Subscription {
     pub msg_out: std::sync::atomic::AtomicU64,
     /// See `msg_out`.
     pub bytes_out: std::sync::atomic::AtomicU64,
+    /// Entries expired (TTL or expire-messages), for stats.
+    pub expired: std::sync::atomic::AtomicU64,
 }
 
 /// What `topics stats` / `internalStats` show of a subscription.
@@ -141,6 +143,7 @@ impl Subscription {
             flush_lock: tokio::sync::Mutex::new(()),
             msg_out: Default::default(),
             bytes_out: Default::default(),
+            expired: Default::default(),
         });
         tokio::spawn(sub.clone().dispatch());
         sub
@@ -169,6 +172,11 @@ impl Subscription {
         }
         self.wake.notify_one();
         self.flush().await
+    }
+
+    /// How many consumers are attached.
+    pub fn consumer_count(&self) -> usize {
+        self.state().consumers.len()
     }
 
     /// Whether the consumer `key` is attached.
@@ -381,6 +389,35 @@ impl Subscription {
         }
         drop(st);
         self.wake.notify_one();
+    }
+
+    /// The `n`-th entry (1-based) after the mark-delete position that is not acknowledged
+    /// yet: what peek and skip count (Pulsar's cursor, individually deleted entries excluded).
+    pub fn nth_unacked(&self, n: u64) -> Option<Position> {
+        let ledgers = self.ml.ledger_entries();
+        let st = self.state();
+        st.cursor
+            .acked
+            .nth_absent(&ledgers, st.cursor.mark_delete, n)
+    }
+
+    /// Acknowledges everything up to and including `p` (skip, clear-backlog, expiry — a
+    /// mark-delete never moves back this way) and persists the cursor. Returns the entries
+    /// that were still unacknowledged before and are not now.
+    pub async fn mark_delete_through(&self, p: Position) -> Result<u64> {
+        let before = self.backlog();
+        self.ack(&[p], true);
+        self.wake.notify_one();
+        self.flush().await?;
+        Ok(before.saturating_sub(self.backlog()))
+    }
+
+    /// Entries after the mark-delete position not acknowledged individually.
+    pub fn backlog(&self) -> u64 {
+        let st = self.state();
+        let after = self.ml.entries_after(st.cursor.mark_delete);
+        let acked: u64 = st.cursor.acked.runs().map(|(_, f, l)| l.0 - f.0 + 1).sum();
+        after.saturating_sub(acked)
     }
 
     /// The mark-delete position.
@@ -669,6 +706,11 @@ fn release_due(st: &mut State) {
     }
 }
 
+/// The smallest position after `p` (a mark "before" a ledger's first entry is that ledger's
+/// predecessor at entry `u64::MAX`).
 fn next_after(p: Position) -> Position {
-    Position::new(p.ledger, common::EntryId(p.entry.0 + 1))
+    match p.entry.0.checked_add(1) {
+        Some(e) => Position::new(p.ledger, common::EntryId(e)),
+        None => Position::new(common::LedgerId(p.ledger.0 + 1), common::EntryId(0)),
+    }
 }

@@ -161,6 +161,47 @@ enum Namespaces {
     GetPersistence { namespace: String },
     /// Remove the persistence policy (back to the broker's defaults).
     RemovePersistence { namespace: String },
+    /// Expire messages not acknowledged this long after they were published (seconds, or
+    /// 10m, 3h, 2d; 0: never).
+    SetMessageTtl {
+        namespace: String,
+        #[arg(long = "messageTTL", alias = "ttl")]
+        ttl: String,
+    },
+    /// Show the namespace's message TTL in seconds (null: the broker's).
+    GetMessageTtl { namespace: String },
+    /// Remove the namespace's message TTL (back to the broker's).
+    RemoveMessageTtl { namespace: String },
+    /// Limit producers per topic (0: unlimited).
+    SetMaxProducersPerTopic {
+        namespace: String,
+        #[arg(short = 'p', long = "max-producers-per-topic")]
+        max: u32,
+    },
+    /// Show the producers-per-topic limit (null: unlimited).
+    GetMaxProducersPerTopic { namespace: String },
+    /// Remove the producers-per-topic limit.
+    RemoveMaxProducersPerTopic { namespace: String },
+    /// Limit consumers per topic (0: unlimited).
+    SetMaxConsumersPerTopic {
+        namespace: String,
+        #[arg(short = 'c', long = "max-consumers-per-topic")]
+        max: u32,
+    },
+    /// Show the consumers-per-topic limit (null: unlimited).
+    GetMaxConsumersPerTopic { namespace: String },
+    /// Remove the consumers-per-topic limit.
+    RemoveMaxConsumersPerTopic { namespace: String },
+    /// Limit consumers per subscription (0: unlimited).
+    SetMaxConsumersPerSubscription {
+        namespace: String,
+        #[arg(short = 'c', long = "max-consumers-per-subscription")]
+        max: u32,
+    },
+    /// Show the consumers-per-subscription limit (null: unlimited).
+    GetMaxConsumersPerSubscription { namespace: String },
+    /// Remove the consumers-per-subscription limit.
+    RemoveMaxConsumersPerSubscription { namespace: String },
     /// Unload a bundle (or every bundle): its owner closes its topics and gives it up.
     Unload {
         namespace: String,
@@ -224,12 +265,20 @@ enum Topics {
     Subscriptions { topic: String },
     /// Look a topic up: the broker that serves it.
     Lookup { topic: String },
+    #[command(flatten)]
+    Messages(super::admin_messages::Verbs),
 }
 
 /// The REST client.
-struct Admin {
+pub(super) struct Admin {
     base: String,
     agent: ureq::Agent,
+}
+
+/// A successful answer: its headers and body.
+pub(super) struct Answer {
+    pub headers: ureq::http::HeaderMap,
+    pub body: Vec<u8>,
 }
 
 impl Admin {
@@ -246,7 +295,12 @@ impl Admin {
     }
 
     /// One call; follows 307s (to the owner) up to 5 times; errors are Pulsar's reason.
-    fn call(&self, method: &str, path: &str, body: Option<String>) -> anyhow::Result<String> {
+    pub(super) fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> anyhow::Result<Answer> {
         let mut url = format!("{}{path}", self.base);
         for _ in 0..5 {
             let req = ureq::http::Request::builder()
@@ -260,7 +314,12 @@ impl Admin {
                 .run(req)
                 .with_context(|| format!("cannot reach {url}"))?;
             let status = resp.status();
-            let text = resp.body_mut().read_to_string().unwrap_or_default();
+            let bytes = resp
+                .body_mut()
+                .with_config()
+                .limit(256 << 20)
+                .read_to_vec()
+                .unwrap_or_default();
             if status.as_u16() == 307 {
                 url = resp
                     .headers()
@@ -271,8 +330,12 @@ impl Admin {
                 continue;
             }
             if status.is_success() {
-                return Ok(text);
+                return Ok(Answer {
+                    headers: resp.headers().clone(),
+                    body: bytes,
+                });
             }
+            let text = String::from_utf8_lossy(&bytes).into_owned();
             let reason = serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
                 .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(str::to_owned))
@@ -282,20 +345,31 @@ impl Admin {
         bail!("too many redirects for {path}")
     }
 
-    fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+    /// One call; the body as text.
+    pub(super) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> anyhow::Result<String> {
+        let answer = self.call_raw(method, path, body)?;
+        Ok(String::from_utf8_lossy(&answer.body).into_owned())
+    }
+
+    pub(super) fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         let text = self.call("GET", path, None)?;
         serde_json::from_str(&text).with_context(|| format!("the answer is not JSON: {text}"))
     }
 }
 
 /// `persistent/tenant/ns/topic` for a topic named as Pulsar's clients name it.
-fn topic_path(topic: &str) -> anyhow::Result<String> {
+pub(super) fn topic_path(topic: &str) -> anyhow::Result<String> {
     let full = normalize_topic(topic)?;
     Ok(full.replacen("://", "/", 1))
 }
 
 /// `tenant/ns`, checked.
-fn namespace(ns: &str) -> anyhow::Result<&str> {
+pub(super) fn namespace(ns: &str) -> anyhow::Result<&str> {
     match ns.split('/').collect::<Vec<_>>()[..] {
         [t, n] if !t.is_empty() && !n.is_empty() => Ok(ns),
         _ => bail!("namespace {ns:?}: expected tenant/namespace"),
@@ -342,7 +416,7 @@ fn megabytes(s: &str) -> anyhow::Result<i64> {
     Ok((bytes + (1 << 20) - 1) >> 20)
 }
 
-fn print_list(v: &serde_json::Value) {
+pub(super) fn print_list(v: &serde_json::Value) {
     for item in v.as_array().into_iter().flatten() {
         match item.as_str() {
             Some(s) => println!("{s}"),
@@ -351,7 +425,7 @@ fn print_list(v: &serde_json::Value) {
     }
 }
 
-fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+pub(super) fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -423,6 +497,22 @@ fn tenants(a: &Admin, t: Tenants) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A one-number namespace policy: GET prints it (null when unset), POST sets, DELETE removes.
+fn number_policy(
+    a: &Admin,
+    method: &str,
+    ns: &str,
+    policy: &str,
+    body: Option<String>,
+) -> anyhow::Result<()> {
+    let path = format!("/admin/v2/namespaces/{}/{policy}", namespace(ns)?);
+    if method == "GET" {
+        print_json(&a.get(&path)?)
+    } else {
+        a.call(method, &path, body).map(|_| ())
+    }
 }
 
 fn namespaces(a: &Admin, n: Namespaces) -> anyhow::Result<()> {
@@ -514,6 +604,56 @@ fn namespaces(a: &Admin, n: Namespaces) -> anyhow::Result<()> {
         Namespaces::RemovePersistence { namespace: ns } => {
             let path = format!("/admin/v2/namespaces/{}/persistence", namespace(&ns)?);
             a.call("DELETE", &path, None)?;
+        }
+        Namespaces::SetMessageTtl { namespace: ns, ttl } => {
+            let secs = super::admin_messages::seconds(&ttl)?;
+            number_policy(a, "POST", &ns, "messageTTL", Some(secs.to_string()))?;
+        }
+        Namespaces::GetMessageTtl { namespace: ns } => {
+            number_policy(a, "GET", &ns, "messageTTL", None)?;
+        }
+        Namespaces::RemoveMessageTtl { namespace: ns } => {
+            number_policy(a, "DELETE", &ns, "messageTTL", None)?;
+        }
+        Namespaces::SetMaxProducersPerTopic { namespace: ns, max } => {
+            number_policy(
+                a,
+                "POST",
+                &ns,
+                "maxProducersPerTopic",
+                Some(max.to_string()),
+            )?;
+        }
+        Namespaces::GetMaxProducersPerTopic { namespace: ns } => {
+            number_policy(a, "GET", &ns, "maxProducersPerTopic", None)?;
+        }
+        Namespaces::RemoveMaxProducersPerTopic { namespace: ns } => {
+            number_policy(a, "DELETE", &ns, "maxProducersPerTopic", None)?;
+        }
+        Namespaces::SetMaxConsumersPerTopic { namespace: ns, max } => {
+            number_policy(
+                a,
+                "POST",
+                &ns,
+                "maxConsumersPerTopic",
+                Some(max.to_string()),
+            )?;
+        }
+        Namespaces::GetMaxConsumersPerTopic { namespace: ns } => {
+            number_policy(a, "GET", &ns, "maxConsumersPerTopic", None)?;
+        }
+        Namespaces::RemoveMaxConsumersPerTopic { namespace: ns } => {
+            number_policy(a, "DELETE", &ns, "maxConsumersPerTopic", None)?;
+        }
+        Namespaces::SetMaxConsumersPerSubscription { namespace: ns, max } => {
+            let body = Some(max.to_string());
+            number_policy(a, "POST", &ns, "maxConsumersPerSubscription", body)?;
+        }
+        Namespaces::GetMaxConsumersPerSubscription { namespace: ns } => {
+            number_policy(a, "GET", &ns, "maxConsumersPerSubscription", None)?;
+        }
+        Namespaces::RemoveMaxConsumersPerSubscription { namespace: ns } => {
+            number_policy(a, "DELETE", &ns, "maxConsumersPerSubscription", None)?;
         }
         Namespaces::Unload {
             namespace: ns,
@@ -607,6 +747,7 @@ fn topics(a: &Admin, t: Topics) -> anyhow::Result<()> {
             let v = a.get(&format!("/lookup/v2/topic/{}", topic_path(&topic)?))?;
             println!("{}", v.get("brokerUrl").unwrap_or(&v));
         }
+        Topics::Messages(v) => super::admin_messages::run(a, v)?,
     }
     Ok(())
 }

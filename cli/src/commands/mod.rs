@@ -1,6 +1,7 @@
 //! One module per subcommand, plus the shutdown-signal helper they share.
 
 pub mod admin;
+mod admin_messages;
 pub mod bookie;
 pub mod ledgers;
 pub mod perf;

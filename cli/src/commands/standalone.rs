@@ -106,6 +106,8 @@ async fn serve_broker(
     service.cluster = config.meta.cluster.clone();
     service.allow_auto_topic_creation = config.allow_auto_topic_creation;
     service.deduplication_enabled = config.deduplication_enabled;
+    service.message_ttl = config.message_ttl;
+    service.message_expiry_check_interval = config.message_expiry_check_interval;
     // One process with its own bookie: there is no other broker to give bundles to.
     if role != "standalone" {
         service.storage_timeout = config.ownership.storage_timeout;

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use crate::connection::{Connection, ProducerState};
 use crate::error::Result;
 use crate::protocol::pb::base_command::Type;
-use crate::protocol::pb::{BaseCommand, CommandProducer, CommandProducerSuccess};
+use crate::protocol::pb::{BaseCommand, CommandProducer, CommandProducerSuccess, ServerError};
 use crate::protocol::{cmd, commands::send};
 use crate::topic::AccessMode;
 
@@ -39,6 +39,14 @@ pub async fn handle(conn: &mut Connection, c: CommandProducer) -> Result<()> {
         Some(n) => n,
         None => topic.next_producer_name("magnetar"),
     };
+    let limit = conn.service.limits(&topic.name).await.producers_per_topic;
+    if crate::service::reached(topic.producers().len(), limit) {
+        let msg = format!("Topic reached max producers limit ({limit})");
+        tracing::info!(topic = c.topic, producer = name, "producer refused: {msg}");
+        return conn
+            .send(cmd::error(c.request_id, ServerError::ProducerBusy, msg))
+            .await;
+    }
     let mode = AccessMode::from_wire(c.producer_access_mode.unwrap_or(0));
     let fenced = match topic.add_producer(
         (conn.id, c.producer_id),

@@ -45,9 +45,28 @@ pub async fn handle(conn: &mut Connection, c: CommandSubscribe) -> Result<()> {
             Some(m) if m.ledger_id >= i64::MAX as u64 => InitialPosition::Latest,
             _ => initial,
         };
+        let limits = conn.service.limits(&topic.name).await;
+        let on_topic: usize = topic
+            .subscriptions()
+            .await
+            .iter()
+            .map(|s| s.consumer_count())
+            .sum();
+        if crate::service::reached(on_topic, limits.consumers_per_topic) {
+            return Err(crate::error::BrokerError::ConsumerBusy(format!(
+                "Topic reached max consumers limit ({})",
+                limits.consumers_per_topic
+            )));
+        }
         let sub = topic
             .subscription(&c.subscription, served, initial, durable, start)
             .await?;
+        if crate::service::reached(sub.consumer_count(), limits.consumers_per_subscription) {
+            return Err(crate::error::BrokerError::ConsumerBusy(format!(
+                "Subscription reached max consumers limit ({})",
+                limits.consumers_per_subscription
+            )));
+        }
         let handle = Arc::new(ConsumerHandle {
             key: (conn.id, c.consumer_id),
             consumer_id: c.consumer_id,

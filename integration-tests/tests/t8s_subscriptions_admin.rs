@@ -1,0 +1,562 @@
+//! t8s: a topic's subscriptions and messages through `magnetar admin` (issue 11, item 4):
+//! create and delete subscriptions, skip, clear the backlog, reset the cursor, expire
+//! messages, peek / examine / get a message by id, the last message id — and the namespace
+//! policies that act on subscriptions and clients: message TTL, max producers per topic,
+//! max consumers per subscription. Against `magnetar standalone`, with the official Python
+//! client producing and the Rust `pulsar` crate holding consumers.
+
+use std::time::Duration;
+
+use integration_tests::admin::{fails, json, ok};
+use integration_tests::process::KeptDir;
+use integration_tests::standalone::{StandaloneProcess, check, run_scenario};
+use integration_tests::wait_for;
+
+fn backlog(url: &str, topic: &str, sub: &str) -> u64 {
+    let stats = json(url, &["topics", "stats", topic]);
+    stats["subscriptions"][sub]["msgBacklog"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no backlog for {sub}: {stats}"))
+}
+
+/// The payloads a peek/examine output shows, from its hex dumps' text column.
+fn shown(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| l.starts_with("|0000"))
+        .map(|l| {
+            l.rsplit_once('|')
+                .map(|(rest, _)| rest.rsplit_once('|').map_or("", |(_, t)| t))
+                .unwrap_or("")
+                .trim_end()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Every subscription verb, with pulsar-admin's outputs and errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t8s_subscription_verbs_peek_and_message_ids() {
+    let dir = KeptDir::new("t8s-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let url = sa.http_url.as_str();
+    let topic = "persistent://public/default/ops";
+    ok(url, &["topics", "create", topic]);
+    ok(
+        url,
+        &[
+            "topics",
+            "create-subscription",
+            topic,
+            "-s",
+            "audit",
+            "-m",
+            "earliest",
+        ],
+    );
+    assert_eq!(
+        fails(
+            url,
+            &["topics", "create-subscription", topic, "-s", "audit"]
+        ),
+        "magnetar: Subscription already exists for topic (HTTP 409)"
+    );
+    assert_eq!(ok(url, &["topics", "subscriptions", topic]), "audit\n");
+    check(
+        run_scenario(&sa.service_url, "produce_fixed", &[topic, "10"]),
+        "produce",
+    );
+    assert_eq!(backlog(url, topic, "audit"), 10);
+    let last = json(url, &["topics", "last-message-id", topic]);
+    assert_eq!(last["entryId"], 9, "{last}");
+    let ledger = last["ledgerId"].as_u64().unwrap().to_string();
+
+    // Peek: pulsar-admin's text, without consuming.
+    let out = ok(
+        url,
+        &["topics", "peek-messages", topic, "-s", "audit", "-n", "2"],
+    );
+    assert!(
+        out.starts_with(&format!("Message ID: {ledger}:0\nPublish time: ")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("\nMessage ID: {ledger}:1\n")),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "\n-------------------------------------------------------------------------\n"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("|00000000| 6b 2d 30 "), "{out}");
+    assert_eq!(shown(&out), ["k-0", "k-1"]);
+    assert_eq!(backlog(url, topic, "audit"), 10, "peeking consumes nothing");
+    // More than there is: what there is.
+    let out = ok(
+        url,
+        &["topics", "peek-messages", topic, "-s", "audit", "-n", "50"],
+    );
+    assert_eq!(shown(&out).len(), 10);
+
+    // Skip, then peek from where the subscription is.
+    ok(url, &["topics", "skip", topic, "-s", "audit", "-n", "3"]);
+    assert_eq!(backlog(url, topic, "audit"), 7);
+    let out = ok(url, &["topics", "peek-messages", topic, "-s", "audit"]);
+    assert_eq!(shown(&out), ["k-3"]);
+
+    // Examine and get by id.
+    let first = ok(
+        url,
+        &[
+            "topics",
+            "examine-messages",
+            topic,
+            "-i",
+            "earliest",
+            "-m",
+            "1",
+        ],
+    );
+    assert_eq!(shown(&first), ["k-0"]);
+    let newest = ok(url, &["topics", "examine-messages", topic]);
+    assert_eq!(shown(&newest), ["k-9"]);
+    let by_id = ok(
+        url,
+        &[
+            "topics",
+            "get-message-by-id",
+            topic,
+            "-l",
+            &ledger,
+            "-e",
+            "5",
+        ],
+    );
+    assert!(
+        by_id.starts_with(&format!("Message ID: {ledger}:5\n")),
+        "{by_id}"
+    );
+    assert_eq!(shown(&by_id), ["k-5"]);
+    assert_eq!(
+        fails(
+            url,
+            &[
+                "topics",
+                "get-message-by-id",
+                topic,
+                "-l",
+                &ledger,
+                "-e",
+                "99"
+            ]
+        ),
+        "magnetar: Message not found (HTTP 404)"
+    );
+    assert_eq!(
+        fails(url, &["topics", "examine-messages", topic, "-m", "11"]),
+        "magnetar: Message not found (HTTP 404)"
+    );
+
+    // Reset: to the start, to a time before everything, to a message (inclusive or not).
+    ok(
+        url,
+        &[
+            "topics",
+            "reset-cursor",
+            topic,
+            "-s",
+            "audit",
+            "-m",
+            "earliest",
+        ],
+    );
+    assert_eq!(backlog(url, topic, "audit"), 10);
+    ok(url, &["topics", "clear-backlog", topic, "-s", "audit"]);
+    assert_eq!(backlog(url, topic, "audit"), 0);
+    ok(
+        url,
+        &["topics", "reset-cursor", topic, "-s", "audit", "-t", "1h"],
+    );
+    assert_eq!(backlog(url, topic, "audit"), 10);
+    let at4 = format!("{ledger}:4");
+    ok(
+        url,
+        &["topics", "reset-cursor", topic, "-s", "audit", "-m", &at4],
+    );
+    assert_eq!(backlog(url, topic, "audit"), 6);
+    ok(
+        url,
+        &[
+            "topics",
+            "reset-cursor",
+            topic,
+            "-s",
+            "audit",
+            "-m",
+            &at4,
+            "-e",
+        ],
+    );
+    assert_eq!(backlog(url, topic, "audit"), 5);
+    let out = ok(url, &["topics", "peek-messages", topic, "-s", "audit"]);
+    assert_eq!(shown(&out), ["k-5"]);
+
+    // Expire: nothing is an hour old; up to a message; everything published before now.
+    ok(
+        url,
+        &[
+            "topics",
+            "reset-cursor",
+            topic,
+            "-s",
+            "audit",
+            "-m",
+            "earliest",
+        ],
+    );
+    ok(
+        url,
+        &[
+            "topics",
+            "expire-messages",
+            topic,
+            "-s",
+            "audit",
+            "-t",
+            "1h",
+        ],
+    );
+    assert_eq!(backlog(url, topic, "audit"), 10);
+    let at1 = format!("{ledger}:1");
+    ok(
+        url,
+        &[
+            "topics",
+            "expire-messages",
+            topic,
+            "-s",
+            "audit",
+            "-p",
+            &at1,
+        ],
+    );
+    assert_eq!(backlog(url, topic, "audit"), 8);
+    ok(
+        url,
+        &[
+            "topics",
+            "create-subscription",
+            topic,
+            "-s",
+            "second",
+            "-m",
+            "earliest",
+        ],
+    );
+    ok(
+        url,
+        &[
+            "topics",
+            "expire-messages-all-subscriptions",
+            topic,
+            "-t",
+            "0",
+        ],
+    );
+    assert_eq!(backlog(url, topic, "audit"), 0);
+    assert_eq!(backlog(url, topic, "second"), 0);
+    let stats = json(url, &["topics", "stats", topic]);
+    assert_eq!(
+        stats["subscriptions"]["second"]["totalMsgExpired"], 10,
+        "{stats}"
+    );
+
+    // A subscription at a message id; then one created at "latest" has no backlog.
+    ok(
+        url,
+        &[
+            "topics",
+            "create-subscription",
+            topic,
+            "-s",
+            "from7",
+            "-m",
+            &format!("{ledger}:7"),
+        ],
+    );
+    assert_eq!(backlog(url, topic, "from7"), 3);
+    ok(url, &["topics", "create-subscription", topic, "-s", "new"]);
+    assert_eq!(backlog(url, topic, "new"), 0);
+
+    // Unsubscribe; missing ones and bad input are one clear line.
+    ok(url, &["topics", "unsubscribe", topic, "-s", "new"]);
+    assert_eq!(
+        fails(url, &["topics", "unsubscribe", topic, "-s", "new"]),
+        "magnetar: Subscription not found (HTTP 404)"
+    );
+    assert_eq!(
+        fails(
+            url,
+            &[
+                "topics",
+                "skip",
+                "persistent://public/default/none",
+                "-s",
+                "a",
+                "-n",
+                "1"
+            ]
+        ),
+        "magnetar: Topic persistent://public/default/none not found (HTTP 404)"
+    );
+    assert!(
+        fails(
+            url,
+            &["topics", "reset-cursor", topic, "-s", "audit", "-m", "7"]
+        )
+        .contains("expected latest, earliest or L:E")
+    );
+
+    // Batches: each message of an entry shown with its batch index and properties.
+    let batched = "persistent://public/default/ops-batched";
+    ok(url, &["topics", "create", batched]);
+    ok(
+        url,
+        &[
+            "topics",
+            "create-subscription",
+            batched,
+            "-s",
+            "peek",
+            "-m",
+            "earliest",
+        ],
+    );
+    check(
+        run_scenario(&sa.service_url, "produce_batched", &[batched, "6", "3"]),
+        "produce batched",
+    );
+    let out = ok(
+        url,
+        &["topics", "peek-messages", batched, "-s", "peek", "-n", "4"],
+    );
+    assert_eq!(shown(&out), ["b-0", "b-1", "b-2", "b-3"], "{out}");
+    let ids: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("Batch Message ID: "))
+        .collect();
+    assert_eq!(ids.len(), 4, "{out}");
+    assert!(
+        ids[0].ends_with(":0:0") && ids[2].ends_with(":0:2") && ids[3].ends_with(":1:0"),
+        "{ids:?}"
+    );
+    assert!(out.contains("Properties:\n{\n  \"n\": \"1\"\n}\n"), "{out}");
+}
+
+/// Consumers held by the Rust crate: a subscription with connected consumers is deleted only
+/// with --force; the namespace's producer and consumer limits refuse the one too many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t8t_limits_and_a_busy_subscription() {
+    use pulsar::consumer::InitialPosition;
+    use pulsar::{Consumer, ConsumerOptions, Pulsar, SubType, TokioExecutor};
+    let dir = KeptDir::new("t8t-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let url = sa.http_url.as_str();
+    ok(url, &["namespaces", "create", "public/limited"]);
+    ok(
+        url,
+        &[
+            "namespaces",
+            "set-max-producers-per-topic",
+            "public/limited",
+            "-p",
+            "1",
+        ],
+    );
+    ok(
+        url,
+        &[
+            "namespaces",
+            "set-max-consumers-per-subscription",
+            "public/limited",
+            "-c",
+            "2",
+        ],
+    );
+    assert_eq!(
+        ok(
+            url,
+            &[
+                "namespaces",
+                "get-max-producers-per-topic",
+                "public/limited"
+            ]
+        )
+        .trim(),
+        "1"
+    );
+    let policies = json(url, &["namespaces", "policies", "public/limited"]);
+    assert_eq!(policies["max_consumers_per_subscription"], 2, "{policies}");
+    assert!(policies["max_consumers_per_topic"].is_null(), "{policies}");
+    let topic = "persistent://public/limited/t";
+    let client: Pulsar<_> = Pulsar::builder(sa.service_url.clone(), TokioExecutor)
+        .build()
+        .await
+        .unwrap();
+    let consumer = |name: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .consumer()
+                .with_topic(topic)
+                .with_subscription("busy")
+                .with_consumer_name(name)
+                .with_subscription_type(SubType::Shared)
+                .with_options(
+                    ConsumerOptions::default().with_initial_position(InitialPosition::Earliest),
+                )
+                .build::<Vec<u8>>()
+                .await
+        }
+    };
+    let c1: Consumer<Vec<u8>, _> = consumer("c1").await.unwrap();
+    let c2: Consumer<Vec<u8>, _> = consumer("c2").await.unwrap();
+    // The one too many, with the official Python client (the Rust crate retries a busy
+    // answer until its own timeout, as it does against Pulsar).
+    let try_client = |what: &[&str]| {
+        let mut args = vec![topic];
+        args.extend_from_slice(what);
+        check(
+            run_scenario(&sa.service_url, "try_client", &args),
+            "try a client",
+        )
+    };
+    let third = try_client(&["consumer", "busy"]);
+    assert!(third.contains("refused Pulsar error: ConsumerBusy"), "{third}");
+    let p1 = client.producer().with_topic(topic).build().await.unwrap();
+    let second = try_client(&["producer"]);
+    assert!(second.contains("refused Pulsar error: ProducerBusy"), "{second}");
+    assert_eq!(
+        fails(url, &["topics", "unsubscribe", topic, "-s", "busy"]),
+        "magnetar: Subscription has active connected consumers (HTTP 412)"
+    );
+    ok(url, &["topics", "unsubscribe", topic, "-s", "busy", "-f"]);
+    drop((c1, c2, p1));
+    // Limits removed: a second producer is fine.
+    ok(
+        url,
+        &[
+            "namespaces",
+            "remove-max-producers-per-topic",
+            "public/limited",
+        ],
+    );
+    assert_eq!(
+        ok(
+            url,
+            &[
+                "namespaces",
+                "get-max-producers-per-topic",
+                "public/limited"
+            ]
+        )
+        .trim(),
+        "null"
+    );
+    let _a = client.producer().with_topic(topic).build().await.unwrap();
+    let another = try_client(&["producer"]);
+    assert!(another.lines().any(|l| l == "created"), "{another}");
+    assert!(
+        fails(
+            url,
+            &[
+                "namespaces",
+                "set-max-producers-per-topic",
+                "public/none",
+                "-p",
+                "1"
+            ]
+        )
+        .contains("Namespace does not exist (HTTP 404)")
+    );
+}
+
+/// The namespace's message TTL expires what a subscription leaves unacknowledged; a
+/// namespace without one keeps its backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t8u_message_ttl_expires_unacknowledged_messages() {
+    let dir = KeptDir::new("t8u-");
+    let sa = StandaloneProcess::start_with(
+        &dir.path(),
+        &[("MAGNETAR_MESSAGE_EXPIRY_CHECK_INTERVAL", "1s")],
+    )
+    .unwrap();
+    let url = sa.http_url.as_str();
+    ok(url, &["namespaces", "create", "public/ttl"]);
+    ok(
+        url,
+        &[
+            "namespaces",
+            "set-message-ttl",
+            "public/ttl",
+            "--messageTTL",
+            "2",
+        ],
+    );
+    assert_eq!(
+        ok(url, &["namespaces", "get-message-ttl", "public/ttl"]).trim(),
+        "2"
+    );
+    let expiring = "persistent://public/ttl/t";
+    let kept = "persistent://public/default/no-ttl";
+    for t in [expiring, kept] {
+        ok(url, &["topics", "create", t]);
+        ok(
+            url,
+            &[
+                "topics",
+                "create-subscription",
+                t,
+                "-s",
+                "idle",
+                "-m",
+                "earliest",
+            ],
+        );
+        check(
+            run_scenario(&sa.service_url, "produce_fixed", &[t, "5"]),
+            "produce",
+        );
+    }
+    wait_for(
+        "the TTL to expire the backlog",
+        Duration::from_secs(60),
+        || async { (backlog(url, expiring, "idle") == 0).then_some(()) },
+    )
+    .await;
+    let stats = json(url, &["topics", "stats", expiring]);
+    assert_eq!(
+        stats["subscriptions"]["idle"]["totalMsgExpired"], 5,
+        "{stats}"
+    );
+    assert_eq!(backlog(url, kept, "idle"), 5);
+    ok(url, &["namespaces", "remove-message-ttl", "public/ttl"]);
+    assert_eq!(
+        ok(url, &["namespaces", "get-message-ttl", "public/ttl"]).trim(),
+        "null"
+    );
+    assert!(
+        fails(
+            url,
+            &[
+                "namespaces",
+                "set-message-ttl",
+                "public/ttl",
+                "--messageTTL",
+                "soon"
+            ]
+        )
+        .contains("expected e.g. 30s")
+    );
+}
