@@ -58,6 +58,8 @@ pub struct Limits {
     pub consumers_per_topic: u32,
     /// Consumers on one subscription.
     pub consumers_per_subscription: u32,
+    /// Backlog quotas.
+    pub quotas: crate::topic::backlog_quota::Quotas,
 }
 
 /// Whether `count` has reached `limit` (0: no limit).
@@ -145,6 +147,16 @@ impl BrokerService {
 
     /// The topic, loaded on first use.
     pub async fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.load_topic(name, false).await
+    }
+
+    /// The topic `name`, created if it does not exist whatever the auto-creation policy
+    /// (`topics create`, a partition of a partitioned topic): its namespace must exist.
+    pub async fn create_topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.load_topic(name, true).await
+    }
+
+    async fn load_topic(&self, name: &str, explicit: bool) -> Result<Arc<Topic>> {
         let name = normalize_topic(name)?;
         if self.is_draining() {
             return Err(BrokerError::NotOwner(format!(
@@ -160,7 +172,7 @@ impl BrokerService {
             .clone();
         let topic = cell
             .get_or_try_init(|| async {
-                self.check_creatable(&name).await?;
+                self.check_creatable(&name, explicit).await?;
                 // Only the bundle's owner loads a topic (it takes an unowned bundle).
                 if let Some(o) = &self.ownership {
                     o.acquire(&name).await?;
@@ -186,27 +198,52 @@ impl BrokerService {
         Ok(topic.clone())
     }
 
-    /// A topic may be loaded if its namespace exists and it exists already or may be created
-    /// implicitly, as Pulsar decides.
-    async fn check_creatable(&self, name: &str) -> Result<()> {
+    /// A topic may be loaded if its namespace exists and it exists already, is created on
+    /// purpose (`explicit`), is a partition of a partitioned topic, or may be created
+    /// implicitly — as the namespace's auto-creation policy (else the broker's) decides.
+    async fn check_creatable(&self, name: &str, explicit: bool) -> Result<()> {
         let ns = crate::ownership::bundles::namespace_of(name);
-        if self.namespaces.namespace(ns).await?.is_none() {
+        let Some((policies, _)) = self.namespaces.namespace(ns).await? else {
             return Err(BrokerError::TopicNotFound(format!(
                 "namespace {ns} of {name} does not exist (create it with `magnetar admin namespaces create {ns}`)"
             )));
+        };
+        if explicit
+            || self.auto_creation(&policies).0
+            || self.is_partition_of_existing(name).await?
+        {
+            return Ok(());
         }
-        if !self.allow_auto_topic_creation
-            && self
-                .store
-                .get(&self.keys.managed_ledger(name))
-                .await?
-                .is_none()
+        if self
+            .store
+            .get(&self.keys.managed_ledger(name))
+            .await?
+            .is_none()
         {
             return Err(BrokerError::TopicNotFound(format!(
-                "topic {name} does not exist and allow_auto_topic_creation is off"
+                "topic {name} does not exist and auto topic creation is off for {ns}"
             )));
         }
         Ok(())
+    }
+
+    /// Whether `name` is `<t>-partition-<i>` of a partitioned topic that has partition `i`.
+    async fn is_partition_of_existing(&self, name: &str) -> Result<bool> {
+        let Some((base, i)) = name.rsplit_once("-partition-") else {
+            return Ok(false);
+        };
+        let Ok(i) = i.parse::<u32>() else {
+            return Ok(false);
+        };
+        Ok(i < self.partitions_of(base).await?)
+    }
+
+    /// (auto-creation allowed, partitioned, default partitions) for a namespace's policies.
+    pub fn auto_creation(&self, p: &proto::meta::NamespacePolicies) -> (bool, bool, u32) {
+        match &p.auto_topic_creation {
+            Some(a) => (a.allow, a.partitioned, a.default_partitions),
+            None => (self.allow_auto_topic_creation, false, 0),
+        }
     }
 
     /// Whether de-duplication is on for the namespace `ns`: its policy, else the broker's.
@@ -236,7 +273,8 @@ impl BrokerService {
         })
     }
 
-    /// The producer and consumer limits of `topic`'s namespace (0: unlimited). One metadata
+    /// The producer and consumer limits and backlog quotas of `topic`'s namespace (0:
+    /// unlimited). One metadata
     /// read per producer or consumer created; unreadable policies limit nothing (the
     /// reason is logged).
     pub async fn limits(&self, topic: &str) -> Limits {
@@ -246,6 +284,7 @@ impl BrokerService {
                 producers_per_topic: p.max_producers_per_topic.unwrap_or(0),
                 consumers_per_topic: p.max_consumers_per_topic.unwrap_or(0),
                 consumers_per_subscription: p.max_consumers_per_subscription.unwrap_or(0),
+                quotas: crate::topic::backlog_quota::Quotas::of(&p),
             },
             Ok(None) => Limits::default(),
             Err(e) => {
@@ -256,9 +295,52 @@ impl BrokerService {
     }
 
     /// The number of partitions of `name` (0: not a partitioned topic).
+    /// A topic that does not exist yet, in a namespace whose auto-creation policy makes
+    /// partitioned topics, is created partitioned here (the client asks for its partitions
+    /// first), as Pulsar does.
     pub async fn partitions(&self, name: &str) -> Result<u32> {
         let name = normalize_topic(name)?;
+        let n = self.partitions_of(&name).await?;
+        if n > 0 || name.contains("-partition-") {
+            return Ok(n);
+        }
         let ns = crate::ownership::bundles::namespace_of(&name);
+        let Some((policies, _)) = self.namespaces.namespace(ns).await? else {
+            return Ok(0);
+        };
+        let (allow, partitioned, default_partitions) = self.auto_creation(&policies);
+        if !(allow && partitioned && default_partitions > 0)
+            || self
+                .store
+                .get(&self.keys.managed_ledger(&name))
+                .await?
+                .is_some()
+        {
+            return Ok(0);
+        }
+        let local = &name[name.rfind('/').map_or(0, |i| i + 1)..];
+        match self
+            .namespaces
+            .create_partitioned(ns, local, default_partitions)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(
+                    topic = name,
+                    partitions = default_partitions,
+                    "partitioned topic auto-created"
+                );
+                Ok(default_partitions)
+            }
+            // Created meanwhile by another client: what it says.
+            Err(meta::MetaError::AlreadyExists { .. }) => self.partitions_of(&name).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The stored partition count of `name` (0: not a partitioned topic).
+    async fn partitions_of(&self, name: &str) -> Result<u32> {
+        let ns = crate::ownership::bundles::namespace_of(name);
         let local = &name[name.rfind('/').map_or(0, |i| i + 1)..];
         Ok(self
             .namespaces

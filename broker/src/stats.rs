@@ -102,6 +102,25 @@ pub async fn run(service: Arc<BrokerService>, stop: CancellationToken) {
                     }
                 }
             }
+            if let Some(limit) = policy.subscription_expiration {
+                for sub in &subs {
+                    if sub.is_durable() && sub.idle_for().is_some_and(|idle| idle > limit) {
+                        tracing::info!(
+                            topic = topic.name,
+                            subscription = sub.name,
+                            ?limit,
+                            "subscription expired: no consumer for longer than the namespace allows"
+                        );
+                        metrics::counter!("magnetar_subscriptions_expired_total").increment(1);
+                        if let Err(e) = topic.unsubscribe(&sub.name).await {
+                            tracing::warn!(topic = topic.name, subscription = sub.name, error = %e, "cannot delete an expired subscription");
+                        }
+                    }
+                }
+            }
+            if let Err(e) = crate::topic::backlog_quota::enforce(&topic, &policy.quotas).await {
+                tracing::warn!(topic = topic.name, error = %e, "backlog quota check failed");
+            }
             if let Err(e) = topic.trim(policy.retention).await {
                 tracing::warn!(topic = topic.name, error = %e, "trimming failed");
             }
@@ -113,6 +132,9 @@ pub async fn run(service: Arc<BrokerService>, stop: CancellationToken) {
 /// What a pass applies of a namespace's policies.
 #[derive(Debug, Clone, Copy)]
 struct NsPolicy {
+    quotas: crate::topic::backlog_quota::Quotas,
+    /// Durable subscriptions without consumers for longer than this are deleted.
+    subscription_expiration: Option<Duration>,
     retention: crate::managed_ledger::Retention,
     /// `None`: unknown this pass; change nothing.
     dedup: Option<bool>,
@@ -129,12 +151,20 @@ impl NsPolicy {
                 }),
                 dedup: Some(service.dedup_policy(p.deduplication)),
                 ttl: service.message_ttl(p.message_ttl_seconds),
+                quotas: crate::topic::backlog_quota::Quotas::of(&p),
+                subscription_expiration: p
+                    .subscription_expiration_minutes
+                    .filter(|m| *m > 0)
+                    .map(|m| Duration::from_secs(u64::from(m) * 60)),
             },
             // Unknown: keep everything, change nothing this pass.
             _ => NsPolicy {
                 retention: Retention::from_policy(-1, -1),
                 dedup: None,
                 ttl: Duration::ZERO,
+                // Unknown: leave the topic as it is (no quota blocks it this pass).
+                quotas: Default::default(),
+                subscription_expiration: None,
             },
         }
     }

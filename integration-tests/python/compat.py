@@ -387,6 +387,38 @@ def scenario_try_client():
     client.close()
 
 
+def scenario_produce_sized():
+    """Produce ARGS[1] messages of ARGS[2] bytes (`s-<n>-` then padding) to topic ARGS[0]."""
+    client = new_client()
+    producer = client.create_producer(ARGS[0], batching_enabled=False)
+    for i in range(int(ARGS[1])):
+        head = ("s-%d-" % i).encode()
+        producer.send(head + b"x" * max(0, int(ARGS[2]) - len(head)))
+    print("sent %s" % ARGS[1], flush=True)
+    client.close()
+
+
+def scenario_produce_until_refused():
+    """Send ARGS[1]-byte messages to topic ARGS[0] one at a time until a send fails (at most
+    ARGS[2] seconds); print `sent <n>` and `refused <error>`."""
+    client = new_client()
+    producer = client.create_producer(ARGS[0], batching_enabled=False, send_timeout_millis=5000)
+    payload = b"x" * int(ARGS[1])
+    deadline = time.time() + int(ARGS[2])
+    sent = 0
+    error = "none (deadline)"
+    while time.time() < deadline:
+        try:
+            producer.send(payload)
+            sent += 1
+        except Exception as e:  # the broker's refusal, as the client reports it
+            error = str(e)
+            break
+    print("sent %d" % sent, flush=True)
+    print("refused %s" % error, flush=True)
+    client.close()
+
+
 def scenario_consume_fixed():
     """Consume topic ARGS[0] with subscription ARGS[1] until idle; print what arrived."""
     client = new_client()

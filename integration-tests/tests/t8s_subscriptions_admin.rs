@@ -433,10 +433,16 @@ async fn t8t_limits_and_a_busy_subscription() {
         )
     };
     let third = try_client(&["consumer", "busy"]);
-    assert!(third.contains("refused Pulsar error: ConsumerBusy"), "{third}");
+    assert!(
+        third.contains("refused Pulsar error: ConsumerBusy"),
+        "{third}"
+    );
     let p1 = client.producer().with_topic(topic).build().await.unwrap();
     let second = try_client(&["producer"]);
-    assert!(second.contains("refused Pulsar error: ProducerBusy"), "{second}");
+    assert!(
+        second.contains("refused Pulsar error: ProducerBusy"),
+        "{second}"
+    );
     assert_eq!(
         fails(url, &["topics", "unsubscribe", topic, "-s", "busy"]),
         "magnetar: Subscription has active connected consumers (HTTP 412)"
@@ -558,5 +564,363 @@ async fn t8u_message_ttl_expires_unacknowledged_messages() {
             ]
         )
         .contains("expected e.g. 30s")
+    );
+}
+
+/// The subscription's backlog in bytes as `stats` shows it.
+fn backlog_size(url: &str, topic: &str, sub: &str) -> u64 {
+    let stats = json(url, &["topics", "stats", topic]);
+    stats["subscriptions"][sub]["backlogSize"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no backlogSize for {sub}: {stats}"))
+}
+
+/// Backlog quotas: producer_exception refuses producers once the backlog passes the limit
+/// (connected ones are told to reconnect and fail) until it is consumed;
+/// consumer_backlog_eviction drops the oldest backlog down to the limit (by size) or what is
+/// older than the limit (by age), while producers go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t8v_backlog_quotas() {
+    let dir = KeptDir::new("t8v-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let url = sa.http_url.as_str();
+    for ns in ["public/strict", "public/evict", "public/aged"] {
+        ok(url, &["namespaces", "create", ns]);
+    }
+    ok(
+        url,
+        &[
+            "namespaces",
+            "set-backlog-quota",
+            "public/strict",
+            "-l",
+            "10K",
+            "-p",
+            "producer_exception",
+        ],
+    );
+    ok(
+        url,
+        &[
+            "namespaces",
+            "set-backlog-quota",
+            "public/evict",
+            "-l",
+            "20K",
+            "-p",
+            "consumer_backlog_eviction",
+        ],
+    );
+    ok(
+        url,
+        &[
+            "namespaces",
+            "set-backlog-quota",
+            "public/aged",
+            "-t",
+            "message_age",
+            "--limitTime",
+            "2s",
+            "-p",
+            "consumer_backlog_eviction",
+        ],
+    );
+    let quotas = json(url, &["namespaces", "get-backlog-quotas", "public/strict"]);
+    assert_eq!(
+        quotas,
+        serde_json::json!({"destination_storage": {
+            "limit": 10240, "limitSize": 10240, "limitTime": -1, "policy": "producer_exception"}}),
+    );
+    assert!(
+        fails(
+            url,
+            &[
+                "namespaces",
+                "set-backlog-quota",
+                "public/strict",
+                "-l",
+                "1K",
+                "-p",
+                "drop_all"
+            ]
+        )
+        .contains("unknown backlog quota policy \"drop_all\": producer_request_hold, producer_exception or consumer_backlog_eviction (HTTP 400)")
+    );
+    assert!(
+        fails(
+            url,
+            &[
+                "namespaces",
+                "set-backlog-quota",
+                "public/strict",
+                "-l",
+                "0",
+                "-p",
+                "producer_exception"
+            ]
+        )
+        .contains("limitSize (bytes) must be greater than 0 (HTTP 412)")
+    );
+
+    // producer_exception: the producer's sends fail once the backlog is over 10 KiB.
+    let strict = "persistent://public/strict/t";
+    ok(url, &["topics", "create", strict]);
+    ok(
+        url,
+        &[
+            "topics",
+            "create-subscription",
+            strict,
+            "-s",
+            "slow",
+            "-m",
+            "earliest",
+        ],
+    );
+    let out = check(
+        run_scenario(
+            &sa.service_url,
+            "produce_until_refused",
+            &[strict, "1024", "60"],
+        ),
+        "produce until refused",
+    );
+    assert!(
+        out.contains("refused Pulsar error: ProducerBlockedQuotaExceededException"),
+        "{out}"
+    );
+    assert!(backlog_size(url, strict, "slow") > 10 * 1024);
+    let again = check(
+        run_scenario(&sa.service_url, "try_client", &[strict, "producer"]),
+        "try",
+    );
+    assert!(
+        again.contains("refused Pulsar error: ProducerBlockedQuotaExceededException"),
+        "{again}"
+    );
+    ok(url, &["topics", "clear-backlog", strict, "-s", "slow"]);
+    let after = check(
+        run_scenario(&sa.service_url, "try_client", &[strict, "producer"]),
+        "try",
+    );
+    assert!(after.lines().any(|l| l == "created"), "{after}");
+
+    // consumer_backlog_eviction by size: the oldest backlog goes, the newest stays.
+    let evict = "persistent://public/evict/t";
+    ok(url, &["topics", "create", evict]);
+    ok(
+        url,
+        &[
+            "topics",
+            "create-subscription",
+            evict,
+            "-s",
+            "slow",
+            "-m",
+            "earliest",
+        ],
+    );
+    check(
+        run_scenario(&sa.service_url, "produce_sized", &[evict, "100", "1024"]),
+        "produce",
+    );
+    let before = backlog(url, evict, "slow");
+    assert_eq!(before, 100);
+    wait_for(
+        "eviction down to the quota",
+        Duration::from_secs(60),
+        || async { (backlog_size(url, evict, "slow") <= 20 * 1024).then_some(()) },
+    )
+    .await;
+    let left = backlog(url, evict, "slow");
+    assert!(left > 0 && left < 100, "{left} entries left");
+    let peeked = ok(url, &["topics", "peek-messages", evict, "-s", "slow"]);
+    assert!(!peeked.contains("|s-0-"), "the oldest went first: {peeked}");
+
+    // consumer_backlog_eviction by age.
+    let aged = "persistent://public/aged/t";
+    ok(url, &["topics", "create", aged]);
+    ok(
+        url,
+        &[
+            "topics",
+            "create-subscription",
+            aged,
+            "-s",
+            "slow",
+            "-m",
+            "earliest",
+        ],
+    );
+    check(
+        run_scenario(&sa.service_url, "produce_fixed", &[aged, "5"]),
+        "produce",
+    );
+    wait_for(
+        "eviction of what is older than 2 s",
+        Duration::from_secs(60),
+        || async { (backlog(url, aged, "slow") == 0).then_some(()) },
+    )
+    .await;
+
+    ok(
+        url,
+        &["namespaces", "remove-backlog-quota", "public/strict"],
+    );
+    assert_eq!(
+        json(url, &["namespaces", "get-backlog-quotas", "public/strict"]),
+        serde_json::json!({})
+    );
+}
+
+/// The namespace's auto topic creation policy: off (a client cannot create a topic; an
+/// admin can), or partitioned (a producer's first lookup creates N partitions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t8w_auto_topic_creation_per_namespace() {
+    let dir = KeptDir::new("t8w-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let url = sa.http_url.as_str();
+    let try_producer = |topic: &str| {
+        check(
+            run_scenario(&sa.service_url, "try_client", &[topic, "producer"]),
+            "try",
+        )
+    };
+    ok(url, &["namespaces", "create", "public/manual"]);
+    ok(
+        url,
+        &[
+            "namespaces",
+            "set-auto-topic-creation",
+            "public/manual",
+            "--disable",
+        ],
+    );
+    assert_eq!(
+        json(
+            url,
+            &["namespaces", "get-auto-topic-creation", "public/manual"]
+        ),
+        serde_json::json!({"allowAutoTopicCreation": false, "topicType": "non-partitioned"})
+    );
+    let manual = "persistent://public/manual/t";
+    let refused = try_producer(manual);
+    assert!(
+        refused.contains("refused Pulsar error: TopicNotFound"),
+        "{refused}"
+    );
+    ok(url, &["topics", "create", manual]);
+    let created = try_producer(manual);
+    assert!(created.lines().any(|l| l == "created"), "{created}");
+    // public/default follows the broker (on).
+    let created = try_producer("persistent://public/default/implicit");
+    assert!(created.lines().any(|l| l == "created"), "{created}");
+
+    ok(url, &["namespaces", "create", "public/parts"]);
+    assert!(
+        fails(
+            url,
+            &[
+                "namespaces",
+                "set-auto-topic-creation",
+                "public/parts",
+                "-e",
+                "-t",
+                "partitioned"
+            ]
+        )
+        .contains("[defaultNumPartitions] cannot be less than 1 for partition type. (HTTP 412)")
+    );
+    ok(
+        url,
+        &[
+            "namespaces",
+            "set-auto-topic-creation",
+            "public/parts",
+            "-e",
+            "-t",
+            "partitioned",
+            "-n",
+            "3",
+        ],
+    );
+    let parts = "persistent://public/parts/orders";
+    let created = try_producer(parts);
+    assert!(created.lines().any(|l| l == "created"), "{created}");
+    let meta = json(url, &["topics", "get-partitioned-topic-metadata", parts]);
+    assert_eq!(meta["partitions"], 3, "{meta}");
+    assert_eq!(
+        ok(url, &["topics", "list-partitioned-topics", "public/parts"]),
+        format!("{parts}\n")
+    );
+    let policies = json(url, &["namespaces", "policies", "public/parts"]);
+    assert_eq!(
+        policies["autoTopicCreationOverride"]["defaultNumPartitions"], 3,
+        "{policies}"
+    );
+    ok(
+        url,
+        &["namespaces", "remove-auto-topic-creation", "public/manual"],
+    );
+    let created = try_producer("persistent://public/manual/now-allowed");
+    assert!(created.lines().any(|l| l == "created"), "{created}");
+}
+
+/// Subscription expiration (the policy is in minutes, so this test waits a minute): a
+/// durable subscription without consumers that long is deleted, one with a consumer stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t8y_idle_subscriptions_expire() {
+    use pulsar::{Consumer, Pulsar, TokioExecutor};
+    let dir = KeptDir::new("t8y-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let url = sa.http_url.as_str();
+    ok(url, &["namespaces", "create", "public/expiring"]);
+    ok(
+        url,
+        &[
+            "namespaces",
+            "set-subscription-expiration-time",
+            "public/expiring",
+            "-t",
+            "1",
+        ],
+    );
+    assert_eq!(
+        ok(
+            url,
+            &[
+                "namespaces",
+                "get-subscription-expiration-time",
+                "public/expiring"
+            ]
+        )
+        .trim(),
+        "1"
+    );
+    let topic = "persistent://public/expiring/t";
+    ok(url, &["topics", "create", topic]);
+    ok(url, &["topics", "create-subscription", topic, "-s", "idle"]);
+    let client: Pulsar<_> = Pulsar::builder(sa.service_url.clone(), TokioExecutor)
+        .build()
+        .await
+        .unwrap();
+    let _held: Consumer<Vec<u8>, _> = client
+        .consumer()
+        .with_topic(topic)
+        .with_subscription("held")
+        .build()
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    wait_for(
+        "the idle subscription to expire",
+        Duration::from_secs(150),
+        || async { (ok(url, &["topics", "subscriptions", topic]) == "held\n").then_some(()) },
+    )
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(55),
+        "expired early: {:?}",
+        started.elapsed()
     );
 }

@@ -1,7 +1,8 @@
 //! `/admin/v2/namespaces`: list a tenant's namespaces, create (Pulsar's Policies body: bundle
 //! count, replication clusters), get policies, delete (refused while it has topics, unless
 //! `force`, which deletes them); each policy: de-duplication, retention, persistence, message
-//! TTL, max producers / consumers per topic and consumers per subscription.
+//! TTL, max producers / consumers per topic and consumers per subscription, backlog quotas,
+//! auto topic creation.
 
 use std::sync::Arc;
 
@@ -40,19 +41,262 @@ pub(super) fn routes() -> Router<Arc<BrokerService>> {
                 .delete(remove_persistence),
         )
         .route(
+            "/admin/v2/namespaces/{tenant}/{namespace}/backlogQuotaMap",
+            get(get_backlog_quotas),
+        )
+        .route(
+            "/admin/v2/namespaces/{tenant}/{namespace}/backlogQuota",
+            axum::routing::post(set_backlog_quota).delete(remove_backlog_quota),
+        )
+        .route(
+            "/admin/v2/namespaces/{tenant}/{namespace}/autoTopicCreation",
+            get(get_auto_creation)
+                .post(set_auto_creation)
+                .delete(remove_auto_creation),
+        )
+        .route(
             "/admin/v2/namespaces/{tenant}/{namespace}/{policy}",
             get(get_number).post(set_number).delete(remove_number),
         )
 }
 
+/// Pulsar's AutoTopicCreationOverride JSON.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct AutoCreationJson {
+    allow_auto_topic_creation: bool,
+    topic_type: Option<String>,
+    default_num_partitions: Option<u32>,
+}
+
+fn auto_creation_json(a: &proto::meta::AutoTopicCreation) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "allowAutoTopicCreation": a.allow,
+        "topicType": if a.partitioned { "partitioned" } else { "non-partitioned" },
+    });
+    if a.partitioned {
+        v["defaultNumPartitions"] = a.default_partitions.into();
+    }
+    v
+}
+
+/// `GET …/autoTopicCreation`: the namespace's override, or null (the broker's setting).
+async fn get_auto_creation(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+) -> Response {
+    show_policy(&s, &format!("{tenant}/{namespace}"), |p| {
+        p.auto_topic_creation.as_ref().map(auto_creation_json)
+    })
+    .await
+}
+
+/// `POST …/autoTopicCreation` with `{"allowAutoTopicCreation", "topicType",
+/// "defaultNumPartitions"}`.
+async fn set_auto_creation(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    either(
+        async {
+            let j: AutoCreationJson = parse_body(&body)?;
+            let partitioned = match j.topic_type.as_deref() {
+                None | Some("non-partitioned") => false,
+                Some("partitioned") => true,
+                Some(other) => {
+                    return Err(reason(
+                        StatusCode::BAD_REQUEST,
+                        format!("topicType is partitioned or non-partitioned, not {other:?}"),
+                    ));
+                }
+            };
+            let default_partitions = j.default_num_partitions.unwrap_or(0);
+            if partitioned && j.allow_auto_topic_creation && default_partitions == 0 {
+                return Err(reason(
+                    StatusCode::PRECONDITION_FAILED,
+                    "[defaultNumPartitions] cannot be less than 1 for partition type.",
+                ));
+            }
+            let policy = proto::meta::AutoTopicCreation {
+                allow: j.allow_auto_topic_creation,
+                partitioned,
+                default_partitions,
+            };
+            Ok(change_policy(&s, &format!("{tenant}/{namespace}"), |p| {
+                p.auto_topic_creation = Some(policy);
+            })
+            .await)
+        }
+        .await,
+    )
+}
+
+async fn remove_auto_creation(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+) -> Response {
+    change_policy(&s, &format!("{tenant}/{namespace}"), |p| {
+        p.auto_topic_creation = None
+    })
+    .await
+}
+
+/// `?backlogQuotaType=destination_storage|message_age` (the first by default).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct QuotaType {
+    backlog_quota_type: Option<String>,
+}
+
+impl QuotaType {
+    /// Whether it is the age quota; 400 for an unknown type.
+    fn is_age(&self) -> Result<bool, Response> {
+        match self.backlog_quota_type.as_deref() {
+            None | Some("destination_storage") => Ok(false),
+            Some("message_age") => Ok(true),
+            Some(other) => Err(reason(
+                StatusCode::BAD_REQUEST,
+                format!("backlogQuotaType is destination_storage or message_age, not {other:?}"),
+            )),
+        }
+    }
+}
+
+/// Pulsar's BacklogQuota JSON (`limit` is the old name of `limitSize`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct BacklogQuotaJson {
+    limit: Option<i64>,
+    limit_size: Option<i64>,
+    limit_time: Option<i64>,
+    policy: Option<String>,
+}
+
+fn backlog_quota_map(p: &NamespacePolicies) -> serde_json::Value {
+    use crate::topic::backlog_quota::Policy;
+    let mut map = serde_json::Map::new();
+    if let Some(q) = &p.backlog_quota_size {
+        map.insert(
+            "destination_storage".into(),
+            serde_json::json!({
+                "limit": q.limit, "limitSize": q.limit, "limitTime": -1,
+                "policy": Policy::from_stored(q.policy).name(),
+            }),
+        );
+    }
+    if let Some(q) = &p.backlog_quota_age {
+        map.insert(
+            "message_age".into(),
+            serde_json::json!({
+                "limit": -1, "limitSize": -1, "limitTime": q.limit,
+                "policy": Policy::from_stored(q.policy).name(),
+            }),
+        );
+    }
+    serde_json::Value::Object(map)
+}
+
+/// `GET …/backlogQuotaMap`.
+async fn get_backlog_quotas(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+) -> Response {
+    show_policy(&s, &format!("{tenant}/{namespace}"), backlog_quota_map).await
+}
+
+/// `POST …/backlogQuota?backlogQuotaType=…` with `{"limitSize"|"limitTime", "policy"}`.
+async fn set_backlog_quota(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+    Query(t): Query<QuotaType>,
+    body: Bytes,
+) -> Response {
+    use crate::topic::backlog_quota::Policy;
+    either(
+        async {
+            let age = t.is_age()?;
+            let j: BacklogQuotaJson = parse_body(&body)?;
+            let policy = match j.policy.as_deref() {
+                Some(name) => Policy::parse(name).ok_or_else(|| {
+                    reason(
+                        StatusCode::BAD_REQUEST,
+                        format!("unknown backlog quota policy {name:?}: producer_request_hold, producer_exception or consumer_backlog_eviction"),
+                    )
+                })?,
+                None => {
+                    return Err(reason(StatusCode::BAD_REQUEST, "the backlog quota needs a policy"));
+                }
+            };
+            let limit = if age { j.limit_time } else { j.limit_size.or(j.limit) };
+            let limit = match limit {
+                Some(l) if l > 0 => l,
+                _ => {
+                    let field = if age { "limitTime (seconds)" } else { "limitSize (bytes)" };
+                    return Err(reason(
+                        StatusCode::PRECONDITION_FAILED,
+                        format!("{field} must be greater than 0"),
+                    ));
+                }
+            };
+            let ns = format!("{tenant}/{namespace}");
+            let (current, _) = existing(&s, &ns).await?;
+            if let Some(r) = current.retention.as_ref().filter(|_| !age)
+                && r.size_mb > 0
+                && limit >= r.size_mb << 20
+            {
+                return Err(reason(
+                    StatusCode::PRECONDITION_FAILED,
+                    "Backlog Quota exceeds configured retention quota for namespace. Please increase retention quota and retry",
+                ));
+            }
+            let quota = proto::meta::BacklogQuota {
+                limit,
+                policy: policy.stored(),
+            };
+            Ok(change_policy(&s, &ns, |p| {
+                if age {
+                    p.backlog_quota_age = Some(quota);
+                } else {
+                    p.backlog_quota_size = Some(quota);
+                }
+            })
+            .await)
+        }
+        .await,
+    )
+}
+
+/// `DELETE …/backlogQuota?backlogQuotaType=…`.
+async fn remove_backlog_quota(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+    Query(t): Query<QuotaType>,
+) -> Response {
+    match t.is_age() {
+        Ok(age) => {
+            change_policy(&s, &format!("{tenant}/{namespace}"), |p| {
+                if age {
+                    p.backlog_quota_age = None;
+                } else {
+                    p.backlog_quota_size = None;
+                }
+            })
+            .await
+        }
+        Err(answer) => answer,
+    }
+}
+
 /// The policies that are one number, by their REST path segment: message TTL (seconds) and
-/// the producer/consumer limits (0: unlimited).
+/// the producer/consumer limits (0: unlimited), subscription expiration (minutes).
 fn number_field(policy: &str) -> Option<fn(&mut NamespacePolicies) -> &mut Option<u32>> {
     Some(match policy {
         "messageTTL" => |p| &mut p.message_ttl_seconds,
         "maxProducersPerTopic" => |p| &mut p.max_producers_per_topic,
         "maxConsumersPerTopic" => |p| &mut p.max_consumers_per_topic,
         "maxConsumersPerSubscription" => |p| &mut p.max_consumers_per_subscription,
+        "subscriptionExpirationTime" => |p| &mut p.subscription_expiration_minutes,
         _ => return None,
     })
 }
@@ -470,6 +714,9 @@ async fn policies(
                 "max_producers_per_topic": p.max_producers_per_topic,
                 "max_consumers_per_topic": p.max_consumers_per_topic,
                 "max_consumers_per_subscription": p.max_consumers_per_subscription,
+                "backlog_quota_map": backlog_quota_map(&p),
+                "subscription_expiration_time_minutes": p.subscription_expiration_minutes,
+                "autoTopicCreationOverride": p.auto_topic_creation.as_ref().map(auto_creation_json),
             }))
             .into_response())
         }

@@ -508,7 +508,7 @@ async fn create(
             if let Some(http) = owned_elsewhere(&s, &name).await.map_err(|e| error(&e))? {
                 return Ok(redirect(&http, &uri));
             }
-            s.topic(&name).await.map_err(|e| error(&e))?;
+            s.create_topic(&name).await.map_err(|e| error(&e))?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         .await,

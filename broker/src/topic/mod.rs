@@ -3,6 +3,7 @@
 //! their bundle, and kept while it owns it. Loading a topic loads every durable
 //! subscription stored for it, with or without consumers: trimming goes by all of them.
 
+pub mod backlog_quota;
 pub mod dedup;
 pub mod expiry;
 pub mod stats;
@@ -136,6 +137,8 @@ pub struct Topic {
     /// Unloaded or dropped: a connection's producer or consumer on it is stale, and a
     /// client re-creating it with the same id gets the topic loaded afresh.
     closed: std::sync::atomic::AtomicBool,
+    /// A backlog quota refuses producers (see [`backlog_quota`]): set by the stats period.
+    pub quota_blocked: std::sync::atomic::AtomicBool,
 }
 
 impl Topic {
@@ -153,6 +156,7 @@ impl Topic {
             rates: Mutex::new(stats::Rates::default()),
             dedup: Arc::default(),
             closed: std::sync::atomic::AtomicBool::new(false),
+            quota_blocked: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -522,7 +526,7 @@ impl Topic {
     }
 
     /// CLOSE_PRODUCER to every producer: its client looks the topic up again.
-    fn tell_producers_to_reconnect(&self) {
+    pub fn tell_producers_to_reconnect(&self) {
         let producers: Vec<((u64, u64), ProducerEntry)> = self
             .producers
             .lock()

@@ -68,6 +68,9 @@ struct State {
     /// from the mark-delete position and puts them back here.
     delayed: BTreeMap<(u64, Position), u32>,
     closed: bool,
+    /// When the last consumer left (or the subscription was loaded without one): what
+    /// subscription expiration measures.
+    idle_since: Instant,
 }
 
 /// One subscription of a topic.
@@ -138,6 +141,7 @@ impl Subscription {
                 key_hashes: Default::default(),
                 delayed: BTreeMap::new(),
                 closed: false,
+                idle_since: Instant::now(),
             }),
             wake: Notify::new(),
             flush_lock: tokio::sync::Mutex::new(()),
@@ -309,9 +313,18 @@ impl Subscription {
         }
         self.failover_changed(&mut st, before);
         let empty = st.consumers.is_empty();
+        if empty {
+            st.idle_since = Instant::now();
+        }
         drop(st);
         self.wake.notify_one();
         empty
+    }
+
+    /// How long the subscription has had no consumer (`None`: it has one now).
+    pub fn idle_for(&self) -> Option<Duration> {
+        let st = self.state();
+        st.consumers.is_empty().then(|| st.idle_since.elapsed())
     }
 
     /// Whether any consumer is attached.

@@ -202,6 +202,65 @@ enum Namespaces {
     GetMaxConsumersPerSubscription { namespace: String },
     /// Remove the consumers-per-subscription limit.
     RemoveMaxConsumersPerSubscription { namespace: String },
+    /// Limit the namespace's topics' backlog by size (-l 10G) or, with -t message_age, by the
+    /// age of the oldest unconsumed message (--limitTime 1h).
+    SetBacklogQuota {
+        namespace: String,
+        /// Size: 500K, 100M, 10G (bytes when bare).
+        #[arg(short = 'l', long)]
+        limit: Option<String>,
+        /// Age: 30s, 10m, 3h, 2d (seconds when bare).
+        #[arg(long = "limitTime", alias = "limit-time")]
+        limit_time: Option<String>,
+        /// producer_request_hold, producer_exception or consumer_backlog_eviction.
+        #[arg(short = 'p', long)]
+        policy: String,
+        /// destination_storage (size) or message_age.
+        #[arg(short = 't', long = "type", default_value = "destination_storage")]
+        quota_type: String,
+    },
+    /// Let producers and consumers create topics in the namespace (--enable), of a type
+    /// (-t partitioned -n 4), or not (--disable).
+    SetAutoTopicCreation {
+        namespace: String,
+        #[arg(
+            short = 'e',
+            long,
+            conflicts_with = "disable",
+            required_unless_present = "disable"
+        )]
+        enable: bool,
+        #[arg(short = 'd', long)]
+        disable: bool,
+        /// partitioned or non-partitioned.
+        #[arg(short = 't', long = "type", default_value = "non-partitioned")]
+        topic_type: String,
+        /// Partitions of an auto-created partitioned topic.
+        #[arg(short = 'n', long = "num-partitions")]
+        num_partitions: Option<u32>,
+    },
+    /// Show the namespace's auto topic creation override (null: the broker's).
+    GetAutoTopicCreation { namespace: String },
+    /// Remove the override (back to the broker's `allow_auto_topic_creation`).
+    RemoveAutoTopicCreation { namespace: String },
+    /// Delete durable subscriptions that have had no consumer for this many minutes (0: never).
+    SetSubscriptionExpirationTime {
+        namespace: String,
+        #[arg(short = 't', long)]
+        time: u32,
+    },
+    /// Show the namespace's subscription expiration in minutes (null: never).
+    GetSubscriptionExpirationTime { namespace: String },
+    /// Remove the subscription expiration.
+    RemoveSubscriptionExpirationTime { namespace: String },
+    /// Show the namespace's backlog quotas.
+    GetBacklogQuotas { namespace: String },
+    /// Remove a backlog quota.
+    RemoveBacklogQuota {
+        namespace: String,
+        #[arg(short = 't', long = "type", default_value = "destination_storage")]
+        quota_type: String,
+    },
     /// Unload a bundle (or every bundle): its owner closes its topics and gives it up.
     Unload {
         namespace: String,
@@ -401,19 +460,23 @@ fn megabytes(s: &str) -> anyhow::Result<i64> {
     if s == "-1" {
         return Ok(-1);
     }
+    Ok((bytes(s)? + (1 << 20) - 1) >> 20)
+}
+
+/// pulsar-admin's size: a number with k/M/G/T (bytes when bare) → bytes.
+fn bytes(s: &str) -> anyhow::Result<i64> {
     let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: i64 = n
         .parse()
         .with_context(|| format!("size {s:?}: expected e.g. 100M, 10G or -1"))?;
-    let bytes = match unit.to_ascii_lowercase().as_str() {
+    Ok(match unit.to_ascii_lowercase().as_str() {
         "" => n,
         "k" => n << 10,
         "m" => n << 20,
         "g" => n << 30,
         "t" => n << 40,
         _ => bail!("size {s:?}: unit must be k, M, G or T"),
-    };
-    Ok((bytes + (1 << 20) - 1) >> 20)
+    })
 }
 
 pub(super) fn print_list(v: &serde_json::Value) {
@@ -603,6 +666,82 @@ fn namespaces(a: &Admin, n: Namespaces) -> anyhow::Result<()> {
         }
         Namespaces::RemovePersistence { namespace: ns } => {
             let path = format!("/admin/v2/namespaces/{}/persistence", namespace(&ns)?);
+            a.call("DELETE", &path, None)?;
+        }
+        Namespaces::SetBacklogQuota {
+            namespace: ns,
+            limit,
+            limit_time,
+            policy,
+            quota_type,
+        } => {
+            let mut body = serde_json::json!({ "policy": policy });
+            match (quota_type.as_str(), limit, limit_time) {
+                ("destination_storage", Some(l), _) => body["limitSize"] = bytes(&l)?.into(),
+                ("message_age", _, Some(t)) => {
+                    body["limitTime"] = super::admin_messages::seconds(&t)?.into();
+                }
+                ("destination_storage", None, _) => bail!("a size quota needs -l/--limit"),
+                ("message_age", _, None) => bail!("an age quota needs --limitTime"),
+                (other, _, _) => {
+                    bail!("quota type {other:?}: destination_storage or message_age")
+                }
+            }
+            let path = format!(
+                "/admin/v2/namespaces/{}/backlogQuota?backlogQuotaType={quota_type}",
+                namespace(&ns)?
+            );
+            a.call("POST", &path, Some(body.to_string()))?;
+        }
+        Namespaces::SetAutoTopicCreation {
+            namespace: ns,
+            enable,
+            topic_type,
+            num_partitions,
+            ..
+        } => {
+            let mut body = serde_json::json!({
+                "allowAutoTopicCreation": enable, "topicType": topic_type,
+            });
+            if let Some(n) = num_partitions {
+                body["defaultNumPartitions"] = n.into();
+            }
+            let path = format!("/admin/v2/namespaces/{}/autoTopicCreation", namespace(&ns)?);
+            a.call("POST", &path, Some(body.to_string()))?;
+        }
+        Namespaces::GetAutoTopicCreation { namespace: ns } => {
+            let path = format!("/admin/v2/namespaces/{}/autoTopicCreation", namespace(&ns)?);
+            print_json(&a.get(&path)?)?;
+        }
+        Namespaces::RemoveAutoTopicCreation { namespace: ns } => {
+            let path = format!("/admin/v2/namespaces/{}/autoTopicCreation", namespace(&ns)?);
+            a.call("DELETE", &path, None)?;
+        }
+        Namespaces::SetSubscriptionExpirationTime {
+            namespace: ns,
+            time,
+        } => {
+            let body = Some(time.to_string());
+            number_policy(a, "POST", &ns, "subscriptionExpirationTime", body)?;
+        }
+        Namespaces::GetSubscriptionExpirationTime { namespace: ns } => {
+            number_policy(a, "GET", &ns, "subscriptionExpirationTime", None)?;
+        }
+        Namespaces::RemoveSubscriptionExpirationTime { namespace: ns } => {
+            number_policy(a, "DELETE", &ns, "subscriptionExpirationTime", None)?;
+        }
+        Namespaces::GetBacklogQuotas { namespace: ns } => {
+            let path = format!("/admin/v2/namespaces/{}/backlogQuotaMap", namespace(&ns)?);
+            print_json(&a.get(&path)?)?;
+        }
+        Namespaces::RemoveBacklogQuota {
+            namespace: ns,
+            quota_type,
+        } => {
+            let path = format!(
+                "/admin/v2/namespaces/{}/backlogQuota?backlogQuotaType={quota_type}",
+                namespace(&ns)?
+            );
             a.call("DELETE", &path, None)?;
         }
         Namespaces::SetMessageTtl { namespace: ns, ttl } => {

@@ -39,7 +39,17 @@ pub async fn handle(conn: &mut Connection, c: CommandProducer) -> Result<()> {
         Some(n) => n,
         None => topic.next_producer_name("magnetar"),
     };
-    let limit = conn.service.limits(&topic.name).await.producers_per_topic;
+    let limits = conn.service.limits(&topic.name).await;
+    match crate::topic::backlog_quota::blocking(&topic, &limits.quotas).await {
+        Ok(Some(policy)) => {
+            let (code, msg) = crate::topic::backlog_quota::refusal(policy);
+            tracing::info!(topic = c.topic, producer = name, "producer refused: {msg}");
+            return conn.send(cmd::error(c.request_id, code, msg)).await;
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(topic = c.topic, error = %e, "cannot check the backlog quota"),
+    }
+    let limit = limits.producers_per_topic;
     if crate::service::reached(topic.producers().len(), limit) {
         let msg = format!("Topic reached max producers limit ({limit})");
         tracing::info!(topic = c.topic, producer = name, "producer refused: {msg}");

@@ -25,7 +25,8 @@ fn position_at(ledgers: &[(common::LedgerId, u64)], mut i: u64) -> Option<Positi
     None
 }
 
-async fn publish_time(ml: &ManagedLedger, p: Position) -> Result<u64> {
+/// The publish time (ms) of the entry at `p`.
+pub async fn publish_time(ml: &ManagedLedger, p: Position) -> Result<u64> {
     let payload = ml.read(p).await?;
     let info = inspect_payload(&payload)
         .map_err(|e| BrokerError::Protocol(format!("stored entry {p} unreadable: {e}")))?;
