@@ -456,8 +456,11 @@ impl Engine {
     pub async fn checkpoint(&self) -> Result<()> {
         let pos = self.journal.durable_position();
         let storage = self.storage.clone();
-        metrics::gauge!("bookie_ledgers").set(storage.ledger_ids().len() as f64);
+        let ledgers = storage.ledger_ids().len() as f64;
+        metrics::gauge!("bookie_ledgers").set(ledgers);
+        metrics::gauge!("bookie_ledgers_count").set(ledgers);
         metrics::gauge!("bookie_write_cache_bytes").set(storage.cache_bytes() as f64);
+        metrics::gauge!("bookie_write_cache_size").set(storage.cache_bytes() as f64);
         let jdir = self.journal_dir.clone();
         let keep = self.recycle_files;
         let fs = self.fs.clone();

@@ -31,6 +31,7 @@ pub mod service;
 pub mod stats;
 pub mod sticky_key;
 pub mod topic;
+pub mod topic_metrics;
 
 pub use config::BrokerConfig;
 pub use error::{BrokerError, Result};

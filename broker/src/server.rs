@@ -110,6 +110,7 @@ pub fn start(
         stop.clone(),
     )));
     let lookup_svc = service.clone();
+    let metrics_svc = service.clone();
     let app = crate::admin::routes(service.clone())
         .route("/status", get(|| async { "OK\n" }))
         .route(
@@ -120,7 +121,12 @@ pub fn start(
             "/metrics",
             get(move || {
                 let m = metrics.clone();
-                async move { m.map(|h| h.render()).unwrap_or_default() }
+                let service = metrics_svc.clone();
+                async move {
+                    let mut text = m.map(|h| h.render()).unwrap_or_default();
+                    text.push_str(&crate::topic_metrics::render(&service).await);
+                    text
+                }
             }),
         );
     let token = stop.clone();

@@ -1,10 +1,10 @@
-//! Broker-wide rates and backlogs under the names Pulsar dashboards expect:
-//! `pulsar_rate_in` / `pulsar_rate_out` (msg/s), `pulsar_throughput_in` /
-//! `pulsar_throughput_out` (bytes/s), `pulsar_msg_backlog{topic,subscription}` (entries),
-//! next to the `pulsar_storage_write_latency_seconds` histogram the send path records.
+//! Broker-wide rates under Pulsar's names — `pulsar_broker_rate_in` / `pulsar_broker_rate_out`
+//! (msg/s), `pulsar_broker_throughput_in` / `pulsar_broker_throughput_out` (bytes/s) — and each
+//! topic's rates over the last period, which [`crate::topic_metrics`] and `topics stats` show.
 //! Also where consumed ledgers get trimmed, on the same period, as each namespace's retention
 //! policy allows (`magnetar_trim_passes_total` counts the passes), and where subscriptions
-//! are checked against the namespace's message TTL every `message_expiry_check_interval`.
+//! are checked against the namespace's message TTL every `message_expiry_check_interval`,
+//! idle subscriptions expire and backlog quotas are enforced.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,10 +39,10 @@ pub async fn run(service: Arc<BrokerService>, stop: CancellationToken) {
             [&IN_MESSAGES, &IN_BYTES, &OUT_MESSAGES, &OUT_BYTES].map(|c| c.load(Ordering::Relaxed));
         let secs = last.0.elapsed().as_secs_f64().max(1e-3);
         let rate = |i: usize| (now[i] - last.1[i]) as f64 / secs;
-        metrics::gauge!("pulsar_rate_in").set(rate(0));
-        metrics::gauge!("pulsar_throughput_in").set(rate(1));
-        metrics::gauge!("pulsar_rate_out").set(rate(2));
-        metrics::gauge!("pulsar_throughput_out").set(rate(3));
+        metrics::gauge!("pulsar_broker_rate_in").set(rate(0));
+        metrics::gauge!("pulsar_broker_throughput_in").set(rate(1));
+        metrics::gauge!("pulsar_broker_rate_out").set(rate(2));
+        metrics::gauge!("pulsar_broker_throughput_out").set(rate(3));
         last = (Instant::now(), now);
         // Each namespace's policies, read once per pass.
         let mut policies: std::collections::HashMap<String, NsPolicy> =
@@ -69,10 +69,6 @@ pub async fn run(service: Arc<BrokerService>, stop: CancellationToken) {
                     out[0],
                     out[1],
                 ]);
-            for (sub, backlog) in topic.backlogs().await {
-                metrics::gauge!("pulsar_msg_backlog", "topic" => topic.name.clone(), "subscription" => sub)
-                    .set(backlog as f64);
-            }
             let ns = crate::ownership::bundles::namespace_of(&topic.name).to_owned();
             let policy = match policies.get(&ns) {
                 Some(p) => *p,

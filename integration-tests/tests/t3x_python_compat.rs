@@ -350,7 +350,7 @@ async fn t36_consumed_ledgers_are_trimmed_and_metrics_exposed() {
 async fn backlog(http_url: &str, topic: &str, sub: &str) -> Option<f64> {
     let m = integration_tests::http_body(&format!("{http_url}/metrics")).await;
     m.lines()
-        .filter(|l| l.starts_with("pulsar_msg_backlog{"))
+        .filter(|l| l.starts_with("pulsar_subscription_back_log{"))
         .find(|l| {
             l.contains(&format!("topic=\"{topic}\""))
                 && l.contains(&format!("subscription=\"{sub}\""))

@@ -924,3 +924,134 @@ async fn t8y_idle_subscriptions_expire() {
         started.elapsed()
     );
 }
+
+/// The value of the sample `name{labels…}` (labels given as `k="v"` pieces, any order).
+fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|piece| l.contains(piece)))
+        .and_then(|l| l.rsplit(' ').next()?.trim().parse().ok())
+}
+
+/// Issue 11, item 6: the broker's topic and subscription metrics under Pulsar's names and
+/// labels (gone when the topic goes), Pulsar's `_le_` buckets, real histograms for our own
+/// `_seconds` names, and the bookie's BookKeeper names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t8z_metrics_by_pulsar_and_bookkeeper_names() {
+    let dir = KeptDir::new("t8z-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let url = sa.http_url.as_str();
+    let topic = "persistent://public/default/metered";
+    ok(url, &["topics", "create", topic]);
+    ok(
+        url,
+        &[
+            "topics",
+            "create-subscription",
+            topic,
+            "-s",
+            "s",
+            "-m",
+            "earliest",
+        ],
+    );
+    check(
+        run_scenario(&sa.service_url, "produce_fixed", &[topic, "20"]),
+        "produce",
+    );
+    let metrics_url = format!("{url}/metrics");
+    let t = format!("topic=\"{topic}\"");
+    let base = [
+        "cluster=\"standalone\"",
+        "namespace=\"public/default\"",
+        t.as_str(),
+    ];
+    let m = integration_tests::http_body(&metrics_url).await;
+    assert_eq!(
+        sample(&m, "pulsar_in_messages_total", &base),
+        Some(20.0),
+        "{m}"
+    );
+    assert!(sample(&m, "pulsar_rate_in", &base).is_some(), "{m}");
+    assert_eq!(sample(&m, "pulsar_msg_backlog", &base), Some(20.0));
+    assert_eq!(sample(&m, "pulsar_subscriptions_count", &base), Some(1.0));
+    assert!(sample(&m, "pulsar_storage_size", &base).unwrap() > 0.0);
+    let mut sub = base.to_vec();
+    sub.push("subscription=\"s\"");
+    assert_eq!(sample(&m, "pulsar_subscription_back_log", &sub), Some(20.0));
+    // Pulsar's bucket gauges: every entry counted once.
+    let buckets: f64 = [
+        "0_5", "1", "5", "10", "20", "50", "100", "200", "1000", "overflow",
+    ]
+    .iter()
+    .map(|b| sample(&m, &format!("pulsar_storage_write_latency_le_{b}"), &base).unwrap())
+    .sum();
+    assert_eq!(buckets, 20.0, "{m}");
+    assert_eq!(sample(&m, "pulsar_entry_size_count", &base), Some(20.0));
+    assert_eq!(
+        sample(&m, "pulsar_entry_size_le_128", &base),
+        Some(20.0),
+        "small entries"
+    );
+    assert!(
+        m.contains("pulsar_storage_write_latency_seconds_bucket{le="),
+        "a real histogram: {m}"
+    );
+    assert!(
+        sample(
+            &m,
+            "bookkeeper_server_ADD_ENTRY_REQUEST",
+            &["success=\"true\"", "quantile=\"0.99\""]
+        )
+        .is_some(),
+        "{m}"
+    );
+    assert!(
+        sample(&m, "bookie_journal_JOURNAL_SYNC", &["quantile=\"0.5\""]).is_some(),
+        "{m}"
+    );
+    assert!(m.lines().any(|l| l == "bookie_SERVER_STATUS 1"), "{m}");
+    // Set at each checkpoint.
+    let m = wait_for("bookie_ledgers_count", Duration::from_secs(60), || async {
+        let m = integration_tests::http_body(&metrics_url).await;
+        m.lines()
+            .any(|l| l.starts_with("bookie_ledgers_count "))
+            .then_some(m)
+    })
+    .await;
+    // Every metric the shipped Grafana dashboard queries is exported.
+    let dashboard = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/grafana/magnetar-overview.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dashboard).unwrap()).unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().clone())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(exprs.len() > 15);
+    for e in &exprs {
+        let names = e
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("pulsar_") || w.starts_with("bookie"));
+        for name in names {
+            assert!(
+                m.lines().any(|l| l.starts_with(name)),
+                "the dashboard queries {name}, which /metrics lacks"
+            );
+        }
+    }
+    // A valid exposition: each family declared once.
+    let mut types: Vec<&str> = m.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+    let n = types.len();
+    types.sort();
+    types.dedup();
+    assert_eq!(types.len(), n, "a family declared twice");
+    // Deleted: its series go.
+    ok(url, &["topics", "delete", topic, "-f"]);
+    let m = integration_tests::http_body(&metrics_url).await;
+    assert!(!m.contains(&t), "{m}");
+}

@@ -139,6 +139,10 @@ pub struct Topic {
     closed: std::sync::atomic::AtomicBool,
     /// A backlog quota refuses producers (see [`backlog_quota`]): set by the stats period.
     pub quota_blocked: std::sync::atomic::AtomicBool,
+    /// Storage write latency (ms) of its entries, in Pulsar's buckets.
+    pub write_latency_ms: crate::topic_metrics::Buckets,
+    /// Size of its entries (bytes), in Pulsar's buckets.
+    pub entry_size: crate::topic_metrics::Buckets,
 }
 
 impl Topic {
@@ -157,6 +161,8 @@ impl Topic {
             dedup: Arc::default(),
             closed: std::sync::atomic::AtomicBool::new(false),
             quota_blocked: std::sync::atomic::AtomicBool::new(false),
+            write_latency_ms: Default::default(),
+            entry_size: Default::default(),
         })
     }
 
@@ -268,14 +274,6 @@ impl Topic {
             s.delete().await?;
         }
         Ok(())
-    }
-
-    /// (subscription, backlog in entries) for every subscription.
-    pub async fn backlogs(&self) -> Vec<(String, u64)> {
-        let subs = self.subscriptions.lock().await;
-        subs.iter()
-            .map(|(name, s)| (name.clone(), self.ml.entries_after(s.mark_delete())))
-            .collect()
     }
 
     /// Evicts cached entries every active subscription has read (all of them when none is

@@ -32,6 +32,10 @@ pub async fn handle(engine: &Engine, req: ReadRequest) -> ReadResponse {
             message: e.to_string(),
         },
     };
-    metrics::histogram!("bookie_read_seconds").record(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed().as_secs_f64();
+    metrics::histogram!("bookie_read_seconds").record(elapsed);
+    let success = if resp.status == 0 { "true" } else { "false" };
+    metrics::histogram!("bookkeeper_server_READ_ENTRY_REQUEST", "success" => success)
+        .record(elapsed * 1000.0);
     resp
 }

@@ -125,11 +125,16 @@ pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes
             Ok(f) => Box::pin(async move {
                 use std::sync::atomic::Ordering::Relaxed;
                 let r = f.await;
-                metrics::histogram!("pulsar_storage_write_latency_seconds")
-                    .record(started.elapsed().as_secs_f64());
+                let latency = started.elapsed().as_secs_f64();
+                metrics::histogram!("pulsar_storage_write_latency_seconds").record(latency);
                 if r.is_ok() {
-                    metrics::counter!("pulsar_in_messages_total").increment(messages);
-                    metrics::counter!("pulsar_in_bytes_total").increment(bytes);
+                    use crate::topic_metrics::{LATENCY_BOUNDS_MS, SIZE_BOUNDS};
+                    topic
+                        .write_latency_ms
+                        .record(latency * 1000.0, &LATENCY_BOUNDS_MS);
+                    topic.entry_size.record(bytes as f64, &SIZE_BOUNDS);
+                    metrics::counter!("pulsar_broker_in_messages_total").increment(messages);
+                    metrics::counter!("pulsar_broker_in_bytes_total").increment(bytes);
                     crate::stats::IN_MESSAGES.fetch_add(messages, Relaxed);
                     crate::stats::IN_BYTES.fetch_add(bytes, Relaxed);
                     topic.msg_in.fetch_add(messages, Relaxed);
