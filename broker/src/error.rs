@@ -35,6 +35,9 @@ pub enum BrokerError {
     /// A de-duplicated send whose original is not durable yet: the client sends it again.
     #[error("{0}")]
     DuplicateInFlight(String),
+    /// The topic is terminated: it takes no message again.
+    #[error("Topic {0} was already terminated")]
+    TopicTerminated(String),
     /// A request named an unknown producer, consumer or subscription.
     #[error("{0}")]
     NotFound(String),
@@ -63,6 +66,7 @@ impl BrokerError {
             BrokerError::ProducerFenced(_) => ServerError::ProducerFenced,
             BrokerError::DuplicateInFlight(_) => ServerError::PersistenceError,
             BrokerError::NotFound(_) => ServerError::ConsumerNotFound,
+            BrokerError::TopicTerminated(_) => ServerError::TopicTerminatedError,
             BrokerError::Checksum => ServerError::ChecksumError,
             BrokerError::Protocol(_) => ServerError::UnknownError,
         }

@@ -1055,3 +1055,96 @@ async fn t8z_metrics_by_pulsar_and_bookkeeper_names() {
     let m = integration_tests::http_body(&metrics_url).await;
     assert!(!m.contains(&t), "{m}");
 }
+
+/// Termination (issue 11 item 4, issue 12 item 12): `topics terminate` answers the last
+/// message id; producers are refused from then on (also after a SIGKILL and restart);
+/// a consumer gets every message, then REACHED_END_OF_TOPIC (the Rust crate ends its stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t8q_terminated_topic_takes_nothing_and_consumers_reach_its_end() {
+    use futures_util::TryStreamExt;
+    use pulsar::consumer::InitialPosition;
+    use pulsar::{Consumer, ConsumerOptions, Pulsar, TokioExecutor};
+    let dir = KeptDir::new("t8q-");
+    let mut sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let url = sa.http_url.clone();
+    let topic = "persistent://public/default/finite";
+    ok(&url, &["topics", "create", topic]);
+    let client: Pulsar<_> = Pulsar::builder(sa.service_url.clone(), TokioExecutor)
+        .build()
+        .await
+        .unwrap();
+    let mut consumer: Consumer<Vec<u8>, _> = client
+        .consumer()
+        .with_topic(topic)
+        .with_subscription("s")
+        .with_options(ConsumerOptions::default().with_initial_position(InitialPosition::Earliest))
+        .build()
+        .await
+        .unwrap();
+    check(
+        run_scenario(&sa.service_url, "produce_fixed", &[topic, "5"]),
+        "produce",
+    );
+    let last = json(&url, &["topics", "last-message-id", topic]);
+    let out = ok(&url, &["topics", "terminate", topic]);
+    assert_eq!(
+        out.trim(),
+        format!("Topic successfully terminated at {}:4", last["ledgerId"])
+    );
+    assert_eq!(
+        ok(&url, &["topics", "terminate", topic]),
+        out,
+        "terminating twice"
+    );
+    let mut got = Vec::new();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(20), consumer.try_next())
+            .await
+            .expect("the consumer neither got a message nor the end of the topic");
+        match next.unwrap() {
+            Some(msg) => {
+                consumer.ack(&msg).await.unwrap();
+                got.push(String::from_utf8(msg.payload.data.clone()).unwrap());
+            }
+            None => break, // REACHED_END_OF_TOPIC
+        }
+    }
+    assert_eq!(got, ["k-0", "k-1", "k-2", "k-3", "k-4"]);
+    let refused = check(
+        run_scenario(&sa.service_url, "try_client", &[topic, "producer"]),
+        "try",
+    );
+    assert!(
+        refused.contains("refused Pulsar error: TopicTerminated"),
+        "{refused}"
+    );
+    let internal = json(&url, &["topics", "stats-internal", topic]);
+    assert_eq!(internal["state"], "Terminated", "{internal}");
+    // Still terminated after a crash: no ledger is opened for it.
+    drop(consumer);
+    sa.kill9();
+    sa.restart().unwrap();
+    let url = sa.http_url.clone();
+    let refused = check(
+        run_scenario(&sa.service_url, "try_client", &[topic, "producer"]),
+        "try",
+    );
+    assert!(
+        refused.contains("refused Pulsar error: TopicTerminated"),
+        "{refused}"
+    );
+    let internal = json(&url, &["topics", "stats-internal", topic]);
+    assert_eq!(internal["state"], "Terminated", "{internal}");
+    assert_eq!(
+        internal["ledgers"].as_array().map(Vec::len),
+        Some(1),
+        "{internal}"
+    );
+    // An empty topic terminates at -1:-1.
+    let empty = "persistent://public/default/empty-finite";
+    ok(&url, &["topics", "create", empty]);
+    assert_eq!(
+        ok(&url, &["topics", "terminate", empty]).trim(),
+        "Topic successfully terminated at -1:-1"
+    );
+}

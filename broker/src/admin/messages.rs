@@ -2,7 +2,8 @@
 //! peek-messages / examine-messages / get-message-by-id / last-message-id` do:
 //! `GET …/subscription/{sub}/position/{n}` (the n-th unacknowledged entry of a subscription),
 //! `GET …/examinemessage?initialPosition=earliest|latest&messagePosition=n`,
-//! `GET …/ledger/{l}/entry/{e}` and `GET …/lastMessageId`.
+//! `GET …/ledger/{l}/entry/{e}` and `GET …/lastMessageId` — and `POST …/terminate`, which
+//! answers the last message id too.
 //!
 //! An entry answers with Pulsar's headers (`X-Pulsar-Message-ID`, `X-Pulsar-publish-time`,
 //! `X-Pulsar-num-batch-message`, `X-Pulsar-PROPERTY` as a JSON object, …) and the entry's body
@@ -36,6 +37,31 @@ pub(super) fn routes() -> Router<Arc<BrokerService>> {
         .route(&r("/examinemessage"), get(examine))
         .route(&r("/ledger/{ledger}/entry/{entry}"), get(by_id))
         .route(&r("/lastMessageId"), get(last_message_id))
+        .route(&r("/terminate"), axum::routing::post(terminate))
+}
+
+/// `POST …/terminate`: no message is published to the topic again; answers the last
+/// message's id (`-1:-1` for an empty topic), as Pulsar does.
+async fn terminate(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace, topic)): Path<(String, String, String)>,
+    uri: axum::http::Uri,
+) -> Response {
+    either(
+        async {
+            let (t, _) = topic_and_sub(&s, (&tenant, &namespace, &topic), None, &uri).await?;
+            let last = t.terminate().await.map_err(|e| error(&e))?;
+            let (ledger, entry) = last.map_or((-1, -1), |p| (p.ledger.0 as i64, p.entry.0 as i64));
+            tracing::info!(topic = t.name, ledger, entry, "topic terminated");
+            Ok(axum::Json(serde_json::json!({
+                "ledgerId": ledger,
+                "entryId": entry,
+                "partitionIndex": partition_index(&topic),
+            }))
+            .into_response())
+        }
+        .await,
+    )
 }
 
 fn not_found() -> Response {

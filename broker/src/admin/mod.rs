@@ -57,6 +57,7 @@ pub(crate) fn error(e: &BrokerError) -> Response {
         BrokerError::InvalidTopic(_) => StatusCode::PRECONDITION_FAILED,
         BrokerError::TopicNotFound(_) | BrokerError::NotFound(_) => StatusCode::NOT_FOUND,
         BrokerError::ConsumerBusy(_) => StatusCode::CONFLICT,
+        BrokerError::TopicTerminated(_) => StatusCode::CONFLICT,
         BrokerError::NotOwner(_) | BrokerError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         BrokerError::Meta(meta::MetaError::AlreadyExists { .. }) => StatusCode::CONFLICT,
         BrokerError::Meta(meta::MetaError::BadVersion { .. }) => StatusCode::CONFLICT,

@@ -82,6 +82,8 @@ pub(crate) struct Inner {
     last: watch::Sender<Option<Position>>,
     /// Cancelled when ownership is lost: nothing more is acknowledged or created.
     abandoned: CancellationToken,
+    /// Set once the managed ledger is terminated: its last entry (`None`: it has none).
+    terminated: std::sync::OnceLock<Option<Position>>,
 }
 
 impl Inner {
@@ -228,10 +230,27 @@ impl ManagedLedger {
             readers: Mutex::new(Default::default()),
             last: watch::channel(last).0,
             abandoned: CancellationToken::new(),
+            terminated: std::sync::OnceLock::new(),
         });
+        if info.terminated {
+            // Terminated: no ledger is opened; the list is as it was left.
+            let _ = inner.terminated.set(last);
+            let Some(version) = version else {
+                return Err(BrokerError::Protocol(format!(
+                    "{topic}: a terminated managed ledger without a stored record"
+                )));
+            };
+            tracing::info!(
+                topic,
+                ledgers = info.ledgers.len(),
+                "managed ledger opened (terminated)"
+            );
+            let write = writer::spawn(inner.clone(), info, version, None);
+            return Ok(Arc::new(ManagedLedger { inner, write }));
+        }
         let (w, info, version) = writer::new_ledger(&inner, info, version).await?;
         tracing::info!(topic, ledgers = info.ledgers.len() - 1, current = %w.id(), "managed ledger opened");
-        let write = writer::spawn(inner.clone(), info, version, w);
+        let write = writer::spawn(inner.clone(), info, version, Some(w));
         Ok(Arc::new(ManagedLedger { inner, write }))
     }
 
@@ -432,6 +451,24 @@ impl ManagedLedger {
     /// recover. Takes effect at once, ahead of anything queued.
     pub fn abandon(&self) {
         self.inner.abandoned.cancel();
+    }
+
+    /// Terminates the managed ledger after every queued append, as Pulsar's `terminate`: the
+    /// open ledger is closed and the list record marked terminated (CAS), so no entry is
+    /// added again, by this broker or a later owner. Returns the last entry (`None`: the
+    /// topic has none). Terminating a terminated ledger returns the same.
+    pub async fn terminate(&self) -> Result<Option<Position>> {
+        let (reply, rx) = oneshot::channel();
+        self.write
+            .send(Cmd::Terminate { reply })
+            .await
+            .map_err(|_| BrokerError::ShuttingDown)?;
+        rx.await.map_err(|_| BrokerError::ShuttingDown)?
+    }
+
+    /// `Some(last entry)` once terminated.
+    pub fn terminated_at(&self) -> Option<Option<Position>> {
+        self.inner.terminated.get().copied()
     }
 
     /// Closes the open ledger (graceful unload) after every queued append: its last entry is

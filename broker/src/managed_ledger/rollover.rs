@@ -90,6 +90,14 @@ impl Rollover {
         r
     }
 
+    /// A managed ledger that takes no appends (a terminated one).
+    pub fn closed(limits: RollLimits) -> Self {
+        Rollover {
+            limits,
+            state: State::Closed,
+        }
+    }
+
     /// What the next append does.
     pub fn next(&self, now: Instant) -> Next {
         match &self.state {

@@ -47,6 +47,10 @@ pub(super) enum Cmd {
     },
     /// Close the open ledger (graceful unload); appends are refused afterwards.
     Close { reply: oneshot::Sender<Result<()>> },
+    /// Close the open ledger and mark the list terminated; the reply is the last entry.
+    Terminate {
+        reply: oneshot::Sender<Result<Option<Position>>>,
+    },
     /// Report the ledger list as the write task knows it.
     Stats {
         reply: oneshot::Sender<super::LedgerListStats>,
@@ -130,20 +134,25 @@ async fn quorums(inner: &Inner) -> Result<(usize, usize, usize)> {
     })
 }
 
-/// Starts both tasks for a managed ledger whose `writer` was just created; returns the queue.
+/// Starts both tasks for a managed ledger whose `writer` was just created (`None`: a
+/// terminated one, which takes no append); returns the queue.
 pub(super) fn spawn(
     inner: Arc<Inner>,
     info: ManagedLedgerInfo,
     version: Version,
-    writer: LedgerWriter,
+    writer: Option<LedgerWriter>,
 ) -> mpsc::Sender<Cmd> {
     let (tx, rx) = mpsc::channel(QUEUE);
     let (done_tx, done_rx) = mpsc::channel(QUEUE);
     let (failed_tx, failed_rx) = mpsc::unbounded_channel();
     let limits = inner.config.limits();
+    let roll = match &writer {
+        Some(w) => Rollover::new(limits, w.id(), Instant::now()),
+        None => Rollover::closed(limits),
+    };
     let task = WriteTask {
-        roll: Rollover::new(limits, writer.id(), Instant::now()),
-        writer: Some(writer),
+        roll,
+        writer,
         info,
         version,
         completions: done_tx,
@@ -193,6 +202,9 @@ impl WriteTask {
                     }
                     Some(Cmd::Close { reply }) => {
                         let _ = reply.send(self.close().await);
+                    }
+                    Some(Cmd::Terminate { reply }) => {
+                        let _ = reply.send(self.terminate().await);
                     }
                     Some(Cmd::Stats { reply }) => {
                         let _ = reply.send(self.stats());
@@ -267,6 +279,9 @@ impl WriteTask {
     fn refusal(&self, r: Refusal) -> BrokerError {
         match r {
             Refusal::NotOwner => BrokerError::NotOwner(self.inner.name.clone()),
+            Refusal::Closed if self.inner.terminated.get().is_some() => {
+                BrokerError::TopicTerminated(self.inner.name.clone())
+            }
             Refusal::Closed => BrokerError::ShuttingDown,
         }
     }
@@ -360,7 +375,9 @@ impl WriteTask {
                 .collect(),
             current: current.filter(|_| self.roll.is_writing()),
             entries_added: self.entries_added,
-            state: if self.roll.is_abandoned() {
+            state: if self.inner.terminated.get().is_some() {
+                "Terminated"
+            } else if self.roll.is_abandoned() {
                 "Fenced"
             } else if self.roll.is_writing() {
                 "LedgerOpened"
@@ -443,6 +460,87 @@ impl WriteTask {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|(l, _)| !doomed.contains(l));
         Ok(doomed)
+    }
+
+    /// Closes (or recovers) the open ledger, records its end, and CASes the list with
+    /// `terminated` set; then no append is taken again.
+    async fn terminate(&mut self) -> Result<Option<Position>> {
+        if let Some(last) = self.inner.terminated.get() {
+            return Ok(*last);
+        }
+        if self.roll.is_abandoned() {
+            return Err(BrokerError::NotOwner(self.inner.name.clone()));
+        }
+        let ended = match self.roll.close() {
+            End::Close(_) => match self.writer.take() {
+                Some(w) => Some(w.close().await?),
+                None => None,
+            },
+            End::Recover(ledger) => {
+                self.writer = None;
+                Some(self.inner.client.recover(ledger, b"").await?)
+            }
+            End::Nothing => None,
+        };
+        if let Some(m) = ended {
+            let entries = (m.last_entry_id + 1) as u64;
+            if let Some(e) = self
+                .info
+                .ledgers
+                .iter_mut()
+                .find(|l| l.ledger_id == m.ledger_id)
+            {
+                e.entries = entries;
+                e.size = m.length;
+                e.closed_ms = super::now_ms();
+            }
+            let mut closed = self.inner.ledgers.lock().unwrap_or_else(|p| p.into_inner());
+            if entries > 0 && !closed.iter().any(|(l, _)| l.0 == m.ledger_id) {
+                closed.push((LedgerId(m.ledger_id), entries));
+            }
+        }
+        let mut info = self.info.clone();
+        let empty: Vec<LedgerId> = info
+            .ledgers
+            .iter()
+            .filter(|l| l.entries == 0)
+            .map(|l| LedgerId(l.ledger_id))
+            .collect();
+        info.ledgers.retain(|l| l.entries > 0);
+        info.terminated = true;
+        let mut rec = info.clone();
+        match meta::cas::put_checked(
+            self.inner.store.as_ref(),
+            &self.inner.key,
+            encode(&mut rec),
+            PutCondition::Version(self.version),
+        )
+        .await
+        {
+            Ok(v) => {
+                self.info = info;
+                self.version = v;
+            }
+            Err(MetaError::BadVersion { .. }) => {
+                self.roll.abandon();
+                return Err(BrokerError::NotOwner(self.inner.name.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let last = self
+            .info
+            .ledgers
+            .last()
+            .map(|l| Position::new(LedgerId(l.ledger_id), common::EntryId(l.entries - 1)));
+        let _ = self.inner.terminated.set(last);
+        // The ledger opened for writes and never written: nothing refers to it now.
+        for id in empty {
+            if let Err(e) = self.inner.client.delete(id).await {
+                tracing::warn!(topic = self.inner.name, ledger = %id, error = %e, "cannot delete an empty ledger");
+            }
+        }
+        tracing::info!(topic = self.inner.name, ?last, "managed ledger terminated");
+        Ok(last)
     }
 
     async fn close(&mut self) -> Result<()> {

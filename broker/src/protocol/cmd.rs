@@ -161,6 +161,14 @@ pub fn close_consumer(consumer_id: u64) -> BaseCommand {
     }
 }
 
+/// REACHED_END_OF_TOPIC: the consumer's terminated topic has nothing more for it.
+pub fn reached_end_of_topic(consumer_id: u64) -> BaseCommand {
+    BaseCommand {
+        reached_end_of_topic: Some(pb::CommandReachedEndOfTopic { consumer_id }),
+        ..base(Type::ReachedEndOfTopic)
+    }
+}
+
 /// ACTIVE_CONSUMER_CHANGE (Failover).
 pub fn active_consumer_change(consumer_id: u64, is_active: bool) -> BaseCommand {
     BaseCommand {

@@ -523,6 +523,19 @@ impl Topic {
             .collect()
     }
 
+    /// Terminates the topic (`topics terminate`): no message is published again — producers
+    /// are told to reconnect and refused with TopicTerminatedError — and each subscription's
+    /// consumers get REACHED_END_OF_TOPIC once they have read to the end. Returns the last
+    /// message's position (`None`: the topic is empty).
+    pub async fn terminate(&self) -> Result<Option<Position>> {
+        let last = self.ml.terminate().await?;
+        self.tell_producers_to_reconnect();
+        for s in self.subscriptions().await {
+            s.wake();
+        }
+        Ok(last)
+    }
+
     /// CLOSE_PRODUCER to every producer: its client looks the topic up again.
     pub fn tell_producers_to_reconnect(&self) {
         let producers: Vec<((u64, u64), ProducerEntry)> = self

@@ -46,6 +46,8 @@ pub struct ConsumerHandle {
     pub priority: i32,
     /// Protocol version of its connection (some commands need a minimum).
     pub protocol_version: i32,
+    /// REACHED_END_OF_TOPIC was sent to it.
+    pub reached_end: std::sync::atomic::AtomicBool,
 }
 
 struct State {
@@ -630,6 +632,7 @@ impl Subscription {
                     }
                 }
                 None => {
+                    self.notify_end_of_topic();
                     // Sleep until something changes, the next delayed entry is due, or the
                     // cursor is due for a flush.
                     let next_due = self
@@ -647,6 +650,39 @@ impl Subscription {
                 }
             }
         }
+    }
+
+    /// On a terminated topic read to its end (nothing left to redeliver or waiting for its
+    /// delivery time), REACHED_END_OF_TOPIC to each consumer not told yet, as Pulsar does.
+    fn notify_end_of_topic(&self) {
+        let Some(end) = self.ml.terminated_at() else {
+            return;
+        };
+        let st = self.state();
+        let read_all = match end {
+            None => true,
+            Some(e) => st.read_position.is_some_and(|r| r >= e) || st.cursor.is_acked(e),
+        };
+        if !read_all || !st.redeliver.is_empty() || !st.delayed.is_empty() {
+            return;
+        }
+        for c in &st.consumers {
+            if !c.reached_end.swap(true, Ordering::SeqCst) {
+                let mut buf = BytesMut::new();
+                frame::encode(&cmd::reached_end_of_topic(c.consumer_id), &mut buf);
+                let _ = c.out.try_send(buf.freeze());
+                tracing::debug!(
+                    subscription = self.name,
+                    consumer = c.name,
+                    "reached end of topic"
+                );
+            }
+        }
+    }
+
+    /// Wakes the dispatcher (the topic changed: terminated, …).
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     async fn send(&self, pos: Position, c: &ConsumerHandle, redelivery_count: u32) -> Result<()> {

@@ -1,7 +1,7 @@
 //! `magnetar admin topics` verbs about subscriptions and messages, in `pulsar-admin`'s shape:
 //! create-subscription, unsubscribe, skip, clear-backlog, reset-cursor, expire-messages
 //! (one subscription or all), peek-messages, examine-messages, get-message-by-id and
-//! last-message-id. A partitioned topic's name applies a subscription verb to every
+//! last-message-id and terminate. A partitioned topic's name applies a subscription verb to every
 //! partition, as pulsar-admin does. Messages print as pulsar-admin prints them: `Message ID:`
 //! (`Batch Message ID:` for one of a batch), times, properties, then a hex dump.
 
@@ -114,6 +114,8 @@ pub(super) enum Verbs {
     },
     /// The id of the topic's last message.
     LastMessageId { topic: String },
+    /// Terminate a topic: nothing is published to it again; consumers learn they reached its end.
+    Terminate { topic: String },
 }
 
 /// Seconds in pulsar-admin's relative time: 30s, 10m, 3h, 2d, 1w (seconds when bare).
@@ -319,6 +321,14 @@ pub(super) fn run(a: &Admin, v: Verbs) -> anyhow::Result<()> {
             for m in messages(&answer)? {
                 print!("{m}");
             }
+        }
+        Verbs::Terminate { topic } => {
+            let path = format!("/admin/v2/{}/terminate", topic_path(&topic)?);
+            let v = serde_json::from_str::<serde_json::Value>(&a.call("POST", &path, None)?)?;
+            println!(
+                "Topic successfully terminated at {}:{}",
+                v["ledgerId"], v["entryId"]
+            );
         }
         Verbs::LastMessageId { topic } => {
             print_json(&a.get(&format!("/admin/v2/{}/lastMessageId", topic_path(&topic)?))?)?;

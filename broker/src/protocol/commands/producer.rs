@@ -39,6 +39,12 @@ pub async fn handle(conn: &mut Connection, c: CommandProducer) -> Result<()> {
         Some(n) => n,
         None => topic.next_producer_name("magnetar"),
     };
+    if topic.ml.terminated_at().is_some() {
+        let e = crate::error::BrokerError::TopicTerminated(topic.name.clone());
+        return conn
+            .send(cmd::error(c.request_id, e.server_error(), e.to_string()))
+            .await;
+    }
     let limits = conn.service.limits(&topic.name).await;
     match crate::topic::backlog_quota::blocking(&topic, &limits.quotas).await {
         Ok(Some(policy)) => {

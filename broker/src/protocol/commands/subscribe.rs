@@ -75,6 +75,7 @@ pub async fn handle(conn: &mut Connection, c: CommandSubscribe) -> Result<()> {
             permits: AtomicI64::new(0),
             priority: c.priority_level.unwrap_or(0),
             protocol_version: conn.protocol_version,
+            reached_end: Default::default(),
         });
         sub.add_consumer(handle, served)?;
         Ok::<_, crate::error::BrokerError>((topic, sub))
