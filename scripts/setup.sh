@@ -5,8 +5,8 @@
 #   - etcd (Debian's etcd-server, 3.4+): the metadata and cluster tests start real etcd processes;
 #   - pkg-config + libssl-dev: the Rust `pulsar` crate (a compatibility-test peer) links OpenSSL;
 #   - python3-venv when Python's venv module is missing, then a virtualenv (.venv) with the
-#     official Python client, pinned, and kubernetes-validate, pinned (the manifests' schema
-#     check, deploy/kubernetes/check.py).
+#     official Python client, pinned, with fastavro (its Avro schemas), and
+#     kubernetes-validate, pinned (the manifests' schema check, deploy/kubernetes/check.py).
 # Idempotent; safe to run before every build.
 set -euo pipefail
 
@@ -44,6 +44,12 @@ if ! "$venv/bin/python" -c "import pulsar, sys; sys.exit(0 if pulsar.__version__
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "pulsar-client==$PULSAR_CLIENT_VERSION"
+fi
+# Avro support for the client's AvroSchema (its `avro` extra), pinned.
+FASTAVRO_VERSION=1.12.1
+if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(0 if m.version('fastavro') == '$FASTAVRO_VERSION' else 1)" >/dev/null 2>&1; then
+  echo "setup: installing fastavro==$FASTAVRO_VERSION into $venv" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check "fastavro==$FASTAVRO_VERSION"
 fi
 KUBERNETES_VALIDATE_VERSION=1.37.0
 if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(0 if m.version('kubernetes-validate') == '$KUBERNETES_VALIDATE_VERSION' else 1)" >/dev/null 2>&1; then

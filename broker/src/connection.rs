@@ -33,6 +33,8 @@ pub struct ProducerState {
     pub receipts: mpsc::Sender<commands::send::PendingReceipt>,
     /// Set when an ExclusiveWithFencing producer took the topic: sends are refused.
     pub fenced: Arc<std::sync::atomic::AtomicBool>,
+    /// The version of its schema (none for a producer without one).
+    pub schema_version: Option<bytes::Bytes>,
 }
 
 /// A consumer created on this connection.
@@ -146,12 +148,11 @@ impl Connection {
             }
             Type::Seek => commands::seek::handle(self, c.seek.ok_or_else(missing)?).await,
             Type::GetSchema => {
-                let r = c.get_schema.ok_or_else(missing)?;
-                commands::unsupported::get_schema(self, r.request_id).await
+                commands::schema::get_schema(self, c.get_schema.ok_or_else(missing)?).await
             }
             Type::GetOrCreateSchema => {
                 let r = c.get_or_create_schema.ok_or_else(missing)?;
-                commands::unsupported::get_or_create_schema(self, r.request_id).await
+                commands::schema::get_or_create_schema(self, r).await
             }
             Type::NewTxn => {
                 let r = c.new_txn.ok_or_else(missing)?;

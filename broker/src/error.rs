@@ -35,6 +35,9 @@ pub enum BrokerError {
     /// A de-duplicated send whose original is not durable yet: the client sends it again.
     #[error("{0}")]
     DuplicateInFlight(String),
+    /// A schema the topic's compatibility strategy refuses (or that is not valid).
+    #[error("{0}")]
+    IncompatibleSchema(String),
     /// The topic is terminated: it takes no message again.
     #[error("Topic {0} was already terminated")]
     TopicTerminated(String),
@@ -67,6 +70,7 @@ impl BrokerError {
             BrokerError::DuplicateInFlight(_) => ServerError::PersistenceError,
             BrokerError::NotFound(_) => ServerError::ConsumerNotFound,
             BrokerError::TopicTerminated(_) => ServerError::TopicTerminatedError,
+            BrokerError::IncompatibleSchema(_) => ServerError::IncompatibleSchema,
             BrokerError::Checksum => ServerError::ChecksumError,
             BrokerError::Protocol(_) => ServerError::UnknownError,
         }

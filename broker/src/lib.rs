@@ -26,6 +26,7 @@ pub mod evict;
 pub mod managed_ledger;
 pub mod ownership;
 pub mod protocol;
+pub mod schema;
 pub mod server;
 pub mod service;
 pub mod stats;

@@ -42,6 +42,8 @@ pub struct BrokerService {
     pub allow_auto_topic_creation: bool,
     /// See `deduplication_enabled` in `broker.toml`.
     pub deduplication_enabled: bool,
+    /// Topics' schema versions.
+    pub schemas: crate::schema::Registry,
     /// See `message_ttl` in `broker.toml`.
     pub message_ttl: std::time::Duration,
     /// See `message_expiry_check_interval` in `broker.toml`.
@@ -131,6 +133,7 @@ impl BrokerService {
             deduplication_enabled: false,
             message_ttl: std::time::Duration::ZERO,
             message_expiry_check_interval: std::time::Duration::from_secs(60),
+            schemas: crate::schema::Registry::new(store.clone(), keys.clone()),
             store,
             keys,
             client,
@@ -292,6 +295,21 @@ impl BrokerService {
                 Limits::default()
             }
         }
+    }
+
+    /// The schema compatibility strategy of `topic`'s namespace (Pulsar's default, FULL,
+    /// when unset).
+    pub async fn schema_strategy(&self, topic: &str) -> Result<crate::schema::compat::Strategy> {
+        let ns = crate::ownership::bundles::namespace_of(topic);
+        let policy = self
+            .namespaces
+            .namespace(ns)
+            .await?
+            .map(|(p, _)| p.schema_compatibility_strategy)
+            .unwrap_or_default();
+        Ok(crate::schema::compat::Strategy::parse(&policy)
+            .flatten()
+            .unwrap_or(crate::schema::DEFAULT_STRATEGY))
     }
 
     /// The number of partitions of `name` (0: not a partitioned topic).

@@ -419,6 +419,72 @@ def scenario_produce_until_refused():
     client.close()
 
 
+def scenario_schema_evolve():
+    """Topic ARGS[0] (its namespace set to FORWARD): a consumer with schema V1, producers
+    with V1 and V2 (a required `age`); every message decodes, with schema versions 0 and 1."""
+    from pulsar.schema import AvroSchema, Integer, Record, String
+
+    class V1(Record):
+        name = String()
+        age = Integer()
+
+    class V2(Record):
+        name = String()
+        age = Integer(required=True)
+
+    client = new_client()
+    t = ARGS[0]
+    p1 = client.create_producer(t, schema=AvroSchema(V1))
+    consumer = client.subscribe(t, "s", schema=AvroSchema(V1),
+                                initial_position=pulsar.InitialPosition.Earliest)
+    p2 = client.create_producer(t, schema=AvroSchema(V2))
+    for i in range(5):
+        p1.send(V1(name="one-%d" % i, age=i))
+        p2.send(V2(name="two-%d" % i, age=100 + i))
+    versions = set()
+    for i in range(10):
+        m = consumer.receive(timeout_millis=10000)
+        v = m.value()
+        expected = ("one-%d" % (i // 2), i // 2) if i % 2 == 0 else ("two-%d" % (i // 2), 100 + i // 2)
+        assert (v.name, v.age) == expected, (i, v.name, v.age)
+        versions.add(m.schema_version().encode())
+        consumer.acknowledge(m)
+    assert versions == {b"\x00" * 8, b"\x00" * 7 + b"\x01"}, versions
+    print("evolved", flush=True)
+    client.close()
+
+
+def scenario_schema_refused():
+    """Topic ARGS[0] under FULL: a producer with a record whose field changes type is
+    refused; JSON and STRING schemas work; print each outcome."""
+    from pulsar.schema import AvroSchema, Integer, JsonSchema, Record, String, StringSchema
+
+    class A(Record):
+        id = String()
+
+    class B(Record):
+        id = Integer()
+
+    client = new_client()
+    t = ARGS[0]
+    client.create_producer(t, schema=AvroSchema(A))
+    try:
+        client.create_producer(t, schema=AvroSchema(B))
+        print("accepted", flush=True)
+    except Exception as e:  # the broker's refusal, as the client reports it
+        print("refused %s" % e, flush=True)
+    j = client.create_producer(t + "-json", schema=JsonSchema(A))
+    jc = client.subscribe(t + "-json", "s", schema=JsonSchema(A))
+    j.send(A(id="x"))
+    assert jc.receive(timeout_millis=10000).value().id == "x"
+    s = client.create_producer(t + "-string", schema=StringSchema())
+    sc = client.subscribe(t + "-string", "s", schema=StringSchema())
+    s.send("hello")
+    assert sc.receive(timeout_millis=10000).value() == "hello"
+    print("json and string ok", flush=True)
+    client.close()
+
+
 def scenario_consume_fixed():
     """Consume topic ARGS[0] with subscription ARGS[1] until idle; print what arrived."""
     client = new_client()

@@ -89,6 +89,13 @@ impl KeyLayout {
         format!("{}managed-ledgers/{topic}", self.root)
     }
 
+    /// `schemas/<tenant>/<namespace>/<topic>` for `persistent://tenant/namespace/topic`
+    /// (the caller strips a partition suffix: partitions share their topic's schema).
+    pub fn schema(&self, topic: &str) -> String {
+        let path = topic.split_once("://").map_or(topic, |(_, p)| p);
+        format!("{}schemas/{path}", self.root)
+    }
+
     /// `managed-ledgers/<topic>/cursors/<subscription>`.
     pub fn cursor(&self, topic: &str, subscription: &str) -> String {
         format!(

@@ -6,7 +6,7 @@ use prost::Message;
 use proto::meta::{
     BookieServiceInfo, BrokerInfo, ClusterInfo, Cookie, CursorInfo, DedupSnapshot, FORMAT_VERSION,
     LedgerIdCounter, LedgerMetadata, ManagedLedgerInfo, NamespacePolicies, OwnershipInfo,
-    PartitionedTopicInfo, TenantInfo,
+    PartitionedTopicInfo, SchemaHistory, TenantInfo,
 };
 
 use crate::error::{MetaError, Result};
@@ -44,7 +44,8 @@ record!(
     TenantInfo,
     NamespacePolicies,
     PartitionedTopicInfo,
-    DedupSnapshot
+    DedupSnapshot,
+    SchemaHistory
 );
 
 /// Serialises a record stamped with this build's format version.

@@ -1,7 +1,8 @@
 //! The broker's `/admin/v2` REST API, with Pulsar's paths, status codes and JSON field names
 //! (`../shared/reference/ecosystem.md` §1.1): brokers (list, leader, health), clusters, tenants, namespaces, persistent
 //! topics (plain and partitioned), their subscriptions (create, delete, skip, clear, reset,
-//! expire), reading messages without consuming them (peek, examine, by id) and unloading. One file per resource. A call about a topic
+//! expire), reading messages without consuming them (peek, examine, by id), schemas and
+//! unloading. One file per resource. A call about a topic
 //! or bundle another broker owns answers `307 Temporary Redirect` to it, as Pulsar does.
 //! Errors answer `{"reason": "…"}` with Pulsar's status: 400 malformed body, 404 missing,
 //! 409 already exists or not empty, 412 invalid name, 503 not ready.
@@ -14,6 +15,7 @@ mod brokers;
 mod clusters;
 mod messages;
 mod namespaces;
+mod schemas;
 mod subscriptions;
 mod tenants;
 mod topics;
@@ -38,6 +40,7 @@ pub fn routes(service: Arc<BrokerService>) -> Router {
         .merge(topics::routes())
         .merge(subscriptions::routes())
         .merge(messages::routes())
+        .merge(schemas::routes())
         .merge(unload::routes())
         .with_state(service)
 }
@@ -58,6 +61,7 @@ pub(crate) fn error(e: &BrokerError) -> Response {
         BrokerError::TopicNotFound(_) | BrokerError::NotFound(_) => StatusCode::NOT_FOUND,
         BrokerError::ConsumerBusy(_) => StatusCode::CONFLICT,
         BrokerError::TopicTerminated(_) => StatusCode::CONFLICT,
+        BrokerError::IncompatibleSchema(_) => StatusCode::CONFLICT,
         BrokerError::NotOwner(_) | BrokerError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         BrokerError::Meta(meta::MetaError::AlreadyExists { .. }) => StatusCode::CONFLICT,
         BrokerError::Meta(meta::MetaError::BadVersion { .. }) => StatusCode::CONFLICT,

@@ -2,7 +2,7 @@
 //! count, replication clusters), get policies, delete (refused while it has topics, unless
 //! `force`, which deletes them); each policy: de-duplication, retention, persistence, message
 //! TTL, max producers / consumers per topic and consumers per subscription, backlog quotas,
-//! auto topic creation.
+//! auto topic creation, schema compatibility strategy.
 
 use std::sync::Arc;
 
@@ -55,9 +55,59 @@ pub(super) fn routes() -> Router<Arc<BrokerService>> {
                 .delete(remove_auto_creation),
         )
         .route(
+            "/admin/v2/namespaces/{tenant}/{namespace}/schemaCompatibilityStrategy",
+            get(get_schema_strategy)
+                .put(set_schema_strategy)
+                .post(set_schema_strategy),
+        )
+        .route(
             "/admin/v2/namespaces/{tenant}/{namespace}/{policy}",
             get(get_number).post(set_number).delete(remove_number),
         )
+}
+
+/// `GET …/schemaCompatibilityStrategy`: the namespace's strategy (`UNDEFINED`: the broker's,
+/// FULL).
+async fn get_schema_strategy(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+) -> Response {
+    show_policy(&s, &format!("{tenant}/{namespace}"), |p| {
+        if p.schema_compatibility_strategy.is_empty() {
+            "UNDEFINED".to_owned()
+        } else {
+            p.schema_compatibility_strategy.clone()
+        }
+    })
+    .await
+}
+
+/// `PUT …/schemaCompatibilityStrategy` with a JSON string (`"FORWARD"`).
+async fn set_schema_strategy(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let name: String = match serde_json::from_slice(&body) {
+        Ok(n) => n,
+        Err(e) => {
+            return reason(
+                StatusCode::BAD_REQUEST,
+                format!("expected a strategy name as a JSON string: {e}"),
+            );
+        }
+    };
+    let Some(strategy) = crate::schema::compat::Strategy::parse(&name) else {
+        return reason(
+            StatusCode::BAD_REQUEST,
+            format!("unknown schema compatibility strategy {name:?}"),
+        );
+    };
+    let stored = strategy.map_or(String::new(), |st| st.name().to_owned());
+    change_policy(&s, &format!("{tenant}/{namespace}"), |p| {
+        p.schema_compatibility_strategy = stored.clone();
+    })
+    .await
 }
 
 /// Pulsar's AutoTopicCreationOverride JSON.
@@ -716,6 +766,7 @@ async fn policies(
                 "max_consumers_per_subscription": p.max_consumers_per_subscription,
                 "backlog_quota_map": backlog_quota_map(&p),
                 "subscription_expiration_time_minutes": p.subscription_expiration_minutes,
+                "schema_compatibility_strategy": if p.schema_compatibility_strategy.is_empty() { "UNDEFINED" } else { p.schema_compatibility_strategy.as_str() },
                 "autoTopicCreationOverride": p.auto_topic_creation.as_ref().map(auto_creation_json),
             }))
             .into_response())

@@ -1,5 +1,5 @@
 //! `magnetar admin`: the broker's `/admin/v2` REST API in `pulsar-admin`'s shape —
-//! `magnetar admin [--admin-url URL] brokers|clusters|tenants|namespaces|topics <verb> …`, Pulsar's
+//! `magnetar admin [--admin-url URL] brokers|clusters|tenants|namespaces|topics|schemas <verb> …`, Pulsar's
 //! flags, lists one per line, records as JSON. A 307 from a broker that does not own a topic
 //! is followed to the owner. An error is one line (`magnetar: <reason> (HTTP <status>)`) and
 //! a non-zero exit.
@@ -38,6 +38,29 @@ enum Group {
     /// Persistent topics, plain and partitioned.
     #[command(subcommand)]
     Topics(Topics),
+    /// Topics' schemas.
+    #[command(subcommand)]
+    Schemas(Schemas),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Schemas {
+    /// Show a topic's schema: the latest version, --version N, or --all.
+    Get {
+        topic: String,
+        #[arg(long, conflicts_with = "all")]
+        version: Option<u64>,
+        #[arg(short = 'a', long)]
+        all: bool,
+    },
+    /// Register a schema from a file of Pulsar's form: {"type": "AVRO", "schema": "…", "properties": {}}.
+    Upload {
+        topic: String,
+        #[arg(short = 'f', long)]
+        filename: std::path::PathBuf,
+    },
+    /// Delete every version of a topic's schema.
+    Delete { topic: String },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -253,6 +276,15 @@ enum Namespaces {
     GetSubscriptionExpirationTime { namespace: String },
     /// Remove the subscription expiration.
     RemoveSubscriptionExpirationTime { namespace: String },
+    /// Set how a topic's schema may change: BACKWARD, FORWARD, FULL (the default), their
+    /// _TRANSITIVE forms, ALWAYS_COMPATIBLE, ALWAYS_INCOMPATIBLE or UNDEFINED.
+    SetSchemaCompatibilityStrategy {
+        namespace: String,
+        #[arg(short = 'c', long)]
+        compatibility: String,
+    },
+    /// Show the namespace's schema compatibility strategy.
+    GetSchemaCompatibilityStrategy { namespace: String },
     /// Show the namespace's backlog quotas.
     GetBacklogQuotas { namespace: String },
     /// Remove a backlog quota.
@@ -531,6 +563,46 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Group::Tenants(t) => tenants(&a, t)?,
         Group::Namespaces(n) => namespaces(&a, n)?,
         Group::Topics(t) => topics(&a, t)?,
+        Group::Schemas(sc) => schemas(&a, sc)?,
+    }
+    Ok(())
+}
+
+fn schemas(a: &Admin, sc: Schemas) -> anyhow::Result<()> {
+    let path = |topic: &str| -> anyhow::Result<String> {
+        let p = topic_path(topic)?;
+        let rest = p.strip_prefix("persistent/").unwrap_or(&p).to_owned();
+        Ok(format!("/admin/v2/schemas/{rest}"))
+    };
+    match sc {
+        Schemas::Get {
+            topic,
+            version,
+            all,
+        } => {
+            let base = path(&topic)?;
+            let url = match (version, all) {
+                (_, true) => format!("{base}/schemas"),
+                (Some(v), _) => format!("{base}/schema/{v}"),
+                (None, false) => format!("{base}/schema"),
+            };
+            print_json(&a.get(&url)?)?;
+        }
+        Schemas::Upload { topic, filename } => {
+            let body = std::fs::read_to_string(&filename)
+                .with_context(|| format!("cannot read {}", filename.display()))?;
+            serde_json::from_str::<serde_json::Value>(&body)
+                .with_context(|| format!("{} is not JSON", filename.display()))?;
+            let v = serde_json::from_str::<serde_json::Value>(&a.call(
+                "POST",
+                &format!("{}/schema", path(&topic)?),
+                Some(body),
+            )?)?;
+            println!("{}", v.pointer("/version/version").unwrap_or(&v));
+        }
+        Schemas::Delete { topic } => {
+            a.call("DELETE", &format!("{}/schema", path(&topic)?), None)?;
+        }
     }
     Ok(())
 }
@@ -729,6 +801,27 @@ fn namespaces(a: &Admin, n: Namespaces) -> anyhow::Result<()> {
         }
         Namespaces::RemoveSubscriptionExpirationTime { namespace: ns } => {
             number_policy(a, "DELETE", &ns, "subscriptionExpirationTime", None)?;
+        }
+        Namespaces::SetSchemaCompatibilityStrategy {
+            namespace: ns,
+            compatibility,
+        } => {
+            let path = format!(
+                "/admin/v2/namespaces/{}/schemaCompatibilityStrategy",
+                namespace(&ns)?
+            );
+            a.call(
+                "PUT",
+                &path,
+                Some(serde_json::json!(compatibility).to_string()),
+            )?;
+        }
+        Namespaces::GetSchemaCompatibilityStrategy { namespace: ns } => {
+            let path = format!(
+                "/admin/v2/namespaces/{}/schemaCompatibilityStrategy",
+                namespace(&ns)?
+            );
+            println!("{}", a.get(&path)?.as_str().unwrap_or("UNDEFINED"));
         }
         Namespaces::GetBacklogQuotas { namespace: ns } => {
             let path = format!("/admin/v2/namespaces/{}/backlogQuotaMap", namespace(&ns)?);

@@ -12,6 +12,7 @@ pub mod lookup;
 pub mod ping;
 pub mod producer;
 pub mod redeliver;
+pub mod schema;
 pub mod seek;
 pub mod send;
 pub mod subscribe;

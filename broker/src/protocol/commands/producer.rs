@@ -20,7 +20,8 @@ pub async fn handle(conn: &mut Connection, c: CommandProducer) -> Result<()> {
         if !p.topic.is_closed() && p.topic.has_producer((conn.id, c.producer_id)) {
             let name = p.name.clone();
             let last = last_sequence_id(&p.topic, &name);
-            return conn.send(success(c.request_id, name, last)).await;
+            let version = p.schema_version.clone();
+            return conn.send(success(c.request_id, name, last, version)).await;
         }
         // Its topic was unloaded, or it was fenced (the client was told to reconnect):
         // create it afresh, under the access rules.
@@ -63,6 +64,34 @@ pub async fn handle(conn: &mut Connection, c: CommandProducer) -> Result<()> {
             .send(cmd::error(c.request_id, ServerError::ProducerBusy, msg))
             .await;
     }
+    // Its schema: the version of an identical one, or a new version if compatible.
+    let schema_version = match c.schema.as_ref().filter(|s| crate::schema::is_schema(s)) {
+        None => None,
+        Some(s) => {
+            let registered = async {
+                let strategy = conn.service.schema_strategy(&topic.name).await?;
+                let props = s
+                    .properties
+                    .iter()
+                    .map(|kv| (kv.key.clone(), kv.value.clone()))
+                    .collect();
+                conn.service
+                    .schemas
+                    .add_or_get(&topic.name, s.r#type, &s.schema_data, props, strategy)
+                    .await
+            }
+            .await;
+            match registered {
+                Ok(v) => Some(crate::schema::version_bytes(v)),
+                Err(e) => {
+                    tracing::info!(topic = c.topic, producer = name, error = %e, "producer's schema refused");
+                    return conn
+                        .send(cmd::error(c.request_id, e.server_error(), e.to_string()))
+                        .await;
+                }
+            }
+        }
+    };
     let mode = AccessMode::from_wire(c.producer_access_mode.unwrap_or(0));
     let fenced = match topic.add_producer(
         (conn.id, c.producer_id),
@@ -92,10 +121,12 @@ pub async fn handle(conn: &mut Connection, c: CommandProducer) -> Result<()> {
             name: name.clone(),
             receipts: tx,
             fenced,
+            schema_version: schema_version.clone(),
         },
     );
     let last = last_sequence_id(&conn.producers[&c.producer_id].topic, &name);
-    conn.send(success(c.request_id, name, last)).await
+    conn.send(success(c.request_id, name, last, schema_version))
+        .await
 }
 
 /// The producer's highest durable sequence id when the topic de-duplicates, else -1.
@@ -108,13 +139,19 @@ fn last_sequence_id(topic: &crate::topic::Topic, name: &str) -> i64 {
         .map_or(-1, |d| d.last_sequence_id(name))
 }
 
-fn success(request_id: u64, producer_name: String, last_sequence_id: i64) -> BaseCommand {
+fn success(
+    request_id: u64,
+    producer_name: String,
+    last_sequence_id: i64,
+    schema_version: Option<bytes::Bytes>,
+) -> BaseCommand {
     BaseCommand {
         r#type: Type::ProducerSuccess as i32,
         producer_success: Some(CommandProducerSuccess {
             request_id,
             producer_name,
             last_sequence_id: Some(last_sequence_id),
+            schema_version,
             ..Default::default()
         }),
         ..Default::default()

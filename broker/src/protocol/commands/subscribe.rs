@@ -45,6 +45,20 @@ pub async fn handle(conn: &mut Connection, c: CommandSubscribe) -> Result<()> {
             Some(m) if m.ledger_id >= i64::MAX as u64 => InitialPosition::Latest,
             _ => initial,
         };
+        // Its schema: one of the topic's versions, or one that can read the latest (the
+        // first schema of a topic is registered).
+        if let Some(s) = c.schema.as_ref().filter(|s| crate::schema::is_schema(s)) {
+            let strategy = conn.service.schema_strategy(&topic.name).await?;
+            let props = s
+                .properties
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone()))
+                .collect();
+            conn.service
+                .schemas
+                .check_consumer(&topic.name, s.r#type, &s.schema_data, props, strategy)
+                .await?;
+        }
         let limits = conn.service.limits(&topic.name).await;
         let on_topic: usize = topic
             .subscriptions()
