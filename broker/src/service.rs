@@ -191,6 +191,16 @@ impl BrokerService {
                 let topic = Topic::new(name.clone(), ml, self.keys.clone());
                 let subs = topic.load_subscriptions().await?;
                 let ns = crate::ownership::bundles::namespace_of(&name);
+                if let Some((p, _)) = self.namespaces.topic_policies(&name).await? {
+                    topic
+                        .set_max_unacked(true, p.max_unacked_messages_on_consumer)
+                        .await;
+                }
+                if let Some((p, _)) = self.namespaces.namespace(ns).await? {
+                    topic
+                        .set_max_unacked(false, p.max_unacked_messages_per_consumer)
+                        .await;
+                }
                 if self.dedup_enabled(ns).await? {
                     topic.enable_dedup().await?;
                 }
@@ -482,6 +492,7 @@ impl BrokerService {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&name);
         topic.delete().await?;
+        self.namespaces.delete_topic_policies(&name).await?;
         tracing::info!(topic = name, "topic deleted");
         Ok(())
     }

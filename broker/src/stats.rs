@@ -114,6 +114,9 @@ pub async fn run(service: Arc<BrokerService>, stop: CancellationToken) {
                     }
                 }
             }
+            if let Some(limit) = policy.max_unacked {
+                topic.set_max_unacked(false, Some(limit)).await;
+            }
             if let Err(e) = crate::topic::backlog_quota::enforce(&topic, &policy.quotas).await {
                 tracing::warn!(topic = topic.name, error = %e, "backlog quota check failed");
             }
@@ -129,6 +132,8 @@ pub async fn run(service: Arc<BrokerService>, stop: CancellationToken) {
 #[derive(Debug, Clone, Copy)]
 struct NsPolicy {
     quotas: crate::topic::backlog_quota::Quotas,
+    /// Max unacknowledged entries per consumer (`None`: unknown this pass).
+    max_unacked: Option<u32>,
     /// Durable subscriptions without consumers for longer than this are deleted.
     subscription_expiration: Option<Duration>,
     retention: crate::managed_ledger::Retention,
@@ -148,6 +153,7 @@ impl NsPolicy {
                 dedup: Some(service.dedup_policy(p.deduplication)),
                 ttl: service.message_ttl(p.message_ttl_seconds),
                 quotas: crate::topic::backlog_quota::Quotas::of(&p),
+                max_unacked: Some(p.max_unacked_messages_per_consumer.unwrap_or(0)),
                 subscription_expiration: p
                     .subscription_expiration_minutes
                     .filter(|m| *m > 0)
@@ -160,6 +166,7 @@ impl NsPolicy {
                 ttl: Duration::ZERO,
                 // Unknown: leave the topic as it is (no quota blocks it this pass).
                 quotas: Default::default(),
+                max_unacked: None,
                 subscription_expiration: None,
             },
         }

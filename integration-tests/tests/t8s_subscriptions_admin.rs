@@ -1148,3 +1148,107 @@ async fn t8q_terminated_topic_takes_nothing_and_consumers_reach_its_end() {
         "Topic successfully terminated at -1:-1"
     );
 }
+
+/// Max unacknowledged messages per consumer, set on the topic (over its namespace's): a
+/// consumer holding that many unacknowledged gets nothing more until it acknowledges; the
+/// limit is read back as the Rust crate's admin API reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t8r_max_unacked_messages_per_consumer() {
+    use futures_util::TryStreamExt;
+    use pulsar::consumer::InitialPosition;
+    use pulsar::{Consumer, ConsumerOptions, Pulsar, SubType, TokioExecutor};
+    let dir = KeptDir::new("t8r-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let url = sa.http_url.as_str();
+    let topic = "persistent://public/default/limited-unacked";
+    assert!(
+        fails(
+            url,
+            &["topics", "get-max-unacked-messages-per-consumer", topic]
+        )
+        .ends_with("(HTTP 404)"),
+        "a topic that does not exist"
+    );
+    ok(url, &["topics", "create", topic]);
+    assert_eq!(
+        ok(
+            url,
+            &["topics", "get-max-unacked-messages-per-consumer", topic]
+        )
+        .trim(),
+        "null"
+    );
+    ok(
+        url,
+        &[
+            "topics",
+            "set-max-unacked-messages-per-consumer",
+            topic,
+            "-m",
+            "3",
+        ],
+    );
+    assert_eq!(
+        ok(
+            url,
+            &["topics", "get-max-unacked-messages-per-consumer", topic]
+        )
+        .trim(),
+        "3"
+    );
+    let client: Pulsar<_> = Pulsar::builder(sa.service_url.clone(), TokioExecutor)
+        .build()
+        .await
+        .unwrap();
+    let mut consumer: Consumer<Vec<u8>, _> = client
+        .consumer()
+        .with_topic(topic)
+        .with_subscription("s")
+        .with_subscription_type(SubType::Shared)
+        .with_options(ConsumerOptions::default().with_initial_position(InitialPosition::Earliest))
+        .build()
+        .await
+        .unwrap();
+    check(
+        run_scenario(&sa.service_url, "produce_fixed", &[topic, "10"]),
+        "produce",
+    );
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let msg = tokio::time::timeout(Duration::from_secs(20), consumer.try_next())
+            .await
+            .expect("the first three arrive")
+            .unwrap()
+            .unwrap();
+        held.push(msg);
+    }
+    // The limit holds: nothing more while three are unacknowledged.
+    let more = tokio::time::timeout(Duration::from_secs(2), consumer.try_next()).await;
+    assert!(more.is_err(), "a fourth message arrived past the limit");
+    let stats = json(url, &["topics", "stats", topic]);
+    assert_eq!(stats["subscriptions"]["s"]["unackedMessages"], 3, "{stats}");
+    // Acknowledging one lets one more through.
+    consumer.ack(&held.remove(0)).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(20), consumer.try_next())
+        .await
+        .expect("one more after an ack")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.payload.data, b"k-3");
+    // Removed: the rest flow.
+    ok(
+        url,
+        &["topics", "remove-max-unacked-messages-per-consumer", topic],
+    );
+    consumer.ack(&next).await.unwrap();
+    let mut rest = 0;
+    while rest < 6 {
+        let msg = tokio::time::timeout(Duration::from_secs(20), consumer.try_next())
+            .await
+            .expect("the rest flow once the limit is gone")
+            .unwrap()
+            .unwrap();
+        consumer.ack(&msg).await.unwrap();
+        rest += 1;
+    }
+}

@@ -156,6 +156,25 @@ async fn t81_admin_verbs_and_rest_status_codes() {
     assert!(r.contains("reason"), "{r}");
     let r = http_put_body(url, "/admin/v2/persistent/acme/orders/q/partitions", "0").await;
     assert_eq!(status(&r), 406, "{r}");
+    // The count as a JSON string, as the Rust crate's own tests send it: accepted.
+    let r = http_put_body(
+        url,
+        "/admin/v2/persistent/acme/orders/q/partitions",
+        "\"3\"",
+    )
+    .await;
+    assert_eq!(status(&r), 204, "{r}");
+    assert!(
+        ok(
+            url,
+            &["topics", "get-partitioned-topic-metadata", "acme/orders/q"]
+        )
+        .contains("\"partitions\": 3")
+    );
+    ok(
+        url,
+        &["topics", "delete-partitioned-topic", "acme/orders/q"],
+    );
     let r = http_put(&format!("{url}/admin/v2/clusters/other")).await;
     assert_eq!(status(&r), 412, "{r}");
     // Deleting: a namespace with topics needs --force; a tenant needs to be empty.

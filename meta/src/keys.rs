@@ -96,6 +96,12 @@ impl KeyLayout {
         format!("{}schemas/{path}", self.root)
     }
 
+    /// `topic-policies/<tenant>/<namespace>/<topic>` for `persistent://tenant/namespace/topic`.
+    pub fn topic_policies(&self, topic: &str) -> String {
+        let path = topic.split_once("://").map_or(topic, |(_, p)| p);
+        format!("{}topic-policies/{path}", self.root)
+    }
+
     /// `managed-ledgers/<topic>/cursors/<subscription>`.
     pub fn cursor(&self, topic: &str, subscription: &str) -> String {
         format!(

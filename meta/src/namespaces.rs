@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use proto::meta::{NamespacePolicies, PartitionedTopicInfo, TenantInfo};
+use proto::meta::{NamespacePolicies, PartitionedTopicInfo, TenantInfo, TopicPolicies};
 
 use crate::cas::put_checked;
 use crate::records::{Record, decode, encode};
@@ -174,6 +174,38 @@ impl Namespaces {
         };
         self.create(&self.keys.partitioned_topic(ns, local), info)
             .await
+    }
+
+    /// A topic's own policies and their version.
+    pub async fn topic_policies(&self, topic: &str) -> Result<Option<(TopicPolicies, Version)>> {
+        self.get(&self.keys.topic_policies(topic)).await
+    }
+
+    /// Stores a topic's policies: created when `version` is `None`, else replaced if still at
+    /// it (`BadVersion` / `AlreadyExists` otherwise: re-read and retry).
+    pub async fn put_topic_policies(
+        &self,
+        topic: &str,
+        policies: TopicPolicies,
+        version: Option<Version>,
+    ) -> Result<()> {
+        let key = self.keys.topic_policies(topic);
+        match version {
+            Some(v) => self.replace(&key, policies, v).await,
+            None => self.create(&key, policies).await,
+        }
+    }
+
+    /// Deletes a topic's policies (with the topic); none is fine.
+    pub async fn delete_topic_policies(&self, topic: &str) -> Result<()> {
+        match self
+            .store
+            .delete(&self.keys.topic_policies(topic), None)
+            .await
+        {
+            Ok(()) | Err(MetaError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// A partitioned topic's record and its version.

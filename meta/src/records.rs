@@ -6,7 +6,7 @@ use prost::Message;
 use proto::meta::{
     BookieServiceInfo, BrokerInfo, ClusterInfo, Cookie, CursorInfo, DedupSnapshot, FORMAT_VERSION,
     LedgerIdCounter, LedgerMetadata, ManagedLedgerInfo, NamespacePolicies, OwnershipInfo,
-    PartitionedTopicInfo, SchemaHistory, TenantInfo,
+    PartitionedTopicInfo, SchemaHistory, TenantInfo, TopicPolicies,
 };
 
 use crate::error::{MetaError, Result};
@@ -45,7 +45,8 @@ record!(
     NamespacePolicies,
     PartitionedTopicInfo,
     DedupSnapshot,
-    SchemaHistory
+    SchemaHistory,
+    TopicPolicies
 );
 
 /// Serialises a record stamped with this build's format version.

@@ -18,6 +18,7 @@ mod namespaces;
 mod schemas;
 mod subscriptions;
 mod tenants;
+mod topic_policies;
 mod topics;
 mod unload;
 
@@ -41,6 +42,7 @@ pub fn routes(service: Arc<BrokerService>) -> Router {
         .merge(subscriptions::routes())
         .merge(messages::routes())
         .merge(schemas::routes())
+        .merge(topic_policies::routes())
         .merge(unload::routes())
         .with_state(service)
 }

@@ -347,6 +347,7 @@ fn number_field(policy: &str) -> Option<fn(&mut NamespacePolicies) -> &mut Optio
         "maxConsumersPerTopic" => |p| &mut p.max_consumers_per_topic,
         "maxConsumersPerSubscription" => |p| &mut p.max_consumers_per_subscription,
         "subscriptionExpirationTime" => |p| &mut p.subscription_expiration_minutes,
+        "maxUnackedMessagesPerConsumer" => |p| &mut p.max_unacked_messages_per_consumer,
         _ => return None,
     })
 }
@@ -766,6 +767,7 @@ async fn policies(
                 "max_consumers_per_subscription": p.max_consumers_per_subscription,
                 "backlog_quota_map": backlog_quota_map(&p),
                 "subscription_expiration_time_minutes": p.subscription_expiration_minutes,
+                "max_unacked_messages_per_consumer": p.max_unacked_messages_per_consumer,
                 "schema_compatibility_strategy": if p.schema_compatibility_strategy.is_empty() { "UNDEFINED" } else { p.schema_compatibility_strategy.as_str() },
                 "autoTopicCreationOverride": p.auto_topic_creation.as_ref().map(auto_creation_json),
             }))

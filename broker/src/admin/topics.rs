@@ -269,8 +269,21 @@ pub(super) async fn delete_here(s: &BrokerService, name: &str, force: bool) -> R
     s.delete_topic(name, force).await
 }
 
+/// The partition count of a create/update body: a JSON number, or a JSON string holding one
+/// (`"4"`, as clients that send `json(&n.to_string())` do; Pulsar's JSON reader takes both).
 fn parse_count(body: &[u8]) -> std::result::Result<u32, Response> {
-    let n: i64 = parse_body(body)?;
+    let v: serde_json::Value = parse_body(body)?;
+    let n = match &v {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    let Some(n) = n else {
+        return Err(reason(
+            StatusCode::BAD_REQUEST,
+            format!("malformed request body: expected the number of partitions, not {v}"),
+        ));
+    };
     if n <= 0 || n > 10_000 {
         return Err(reason(
             StatusCode::NOT_ACCEPTABLE,

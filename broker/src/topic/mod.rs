@@ -139,6 +139,9 @@ pub struct Topic {
     closed: std::sync::atomic::AtomicBool,
     /// A backlog quota refuses producers (see [`backlog_quota`]): set by the stats period.
     pub quota_blocked: std::sync::atomic::AtomicBool,
+    /// Max unacknowledged entries per consumer: the topic's own policy (`u32::MAX`: unset)
+    /// and its namespace's (0: unlimited).
+    max_unacked: [std::sync::atomic::AtomicU32; 2],
     /// Storage write latency (ms) of its entries, in Pulsar's buckets.
     pub write_latency_ms: crate::topic_metrics::Buckets,
     /// Size of its entries (bytes), in Pulsar's buckets.
@@ -161,6 +164,10 @@ impl Topic {
             dedup: Arc::default(),
             closed: std::sync::atomic::AtomicBool::new(false),
             quota_blocked: std::sync::atomic::AtomicBool::new(false),
+            max_unacked: [
+                std::sync::atomic::AtomicU32::new(u32::MAX),
+                std::sync::atomic::AtomicU32::new(0),
+            ],
             write_latency_ms: Default::default(),
             entry_size: Default::default(),
         })
@@ -202,6 +209,7 @@ impl Topic {
             Cursor::in_memory(start.map(before).unwrap_or(initial))
         };
         let sub = Subscription::start(name.to_owned(), sub_type, self.ml.clone(), cursor);
+        sub.set_max_unacked(self.max_unacked());
         subs.insert(name.to_owned(), sub.clone());
         Ok(sub)
     }
@@ -219,6 +227,7 @@ impl Topic {
         }
         let cursor = Cursor::load_or_create(self.ml.store(), key, mark).await?;
         let sub = Subscription::start(name.to_owned(), SubType::Exclusive, self.ml.clone(), cursor);
+        sub.set_max_unacked(self.max_unacked());
         subs.insert(name.to_owned(), sub);
         Ok(())
     }
@@ -246,6 +255,7 @@ impl Topic {
             let cursor = Cursor::load_or_create(self.ml.store(), kv.key.clone(), None).await?;
             let sub =
                 Subscription::start(name.to_owned(), SubType::Exclusive, self.ml.clone(), cursor);
+            sub.set_max_unacked(self.max_unacked());
             subs.insert(name.to_owned(), sub);
             loaded += 1;
         }
@@ -521,6 +531,33 @@ impl Topic {
             .drain()
             .map(|(_, s)| s)
             .collect()
+    }
+
+    /// The max unacknowledged entries per consumer in force: the topic's policy, else its
+    /// namespace's (0: unlimited).
+    pub fn max_unacked(&self) -> u32 {
+        use std::sync::atomic::Ordering::Relaxed;
+        match self.max_unacked[0].load(Relaxed) {
+            u32::MAX => self.max_unacked[1].load(Relaxed),
+            own => own,
+        }
+    }
+
+    /// The topic's own max-unacked policy (`None`: follow the namespace).
+    pub fn topic_max_unacked(&self) -> Option<u32> {
+        Some(self.max_unacked[0].load(std::sync::atomic::Ordering::Relaxed))
+            .filter(|v| *v != u32::MAX)
+    }
+
+    /// Sets the topic's own (`topic`) or its namespace's max-unacked policy and applies the
+    /// result to every subscription.
+    pub async fn set_max_unacked(&self, topic: bool, limit: Option<u32>) {
+        let (slot, unset) = if topic { (0, u32::MAX) } else { (1, 0) };
+        self.max_unacked[slot].store(limit.unwrap_or(unset), std::sync::atomic::Ordering::Relaxed);
+        let effective = self.max_unacked();
+        for s in self.subscriptions().await {
+            s.set_max_unacked(effective);
+        }
     }
 
     /// Terminates the topic (`topics terminate`): no message is published again — producers

@@ -90,6 +90,8 @@ pub struct Subscription {
     pub bytes_out: std::sync::atomic::AtomicU64,
     /// Entries expired (TTL or expire-messages), for stats.
     pub expired: std::sync::atomic::AtomicU64,
+    /// A consumer with this many unacknowledged entries gets no more (0: unlimited).
+    max_unacked: std::sync::atomic::AtomicU32,
 }
 
 /// What `topics stats` / `internalStats` show of a subscription.
@@ -150,6 +152,7 @@ impl Subscription {
             msg_out: Default::default(),
             bytes_out: Default::default(),
             expired: Default::default(),
+            max_unacked: Default::default(),
         });
         tokio::spawn(sub.clone().dispatch());
         sub
@@ -536,7 +539,7 @@ impl Subscription {
             return KeyedJob::NeedKey(pos);
         };
         let c = st.consumers[crate::sticky_key::owner(hash, st.consumers.len())].clone();
-        if c.permits.load(Ordering::SeqCst) <= 0 {
+        if c.permits.load(Ordering::SeqCst) <= 0 || self.at_unacked_limit(&st, c.key) {
             return KeyedJob::Idle;
         }
         if redelivery {
@@ -561,9 +564,10 @@ impl Subscription {
             SubType::Shared | SubType::KeyShared => st.consumers.len(),
             _ => st.consumers.len().min(1),
         };
-        let consumer = (0..n)
-            .map(|i| (st.next_consumer + i) % n)
-            .find(|i| st.consumers[*i].permits.load(Ordering::SeqCst) > 0)?;
+        let consumer = (0..n).map(|i| (st.next_consumer + i) % n).find(|i| {
+            let c = &st.consumers[*i];
+            c.permits.load(Ordering::SeqCst) > 0 && !self.at_unacked_limit(&st, c.key)
+        })?;
         let c = st.consumers[consumer].clone();
         if st.sub_type == SubType::Shared {
             st.next_consumer = (consumer + 1) % n;
@@ -677,6 +681,20 @@ impl Subscription {
                     "reached end of topic"
                 );
             }
+        }
+    }
+
+    /// Whether consumer `key` holds as many unacknowledged entries as the limit allows
+    /// (with a limit, pending entries number at most limit × consumers: counting is cheap).
+    fn at_unacked_limit(&self, st: &State, key: (u64, u64)) -> bool {
+        let limit = self.max_unacked.load(Ordering::Relaxed);
+        limit > 0 && st.pending.values().filter(|(k, _)| *k == key).count() >= limit as usize
+    }
+
+    /// Sets the max unacknowledged entries per consumer (0: unlimited).
+    pub fn set_max_unacked(&self, limit: u32) {
+        if self.max_unacked.swap(limit, Ordering::Relaxed) != limit {
+            self.wake.notify_one();
         }
     }
 

@@ -285,6 +285,16 @@ enum Namespaces {
     },
     /// Show the namespace's schema compatibility strategy.
     GetSchemaCompatibilityStrategy { namespace: String },
+    /// Limit each consumer to N unacknowledged messages (0: unlimited).
+    SetMaxUnackedMessagesPerConsumer {
+        namespace: String,
+        #[arg(short = 'c', long = "max-unacked-messages-per-topic")]
+        max: u32,
+    },
+    /// Show the namespace's max unacked messages per consumer (null: unlimited).
+    GetMaxUnackedMessagesPerConsumer { namespace: String },
+    /// Remove the namespace's max unacked messages per consumer.
+    RemoveMaxUnackedMessagesPerConsumer { namespace: String },
     /// Show the namespace's backlog quotas.
     GetBacklogQuotas { namespace: String },
     /// Remove a backlog quota.
@@ -356,6 +366,16 @@ enum Topics {
     Subscriptions { topic: String },
     /// Look a topic up: the broker that serves it.
     Lookup { topic: String },
+    /// Limit each consumer of the topic to N unacknowledged messages (over its namespace's).
+    SetMaxUnackedMessagesPerConsumer {
+        topic: String,
+        #[arg(short = 'm', long = "maxUnackedNum")]
+        max: u32,
+    },
+    /// Show the topic's own limit (null: its namespace's).
+    GetMaxUnackedMessagesPerConsumer { topic: String },
+    /// Remove the topic's own limit.
+    RemoveMaxUnackedMessagesPerConsumer { topic: String },
     #[command(flatten)]
     Messages(super::admin_messages::Verbs),
 }
@@ -823,6 +843,16 @@ fn namespaces(a: &Admin, n: Namespaces) -> anyhow::Result<()> {
             );
             println!("{}", a.get(&path)?.as_str().unwrap_or("UNDEFINED"));
         }
+        Namespaces::SetMaxUnackedMessagesPerConsumer { namespace: ns, max } => {
+            let body = Some(max.to_string());
+            number_policy(a, "POST", &ns, "maxUnackedMessagesPerConsumer", body)?;
+        }
+        Namespaces::GetMaxUnackedMessagesPerConsumer { namespace: ns } => {
+            number_policy(a, "GET", &ns, "maxUnackedMessagesPerConsumer", None)?;
+        }
+        Namespaces::RemoveMaxUnackedMessagesPerConsumer { namespace: ns } => {
+            number_policy(a, "DELETE", &ns, "maxUnackedMessagesPerConsumer", None)?;
+        }
         Namespaces::GetBacklogQuotas { namespace: ns } => {
             let path = format!("/admin/v2/namespaces/{}/backlogQuotaMap", namespace(&ns)?);
             print_json(&a.get(&path)?)?;
@@ -980,6 +1010,27 @@ fn topics(a: &Admin, t: Topics) -> anyhow::Result<()> {
             println!("{}", v.get("brokerUrl").unwrap_or(&v));
         }
         Topics::Messages(v) => super::admin_messages::run(a, v)?,
+        Topics::SetMaxUnackedMessagesPerConsumer { topic, max } => {
+            let path = format!(
+                "/admin/v2/{}/maxUnackedMessagesOnConsumer",
+                topic_path(&topic)?
+            );
+            a.call("POST", &path, Some(max.to_string()))?;
+        }
+        Topics::GetMaxUnackedMessagesPerConsumer { topic } => {
+            let path = format!(
+                "/admin/v2/{}/maxUnackedMessagesOnConsumer",
+                topic_path(&topic)?
+            );
+            print_json(&a.get(&path)?)?;
+        }
+        Topics::RemoveMaxUnackedMessagesPerConsumer { topic } => {
+            let path = format!(
+                "/admin/v2/{}/maxUnackedMessagesOnConsumer",
+                topic_path(&topic)?
+            );
+            a.call("DELETE", &path, None)?;
+        }
     }
     Ok(())
 }
