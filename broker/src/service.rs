@@ -307,6 +307,43 @@ impl BrokerService {
         }
     }
 
+    /// Registers a producer's (or GET_OR_CREATE_SCHEMA's) schema under the namespace's
+    /// strategy: its version.
+    pub async fn register_schema(
+        &self,
+        topic: &str,
+        s: &crate::protocol::pb::Schema,
+    ) -> Result<u64> {
+        let strategy = self.schema_strategy(topic).await?;
+        self.schemas
+            .add_or_get(
+                topic,
+                s.r#type,
+                &s.schema_data,
+                crate::schema::properties(s),
+                strategy,
+            )
+            .await
+    }
+
+    /// Checks a consumer's schema under the namespace's strategy.
+    pub async fn check_consumer_schema(
+        &self,
+        topic: &str,
+        s: &crate::protocol::pb::Schema,
+    ) -> Result<()> {
+        let strategy = self.schema_strategy(topic).await?;
+        self.schemas
+            .check_consumer(
+                topic,
+                s.r#type,
+                &s.schema_data,
+                crate::schema::properties(s),
+                strategy,
+            )
+            .await
+    }
+
     /// The schema compatibility strategy of `topic`'s namespace (Pulsar's default, FULL,
     /// when unset).
     pub async fn schema_strategy(&self, topic: &str) -> Result<crate::schema::compat::Strategy> {

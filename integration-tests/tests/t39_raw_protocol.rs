@@ -575,6 +575,59 @@ async fn t39d_unsupported_commands_keep_the_connection() {
         .ack_response
         .unwrap();
     assert_eq!((r.request_id, r.error), (Some(6), None));
+    // LOOKUP for a named listener this broker lacks: Failed with ServiceNotReady, as Pulsar.
+    let lookup = BaseCommand {
+        lookup_topic: Some(pb::CommandLookupTopic {
+            topic: "persistent://public/default/raw-d".into(),
+            request_id: 7,
+            advertised_listener_name: Some("test".into()),
+            ..Default::default()
+        }),
+        ..base(Type::Lookup)
+    };
+    send(&mut s, &lookup, None).await;
+    let r = read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .lookup_topic_response
+        .unwrap();
+    assert_eq!(r.error, Some(ServerError::ServiceNotReady as i32));
+    assert_eq!(
+        r.message.as_deref(),
+        Some("the broker do not have test listener")
+    );
+    // GET_OR_CREATE_SCHEMA registers version 0, then GET_SCHEMA finds it.
+    let schema = pb::Schema {
+        name: "raw-d".into(),
+        schema_data: b"{\"type\":\"string\"}".to_vec().into(),
+        r#type: pb::schema::Type::Avro as i32,
+        properties: vec![],
+    };
+    let goc = BaseCommand {
+        get_or_create_schema: Some(pb::CommandGetOrCreateSchema {
+            request_id: 8,
+            topic: "persistent://public/default/raw-d".into(),
+            schema: schema.clone(),
+        }),
+        ..base(Type::GetOrCreateSchema)
+    };
+    send(&mut s, &goc, None).await;
+    let r = read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .get_or_create_schema_response
+        .unwrap();
+    assert_eq!(r.schema_version.as_deref(), Some(&[0u8; 8][..]), "{r:?}");
+    send(&mut s, &gs, None).await;
+    let r = read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .get_schema_response
+        .unwrap();
+    assert_eq!(r.schema.map(|s| s.schema_data), Some(schema.schema_data));
     // The connection still works.
     send(&mut s, &base(Type::Ping), None).await;
     assert!(

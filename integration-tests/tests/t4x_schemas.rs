@@ -3,6 +3,8 @@
 //! (a consumer decodes every version: the client fetches each with GET_SCHEMA), refusal of
 //! an incompatible schema, JSON and STRING schemas, and `magnetar admin schemas`.
 
+mod support;
+
 use integration_tests::admin::{fails, json, ok};
 use integration_tests::process::KeptDir;
 use integration_tests::standalone::{StandaloneProcess, check, run_scenario};
@@ -136,26 +138,14 @@ async fn t41_schema_versions_evolution_and_refusal() {
 /// producer without one gets none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t42_rust_producer_schema_version_on_messages() {
-    use futures_util::TryStreamExt;
-    use pulsar::consumer::InitialPosition;
+    use pulsar::ProducerOptions;
     use pulsar::message::proto::{Schema, schema::Type};
-    use pulsar::{Consumer, ConsumerOptions, ProducerOptions, Pulsar, TokioExecutor};
     let dir = KeptDir::new("t42-");
     let sa = StandaloneProcess::start(&dir.path()).unwrap();
     let topic = "persistent://public/default/rust-schema";
-    let client: Pulsar<_> = Pulsar::builder(sa.service_url.clone(), TokioExecutor)
-        .build()
-        .await
-        .unwrap();
+    let client = support::client(&sa.service_url).await;
     let def = serde_json::json!({"type": "record", "name": "R", "fields": [{"name": "n", "type": "int"}]});
-    let mut consumer: Consumer<Vec<u8>, _> = client
-        .consumer()
-        .with_topic(topic)
-        .with_subscription("s")
-        .with_options(ConsumerOptions::default().with_initial_position(InitialPosition::Earliest))
-        .build()
-        .await
-        .unwrap();
+    let mut consumer = support::consumer(&client, topic, "s", pulsar::SubType::Exclusive).await;
     let mut producer = client
         .producer()
         .with_topic(topic)
@@ -185,11 +175,7 @@ async fn t42_rust_producer_schema_version_on_messages() {
         .unwrap();
     let mut versions = Vec::new();
     for _ in 0..2 {
-        let msg = tokio::time::timeout(std::time::Duration::from_secs(20), consumer.try_next())
-            .await
-            .expect("consumer stalled")
-            .unwrap()
-            .unwrap();
+        let msg = support::next_within(&mut consumer, 20).await.unwrap();
         versions.push(msg.payload.metadata.schema_version.clone());
         consumer.ack(&msg).await.unwrap();
     }

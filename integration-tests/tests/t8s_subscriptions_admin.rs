@@ -5,6 +5,8 @@
 //! max consumers per subscription. Against `magnetar standalone`, with the official Python
 //! client producing and the Rust `pulsar` crate holding consumers.
 
+mod support;
+
 use std::time::Duration;
 
 use integration_tests::admin::{fails, json, ok};
@@ -358,8 +360,7 @@ async fn t8s_subscription_verbs_peek_and_message_ids() {
 /// with --force; the namespace's producer and consumer limits refuse the one too many.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t8t_limits_and_a_busy_subscription() {
-    use pulsar::consumer::InitialPosition;
-    use pulsar::{Consumer, ConsumerOptions, Pulsar, SubType, TokioExecutor};
+    use pulsar::SubType;
     let dir = KeptDir::new("t8t-");
     let sa = StandaloneProcess::start(&dir.path()).unwrap();
     let url = sa.http_url.as_str();
@@ -400,28 +401,9 @@ async fn t8t_limits_and_a_busy_subscription() {
     assert_eq!(policies["max_consumers_per_subscription"], 2, "{policies}");
     assert!(policies["max_consumers_per_topic"].is_null(), "{policies}");
     let topic = "persistent://public/limited/t";
-    let client: Pulsar<_> = Pulsar::builder(sa.service_url.clone(), TokioExecutor)
-        .build()
-        .await
-        .unwrap();
-    let consumer = |name: &'static str| {
-        let client = client.clone();
-        async move {
-            client
-                .consumer()
-                .with_topic(topic)
-                .with_subscription("busy")
-                .with_consumer_name(name)
-                .with_subscription_type(SubType::Shared)
-                .with_options(
-                    ConsumerOptions::default().with_initial_position(InitialPosition::Earliest),
-                )
-                .build::<Vec<u8>>()
-                .await
-        }
-    };
-    let c1: Consumer<Vec<u8>, _> = consumer("c1").await.unwrap();
-    let c2: Consumer<Vec<u8>, _> = consumer("c2").await.unwrap();
+    let client = support::client(&sa.service_url).await;
+    let c1 = support::consumer(&client, topic, "busy", SubType::Shared).await;
+    let c2 = support::consumer(&client, topic, "busy", SubType::Shared).await;
     // The one too many, with the official Python client (the Rust crate retries a busy
     // answer until its own timeout, as it does against Pulsar).
     let try_client = |what: &[&str]| {
@@ -870,7 +852,6 @@ async fn t8w_auto_topic_creation_per_namespace() {
 /// durable subscription without consumers that long is deleted, one with a consumer stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t8y_idle_subscriptions_expire() {
-    use pulsar::{Consumer, Pulsar, TokioExecutor};
     let dir = KeptDir::new("t8y-");
     let sa = StandaloneProcess::start(&dir.path()).unwrap();
     let url = sa.http_url.as_str();
@@ -900,17 +881,8 @@ async fn t8y_idle_subscriptions_expire() {
     let topic = "persistent://public/expiring/t";
     ok(url, &["topics", "create", topic]);
     ok(url, &["topics", "create-subscription", topic, "-s", "idle"]);
-    let client: Pulsar<_> = Pulsar::builder(sa.service_url.clone(), TokioExecutor)
-        .build()
-        .await
-        .unwrap();
-    let _held: Consumer<Vec<u8>, _> = client
-        .consumer()
-        .with_topic(topic)
-        .with_subscription("held")
-        .build()
-        .await
-        .unwrap();
+    let client = support::client(&sa.service_url).await;
+    let _held = support::consumer(&client, topic, "held", pulsar::SubType::Exclusive).await;
     let started = std::time::Instant::now();
     wait_for(
         "the idle subscription to expire",
@@ -1061,26 +1033,13 @@ async fn t8z_metrics_by_pulsar_and_bookkeeper_names() {
 /// a consumer gets every message, then REACHED_END_OF_TOPIC (the Rust crate ends its stream).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t8q_terminated_topic_takes_nothing_and_consumers_reach_its_end() {
-    use futures_util::TryStreamExt;
-    use pulsar::consumer::InitialPosition;
-    use pulsar::{Consumer, ConsumerOptions, Pulsar, TokioExecutor};
     let dir = KeptDir::new("t8q-");
     let mut sa = StandaloneProcess::start(&dir.path()).unwrap();
     let url = sa.http_url.clone();
     let topic = "persistent://public/default/finite";
     ok(&url, &["topics", "create", topic]);
-    let client: Pulsar<_> = Pulsar::builder(sa.service_url.clone(), TokioExecutor)
-        .build()
-        .await
-        .unwrap();
-    let mut consumer: Consumer<Vec<u8>, _> = client
-        .consumer()
-        .with_topic(topic)
-        .with_subscription("s")
-        .with_options(ConsumerOptions::default().with_initial_position(InitialPosition::Earliest))
-        .build()
-        .await
-        .unwrap();
+    let client = support::client(&sa.service_url).await;
+    let mut consumer = support::consumer(&client, topic, "s", pulsar::SubType::Exclusive).await;
     check(
         run_scenario(&sa.service_url, "produce_fixed", &[topic, "5"]),
         "produce",
@@ -1097,17 +1056,10 @@ async fn t8q_terminated_topic_takes_nothing_and_consumers_reach_its_end() {
         "terminating twice"
     );
     let mut got = Vec::new();
-    loop {
-        let next = tokio::time::timeout(Duration::from_secs(20), consumer.try_next())
-            .await
-            .expect("the consumer neither got a message nor the end of the topic");
-        match next.unwrap() {
-            Some(msg) => {
-                consumer.ack(&msg).await.unwrap();
-                got.push(String::from_utf8(msg.payload.data.clone()).unwrap());
-            }
-            None => break, // REACHED_END_OF_TOPIC
-        }
+    // Every message, then the end of the stream (REACHED_END_OF_TOPIC).
+    while let Some(msg) = support::next_within(&mut consumer, 20).await {
+        consumer.ack(&msg).await.unwrap();
+        got.push(String::from_utf8(msg.payload.data.clone()).unwrap());
     }
     assert_eq!(got, ["k-0", "k-1", "k-2", "k-3", "k-4"]);
     let refused = check(
@@ -1155,8 +1107,6 @@ async fn t8q_terminated_topic_takes_nothing_and_consumers_reach_its_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t8r_max_unacked_messages_per_consumer() {
     use futures_util::TryStreamExt;
-    use pulsar::consumer::InitialPosition;
-    use pulsar::{Consumer, ConsumerOptions, Pulsar, SubType, TokioExecutor};
     let dir = KeptDir::new("t8r-");
     let sa = StandaloneProcess::start(&dir.path()).unwrap();
     let url = sa.http_url.as_str();
@@ -1196,31 +1146,15 @@ async fn t8r_max_unacked_messages_per_consumer() {
         .trim(),
         "3"
     );
-    let client: Pulsar<_> = Pulsar::builder(sa.service_url.clone(), TokioExecutor)
-        .build()
-        .await
-        .unwrap();
-    let mut consumer: Consumer<Vec<u8>, _> = client
-        .consumer()
-        .with_topic(topic)
-        .with_subscription("s")
-        .with_subscription_type(SubType::Shared)
-        .with_options(ConsumerOptions::default().with_initial_position(InitialPosition::Earliest))
-        .build()
-        .await
-        .unwrap();
+    let client = support::client(&sa.service_url).await;
+    let mut consumer = support::consumer(&client, topic, "s", pulsar::SubType::Shared).await;
     check(
         run_scenario(&sa.service_url, "produce_fixed", &[topic, "10"]),
         "produce",
     );
     let mut held = Vec::new();
     for _ in 0..3 {
-        let msg = tokio::time::timeout(Duration::from_secs(20), consumer.try_next())
-            .await
-            .expect("the first three arrive")
-            .unwrap()
-            .unwrap();
-        held.push(msg);
+        held.push(support::next_within(&mut consumer, 20).await.unwrap());
     }
     // The limit holds: nothing more while three are unacknowledged.
     let more = tokio::time::timeout(Duration::from_secs(2), consumer.try_next()).await;
@@ -1229,11 +1163,7 @@ async fn t8r_max_unacked_messages_per_consumer() {
     assert_eq!(stats["subscriptions"]["s"]["unackedMessages"], 3, "{stats}");
     // Acknowledging one lets one more through.
     consumer.ack(&held.remove(0)).await.unwrap();
-    let next = tokio::time::timeout(Duration::from_secs(20), consumer.try_next())
-        .await
-        .expect("one more after an ack")
-        .unwrap()
-        .unwrap();
+    let next = support::next_within(&mut consumer, 20).await.unwrap();
     assert_eq!(next.payload.data, b"k-3");
     // Removed: the rest flow.
     ok(
@@ -1243,11 +1173,7 @@ async fn t8r_max_unacked_messages_per_consumer() {
     consumer.ack(&next).await.unwrap();
     let mut rest = 0;
     while rest < 6 {
-        let msg = tokio::time::timeout(Duration::from_secs(20), consumer.try_next())
-            .await
-            .expect("the rest flow once the limit is gone")
-            .unwrap()
-            .unwrap();
+        let msg = support::next_within(&mut consumer, 20).await.unwrap();
         consumer.ack(&msg).await.unwrap();
         rest += 1;
     }

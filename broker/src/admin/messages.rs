@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use common::{EntryId, LedgerId, Position};
 
-use super::subscriptions::topic_and_sub;
+use super::subscriptions::{plain_topic, topic_and_sub};
 use super::{either, error, reason};
 use crate::managed_ledger::ack_set::AckSet;
 use crate::protocol::frame::inspect_payload;
@@ -49,7 +49,7 @@ async fn terminate(
 ) -> Response {
     either(
         async {
-            let (t, _) = topic_and_sub(&s, (&tenant, &namespace, &topic), None, &uri).await?;
+            let t = plain_topic(&s, (&tenant, &namespace, &topic), &uri).await?;
             let last = t.terminate().await.map_err(|e| error(&e))?;
             let (ledger, entry) = last.map_or((-1, -1), |p| (p.ledger.0 as i64, p.entry.0 as i64));
             tracing::info!(topic = t.name, ledger, entry, "topic terminated");
@@ -145,18 +145,14 @@ async fn peek(
 ) -> Response {
     either(
         async {
-            let (t, found) =
-                topic_and_sub(&s, (&tenant, &namespace, &topic), Some(&sub), &uri).await?;
+            let (t, found) = topic_and_sub(&s, (&tenant, &namespace, &topic), &sub, &uri).await?;
             if n == 0 {
                 return Err(reason(
                     StatusCode::PRECONDITION_FAILED,
                     "the message position starts at 1",
                 ));
             }
-            let p = found
-                .expect("asked for the subscription")
-                .nth_unacked(n)
-                .ok_or_else(not_found)?;
+            let p = found.nth_unacked(n).ok_or_else(not_found)?;
             entry_response(&t, p).await
         }
         .await,
@@ -189,7 +185,7 @@ async fn examine(
 ) -> Response {
     either(
         async {
-            let (t, _) = topic_and_sub(&s, (&tenant, &namespace, &topic), None, &uri).await?;
+            let t = plain_topic(&s, (&tenant, &namespace, &topic), &uri).await?;
             if q.message_position == 0 {
                 return Err(reason(
                     StatusCode::PRECONDITION_FAILED,
@@ -226,7 +222,7 @@ async fn by_id(
 ) -> Response {
     either(
         async {
-            let (t, _) = topic_and_sub(&s, (&tenant, &namespace, &topic), None, &uri).await?;
+            let t = plain_topic(&s, (&tenant, &namespace, &topic), &uri).await?;
             let held =
                 t.ml.ledger_entries()
                     .iter()
@@ -249,7 +245,7 @@ async fn last_message_id(
 ) -> Response {
     either(
         async {
-            let (t, _) = topic_and_sub(&s, (&tenant, &namespace, &topic), None, &uri).await?;
+            let t = plain_topic(&s, (&tenant, &namespace, &topic), &uri).await?;
             let (ledger, entry) = match t.ml.last_position() {
                 Some(p) => (p.ledger.0 as i64, p.entry.0 as i64),
                 None => {

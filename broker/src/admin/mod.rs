@@ -14,6 +14,7 @@
 mod brokers;
 mod clusters;
 mod messages;
+mod namespace_policies;
 mod namespaces;
 mod schemas;
 mod subscriptions;

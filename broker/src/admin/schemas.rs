@@ -134,10 +134,18 @@ async fn upload(
                     ),
                 ));
             };
-            let strategy = s.schema_strategy(&name).await.map_err(|e| error(&e))?;
+            let schema = crate::protocol::pb::Schema {
+                name: name.clone(),
+                schema_data: Bytes::from(u.schema),
+                r#type: t,
+                properties: u
+                    .properties
+                    .into_iter()
+                    .map(|(key, value)| crate::protocol::pb::KeyValue { key, value })
+                    .collect(),
+            };
             let v = s
-                .schemas
-                .add_or_get(&name, t, u.schema.as_bytes(), u.properties, strategy)
+                .register_schema(&name, &schema)
                 .await
                 .map_err(|e| error(&e))?;
             Ok(axum::Json(serde_json::json!({ "version": { "version": v } })).into_response())

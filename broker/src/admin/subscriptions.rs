@@ -97,13 +97,13 @@ impl MessageIdJson {
 
 type Params = (String, String, String, String);
 
-/// The topic (served here) and, when `sub` names one, the subscription (404 if missing).
-pub(super) async fn topic_and_sub(
+/// The topic `tenant/namespace/topic`, served here (307 to its owner, 404 if missing); 405
+/// for a partitioned topic's name (these calls go to each partition).
+pub(super) async fn plain_topic(
     s: &BrokerService,
     (tenant, namespace, topic): (&str, &str, &str),
-    sub: Option<&str>,
     uri: &axum::http::Uri,
-) -> Result<(Arc<Topic>, Option<Arc<Subscription>>), Response> {
+) -> Result<Arc<Topic>, Response> {
     let name = full_name(tenant, namespace, topic)?;
     if s.namespaces
         .partitioned(&format!("{tenant}/{namespace}"), topic)
@@ -118,12 +118,19 @@ pub(super) async fn topic_and_sub(
             ),
         ));
     }
-    let t = served_topic(s, &name, uri).await?;
-    let Some(sub) = sub else {
-        return Ok((t, None));
-    };
+    served_topic(s, &name, uri).await
+}
+
+/// The topic (as [`plain_topic`]) and its subscription `sub` (404 if missing).
+pub(super) async fn topic_and_sub(
+    s: &BrokerService,
+    names: (&str, &str, &str),
+    sub: &str,
+    uri: &axum::http::Uri,
+) -> Result<(Arc<Topic>, Arc<Subscription>), Response> {
+    let t = plain_topic(s, names, uri).await?;
     match t.existing_subscription(sub).await {
-        Some(found) => Ok((t, Some(found))),
+        Some(found) => Ok((t, found)),
         None => Err(reason(StatusCode::NOT_FOUND, "Subscription not found")),
     }
 }
@@ -149,7 +156,7 @@ async fn create(
                     "empty subscription name",
                 ));
             }
-            let (t, _) = topic_and_sub(&s, (&tenant, &namespace, &topic), None, &uri).await?;
+            let t = plain_topic(&s, (&tenant, &namespace, &topic), &uri).await?;
             let mark = id.mark(&t)?;
             match t.create_subscription(&sub, mark).await {
                 Err(crate::error::BrokerError::Meta(meta::MetaError::AlreadyExists { .. })) => {
@@ -175,9 +182,7 @@ async fn remove(
 ) -> Response {
     either(
         async {
-            let (t, found) =
-                topic_and_sub(&s, (&tenant, &namespace, &topic), Some(&sub), &uri).await?;
-            let found = found.expect("asked for the subscription");
+            let (t, found) = topic_and_sub(&s, (&tenant, &namespace, &topic), &sub, &uri).await?;
             if found.has_consumers() {
                 if !q.force {
                     return Err(reason(
@@ -202,9 +207,7 @@ async fn skip(
 ) -> Response {
     either(
         async {
-            let (t, found) =
-                topic_and_sub(&s, (&tenant, &namespace, &topic), Some(&sub), &uri).await?;
-            let found = found.expect("asked for the subscription");
+            let (t, found) = topic_and_sub(&s, (&tenant, &namespace, &topic), &sub, &uri).await?;
             if n == 0 {
                 return Ok(StatusCode::NO_CONTENT.into_response());
             }
@@ -225,9 +228,7 @@ async fn skip_all(
 ) -> Response {
     either(
         async {
-            let (t, found) =
-                topic_and_sub(&s, (&tenant, &namespace, &topic), Some(&sub), &uri).await?;
-            let found = found.expect("asked for the subscription");
+            let (t, found) = topic_and_sub(&s, (&tenant, &namespace, &topic), &sub, &uri).await?;
             match t.ml.last_position() {
                 Some(p) => done(found.mark_delete_through(p).await),
                 None => Ok(StatusCode::NO_CONTENT.into_response()),
@@ -246,9 +247,7 @@ async fn reset_to_time(
 ) -> Response {
     either(
         async {
-            let (t, found) =
-                topic_and_sub(&s, (&tenant, &namespace, &topic), Some(&sub), &uri).await?;
-            let found = found.expect("asked for the subscription");
+            let (t, found) = topic_and_sub(&s, (&tenant, &namespace, &topic), &sub, &uri).await?;
             let first = crate::protocol::commands::seek::first_published_at_or_after(&t.ml, ts)
                 .await
                 .map_err(|e| error(&e))?;
@@ -278,10 +277,9 @@ async fn reset_to_id(
                     "a message id is required: {\"ledgerId\": L, \"entryId\": E}",
                 ));
             }
-            let (t, found) =
-                topic_and_sub(&s, (&tenant, &namespace, &topic), Some(&sub), &uri).await?;
+            let (t, found) = topic_and_sub(&s, (&tenant, &namespace, &topic), &sub, &uri).await?;
             let mark = id.mark(&t)?;
-            done(found.expect("asked for the subscription").reset(mark).await)
+            done(found.reset(mark).await)
         }
         .await,
     )
@@ -295,9 +293,7 @@ async fn expire(
 ) -> Response {
     either(
         async {
-            let (t, found) =
-                topic_and_sub(&s, (&tenant, &namespace, &topic), Some(&sub), &uri).await?;
-            let found = found.expect("asked for the subscription");
+            let (t, found) = topic_and_sub(&s, (&tenant, &namespace, &topic), &sub, &uri).await?;
             done(expire_before(&t.ml, &found, cutoff(secs)).await)
         }
         .await,
@@ -315,9 +311,7 @@ async fn expire_to_id(
     either(
         async {
             let id: MessageIdJson = parse_body(&body)?;
-            let (t, found) =
-                topic_and_sub(&s, (&tenant, &namespace, &topic), Some(&sub), &uri).await?;
-            let found = found.expect("asked for the subscription");
+            let (t, found) = topic_and_sub(&s, (&tenant, &namespace, &topic), &sub, &uri).await?;
             let mark = match id.target()? {
                 Target::Earliest => None,
                 Target::Latest => t.ml.last_position(),
@@ -344,7 +338,7 @@ async fn expire_all(
 ) -> Response {
     either(
         async {
-            let (t, _) = topic_and_sub(&s, (&tenant, &namespace, &topic), None, &uri).await?;
+            let t = plain_topic(&s, (&tenant, &namespace, &topic), &uri).await?;
             let at = cutoff(secs);
             for sub in t.subscriptions().await {
                 expire_before(&t.ml, &sub, at)

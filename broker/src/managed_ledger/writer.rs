@@ -340,6 +340,12 @@ impl WriteTask {
     /// Records how a ledger ended: its entries in the list record and the closed list.
     fn ended(&mut self, m: &LedgerMetadata) {
         self.roll.ended();
+        self.record_end(m);
+    }
+
+    /// The ended ledger's entries, size and close time in the list, and the ledger in the
+    /// closed list when it has entries.
+    fn record_end(&mut self, m: &LedgerMetadata) {
         let entries = (m.last_entry_id + 1) as u64;
         if let Some(e) = self
             .info
@@ -435,25 +441,7 @@ impl WriteTask {
         let mut info = self.info.clone();
         info.ledgers
             .retain(|l| !doomed.contains(&LedgerId(l.ledger_id)));
-        let mut rec = info.clone();
-        match meta::cas::put_checked(
-            self.inner.store.as_ref(),
-            &self.inner.key,
-            encode(&mut rec),
-            PutCondition::Version(self.version),
-        )
-        .await
-        {
-            Ok(v) => {
-                self.info = info;
-                self.version = v;
-            }
-            Err(MetaError::BadVersion { .. }) => {
-                self.roll.abandon();
-                return Err(BrokerError::NotOwner(self.inner.name.clone()));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        self.store_info(info).await?;
         self.inner
             .ledgers
             .lock()
@@ -483,21 +471,7 @@ impl WriteTask {
             End::Nothing => None,
         };
         if let Some(m) = ended {
-            let entries = (m.last_entry_id + 1) as u64;
-            if let Some(e) = self
-                .info
-                .ledgers
-                .iter_mut()
-                .find(|l| l.ledger_id == m.ledger_id)
-            {
-                e.entries = entries;
-                e.size = m.length;
-                e.closed_ms = super::now_ms();
-            }
-            let mut closed = self.inner.ledgers.lock().unwrap_or_else(|p| p.into_inner());
-            if entries > 0 && !closed.iter().any(|(l, _)| l.0 == m.ledger_id) {
-                closed.push((LedgerId(m.ledger_id), entries));
-            }
+            self.record_end(&m);
         }
         let mut info = self.info.clone();
         let empty: Vec<LedgerId> = info
@@ -508,25 +482,7 @@ impl WriteTask {
             .collect();
         info.ledgers.retain(|l| l.entries > 0);
         info.terminated = true;
-        let mut rec = info.clone();
-        match meta::cas::put_checked(
-            self.inner.store.as_ref(),
-            &self.inner.key,
-            encode(&mut rec),
-            PutCondition::Version(self.version),
-        )
-        .await
-        {
-            Ok(v) => {
-                self.info = info;
-                self.version = v;
-            }
-            Err(MetaError::BadVersion { .. }) => {
-                self.roll.abandon();
-                return Err(BrokerError::NotOwner(self.inner.name.clone()));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        self.store_info(info).await?;
         let last = self
             .info
             .ledgers
@@ -541,6 +497,31 @@ impl WriteTask {
         }
         tracing::info!(topic = self.inner.name, ?last, "managed ledger terminated");
         Ok(last)
+    }
+
+    /// Replaces the ledger list record (CAS on the version this task wrote last); a
+    /// conflict means another broker took the topic: this one stops writing.
+    async fn store_info(&mut self, info: ManagedLedgerInfo) -> Result<()> {
+        let mut rec = info.clone();
+        match meta::cas::put_checked(
+            self.inner.store.as_ref(),
+            &self.inner.key,
+            encode(&mut rec),
+            PutCondition::Version(self.version),
+        )
+        .await
+        {
+            Ok(v) => {
+                self.info = info;
+                self.version = v;
+                Ok(())
+            }
+            Err(MetaError::BadVersion { .. }) => {
+                self.roll.abandon();
+                Err(BrokerError::NotOwner(self.inner.name.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn close(&mut self) -> Result<()> {

@@ -45,6 +45,14 @@ pub fn is_schema(s: &pb::Schema) -> bool {
     s.r#type != pb::schema::Type::None as i32 && s.r#type != pb::schema::Type::AutoConsume as i32
 }
 
+/// A wire schema's properties as a map.
+pub fn properties(s: &pb::Schema) -> std::collections::HashMap<String, String> {
+    s.properties
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect()
+}
+
 /// A topic's schema versions.
 pub struct Registry {
     store: Arc<dyn MetadataStore>,

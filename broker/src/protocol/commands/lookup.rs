@@ -44,7 +44,20 @@ pub async fn partitioned_metadata(
 
 /// Handles LOOKUP.
 pub async fn lookup(conn: &mut Connection, c: CommandLookupTopic) -> Result<()> {
+    // A client asking for a named listener (advertisedListeners): this broker has only its
+    // one unnamed listener, and answers as Pulsar does for a listener it lacks.
+    let listener = c
+        .advertised_listener_name
+        .as_deref()
+        .filter(|l| !l.is_empty());
     let answer = match normalize_topic(&c.topic) {
+        Ok(_) if listener.is_some() => Err((
+            ServerError::ServiceNotReady,
+            format!(
+                "the broker do not have {} listener",
+                listener.unwrap_or_default()
+            ),
+        )),
         Ok(_) if conn.service.is_draining() => Err((
             ServerError::ServiceNotReady,
             "this broker is shutting down; look up again".to_owned(),

@@ -68,19 +68,7 @@ pub async fn handle(conn: &mut Connection, c: CommandProducer) -> Result<()> {
     let schema_version = match c.schema.as_ref().filter(|s| crate::schema::is_schema(s)) {
         None => None,
         Some(s) => {
-            let registered = async {
-                let strategy = conn.service.schema_strategy(&topic.name).await?;
-                let props = s
-                    .properties
-                    .iter()
-                    .map(|kv| (kv.key.clone(), kv.value.clone()))
-                    .collect();
-                conn.service
-                    .schemas
-                    .add_or_get(&topic.name, s.r#type, &s.schema_data, props, strategy)
-                    .await
-            }
-            .await;
+            let registered = conn.service.register_schema(&topic.name, s).await;
             match registered {
                 Ok(v) => Some(crate::schema::version_bytes(v)),
                 Err(e) => {

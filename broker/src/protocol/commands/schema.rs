@@ -58,17 +58,7 @@ pub async fn get_or_create_schema(
 ) -> Result<()> {
     let result = async {
         let topic = normalize_topic(&c.topic)?;
-        let s = &c.schema;
-        let strategy = conn.service.schema_strategy(&topic).await?;
-        let props = s
-            .properties
-            .iter()
-            .map(|kv| (kv.key.clone(), kv.value.clone()))
-            .collect();
-        conn.service
-            .schemas
-            .add_or_get(&topic, s.r#type, &s.schema_data, props, strategy)
-            .await
+        conn.service.register_schema(&topic, &c.schema).await
     }
     .await;
     let mut resp = CommandGetOrCreateSchemaResponse {

@@ -48,16 +48,7 @@ pub async fn handle(conn: &mut Connection, c: CommandSubscribe) -> Result<()> {
         // Its schema: one of the topic's versions, or one that can read the latest (the
         // first schema of a topic is registered).
         if let Some(s) = c.schema.as_ref().filter(|s| crate::schema::is_schema(s)) {
-            let strategy = conn.service.schema_strategy(&topic.name).await?;
-            let props = s
-                .properties
-                .iter()
-                .map(|kv| (kv.key.clone(), kv.value.clone()))
-                .collect();
-            conn.service
-                .schemas
-                .check_consumer(&topic.name, s.r#type, &s.schema_data, props, strategy)
-                .await?;
+            conn.service.check_consumer_schema(&topic.name, s).await?;
         }
         let limits = conn.service.limits(&topic.name).await;
         let on_topic: usize = topic
