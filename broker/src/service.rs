@@ -543,13 +543,27 @@ impl BrokerService {
             return Ok(0);
         };
         o.start_release(key);
+        // The loaded topics of the bundle (loading more of it is refused from here on).
+        let loaded: Vec<String> = self
+            .topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        let mut names = Vec::new();
+        for t in loaded {
+            match o.key_of(&t).await {
+                Ok(k) if k == key => names.push(t),
+                Ok(_) => {}
+                Err(e) => {
+                    o.cancel_release(key);
+                    return Err(e);
+                }
+            }
+        }
         let cells: Vec<_> = {
             let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
-            let names: Vec<String> = topics
-                .keys()
-                .filter(|t| o.key_of(t) == key)
-                .cloned()
-                .collect();
             names
                 .into_iter()
                 .filter_map(|n| topics.remove(&n))

@@ -1178,3 +1178,62 @@ async fn t8r_max_unacked_messages_per_consumer() {
         rest += 1;
     }
 }
+
+/// Each namespace keeps the bundle count it was created with, and its topics' ownership
+/// follows it: the bundle `topics bundle-range` names is the one whose unload moves the topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t8p_per_namespace_bundle_counts() {
+    let dir = KeptDir::new("t8p-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let url = sa.http_url.as_str();
+    ok(url, &["namespaces", "create", "public/many", "-b", "16"]);
+    let p = json(url, &["namespaces", "policies", "public/many"]);
+    assert_eq!(p["bundles"]["numBundles"], 16, "{p}");
+    let boundaries: Vec<String> =
+        serde_json::from_value(p["bundles"]["boundaries"].clone()).unwrap();
+    assert_eq!(boundaries.len(), 17);
+    let bundles: Vec<String> = boundaries
+        .windows(2)
+        .map(|w| format!("{}_{}", w[0], w[1]))
+        .collect();
+    assert!(fails(url, &["namespaces", "create", "public/none", "-b", "0"]).contains("(HTTP 412)"));
+    assert!(
+        fails(
+            url,
+            &["namespaces", "create", "public/too-many", "-b", "5000"]
+        )
+        .contains("(HTTP 412)")
+    );
+    let topic = "persistent://public/many/spread";
+    let bundle = ok(url, &["topics", "bundle-range", topic])
+        .trim()
+        .to_owned();
+    assert!(
+        bundles.contains(&bundle),
+        "{bundle} is not one of {bundles:?}"
+    );
+    check(
+        run_scenario(&sa.service_url, "produce_fixed", &[topic, "3"]),
+        "produce",
+    );
+    let ledgers = |url: &str| {
+        json(url, &["topics", "stats-internal", topic])["ledgers"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(ledgers(url), 1);
+    // Another bundle of the namespace: the topic stays loaded.
+    let other = bundles.iter().find(|b| **b != bundle).unwrap();
+    ok(url, &["namespaces", "unload", "public/many", "-b", other]);
+    assert_eq!(
+        ledgers(url),
+        1,
+        "unloading another bundle left the topic alone"
+    );
+    // Its bundle: the topic is closed, and loaded again (a new ledger) on the next call.
+    ok(url, &["namespaces", "unload", "public/many", "-b", &bundle]);
+    assert_eq!(ledgers(url), 2, "the topic was unloaded with its bundle");
+    // public/default keeps the broker's count (4).
+    let d = json(url, &["namespaces", "policies", "public/default"]);
+    assert_eq!(d["bundles"]["numBundles"], 4);
+}

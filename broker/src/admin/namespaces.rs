@@ -1,5 +1,6 @@
 //! `/admin/v2/namespaces`: list a tenant's namespaces, create (Pulsar's Policies body: bundle
-//! count, replication clusters), get policies, delete (refused while it has topics, unless
+//! count — each namespace keeps its own, which decides its topics' bundles — replication
+//! clusters), get policies, delete (refused while it has topics, unless
 //! `force`, which deletes them). Each policy's own endpoints: [`super::namespace_policies`].
 
 use std::sync::Arc;
@@ -17,6 +18,10 @@ use super::namespace_policies::{
 };
 use super::{check_names, either, error, meta_error, parse_body, reason};
 use crate::service::BrokerService;
+
+/// The most bundles a namespace may have (Pulsar's `maxNumBundles` default is larger, but
+/// a bundle is the unit of ownership: more than this only adds records).
+const MAX_BUNDLES: u64 = 1024;
 
 pub(super) fn routes() -> Router<Arc<BrokerService>> {
     Router::new()
@@ -70,51 +75,61 @@ async fn create(
     Path((tenant, namespace)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    either(async {
-        check_names(&[&tenant, &namespace])?;
-        let body: serde_json::Value = parse_body(&body)?;
-        tenant_exists(&s, &tenant).await?;
-        let configured = s
-            .ownership
-            .as_ref()
-            .map_or(crate::ownership::bundles::DEFAULT_BUNDLES, |o| o.bundles());
-        let bundles = match body.pointer("/bundles/numBundles").and_then(|v| v.as_u64()) {
-            None => configured,
-            Some(n) if n == u64::from(configured) => configured,
-            Some(n) => {
+    either(
+        async {
+            check_names(&[&tenant, &namespace])?;
+            let body: serde_json::Value = parse_body(&body)?;
+            tenant_exists(&s, &tenant).await?;
+            let configured = s
+                .ownership
+                .as_ref()
+                .map_or(crate::ownership::bundles::DEFAULT_BUNDLES, |o| o.bundles());
+            // Pulsar's Policies body: `{"bundles": {"numBundles": N}}` (or the boundaries, whose
+            // count is one more than the bundles'); the broker's `[ownership] bundles` otherwise.
+            let asked = body
+                .pointer("/bundles/numBundles")
+                .and_then(|v| v.as_u64())
+                .or_else(|| {
+                    body.pointer("/bundles/boundaries")
+                        .and_then(|v| v.as_array())
+                        .map(|b| b.len().saturating_sub(1) as u64)
+                });
+            let bundles = match asked {
+                None => configured,
+                Some(n) if (1..=MAX_BUNDLES).contains(&n) => n as u32,
+                Some(n) => {
+                    return Err(reason(
+                        StatusCode::PRECONDITION_FAILED,
+                        format!("{n} bundles: a namespace has between 1 and {MAX_BUNDLES}"),
+                    ));
+                }
+            };
+            let clusters: Vec<String> = body
+                .get("replication_clusters")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_else(|| vec![s.cluster.clone()]);
+            if let Some(c) = clusters.iter().find(|c| **c != s.cluster) {
                 return Err(reason(
                     StatusCode::PRECONDITION_FAILED,
-                    format!(
-                        "{n} bundles: every namespace has the broker's `[ownership] bundles` ({configured}) for now"
-                    ),
+                    format!("cluster {c} does not exist (this one is {})", s.cluster),
                 ));
             }
-        };
-        let clusters: Vec<String> = body
-            .get("replication_clusters")
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_else(|| vec![s.cluster.clone()]);
-        if let Some(c) = clusters.iter().find(|c| **c != s.cluster) {
-            return Err(reason(
-                StatusCode::PRECONDITION_FAILED,
-                format!("cluster {c} does not exist (this one is {})", s.cluster),
-            ));
-        }
-        let policies = NamespacePolicies {
-            bundles,
-            replication_clusters: clusters,
-            ..Default::default()
-        };
-        let ns = format!("{tenant}/{namespace}");
-        match s.namespaces.create_namespace(&ns, policies).await {
-            Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
-            Err(meta::MetaError::AlreadyExists { .. }) => {
-                Err(reason(StatusCode::CONFLICT, "Namespace already exists"))
+            let policies = NamespacePolicies {
+                bundles,
+                replication_clusters: clusters,
+                ..Default::default()
+            };
+            let ns = format!("{tenant}/{namespace}");
+            match s.namespaces.create_namespace(&ns, policies).await {
+                Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+                Err(meta::MetaError::AlreadyExists { .. }) => {
+                    Err(reason(StatusCode::CONFLICT, "Namespace already exists"))
+                }
+                Err(e) => Err(meta_error(e)),
             }
-            Err(e) => Err(meta_error(e)),
         }
-    }
-    .await)
+        .await,
+    )
 }
 
 async fn policies(

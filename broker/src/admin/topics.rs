@@ -52,6 +52,36 @@ pub(super) fn routes() -> Router<Arc<BrokerService>> {
             "/admin/v2/persistent/{tenant}/{namespace}/{topic}/partitioned-stats",
             get(partitioned_stats),
         )
+        .route(
+            "/admin/v2/persistent/{tenant}/{namespace}/{topic}/bundle",
+            get(bundle_range),
+        )
+}
+
+/// `GET …/bundle`: the bundle the topic hashes into among its namespace's bundles
+/// (`0x00000000_0x20000000`), as `pulsar-admin topics bundle-range` prints it.
+async fn bundle_range(
+    State(s): State<Arc<BrokerService>>,
+    Path((tenant, namespace, topic)): Path<(String, String, String)>,
+) -> Response {
+    either(
+        async {
+            let name = full_name(&tenant, &namespace, &topic)?;
+            existing(&s, &format!("{tenant}/{namespace}")).await?;
+            let bundle = match &s.ownership {
+                Some(o) => {
+                    let key = o.key_of(&name).await.map_err(|e| error(&e))?;
+                    key.rsplit('/').next().unwrap_or_default().to_owned()
+                }
+                None => crate::ownership::bundles::bundle_of(
+                    &name,
+                    crate::ownership::bundles::DEFAULT_BUNDLES,
+                ),
+            };
+            Ok(axum::Json(bundle).into_response())
+        }
+        .await,
+    )
 }
 
 /// The loaded topic `name` on this broker, or the answer: 307 to its owner, 404 when it
@@ -253,7 +283,7 @@ async fn owned_elsewhere(s: &BrokerService, name: &str) -> Result<Option<String>
     let Some(o) = &s.ownership else {
         return Ok(None);
     };
-    Ok(match o.owner_of_bundle(&o.key_of(name)).await? {
+    Ok(match o.owner_of_bundle(&o.key_of(name).await?).await? {
         Some((http, false)) => Some(http),
         _ => None,
     })

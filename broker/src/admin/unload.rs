@@ -36,15 +36,16 @@ async fn unload_bundle(
         // Standalone without ownership: every bundle is served here; unload its topics.
         return StatusCode::NO_CONTENT.into_response();
     };
-    if !o.is_bundle(&bundle) {
-        let reason = format!("{bundle:?} is not a bundle of {tenant}/{namespace}");
-        return (
-            StatusCode::PRECONDITION_FAILED,
-            axum::Json(serde_json::json!({ "reason": reason })),
-        )
-            .into_response();
+    let ns = format!("{tenant}/{namespace}");
+    match o.is_bundle(&ns, &bundle).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let reason = format!("{bundle:?} is not a bundle of {ns}");
+            return super::reason(StatusCode::PRECONDITION_FAILED, reason);
+        }
+        Err(e) => return error(&e),
     }
-    let key = o.bundle_key(&format!("{tenant}/{namespace}"), &bundle);
+    let key = o.bundle_key(&ns, &bundle);
     match o.owner_of_bundle(&key).await {
         Ok(None) => StatusCode::NO_CONTENT.into_response(),
         Ok(Some((http, false))) => redirect(&http, &uri),
@@ -68,7 +69,11 @@ async fn unload_topic(
         Err(e) => return error(&e),
     };
     if let Some(o) = service.ownership.clone() {
-        match o.owner_of_bundle(&o.key_of(&name)).await {
+        let key = match o.key_of(&name).await {
+            Ok(k) => k,
+            Err(e) => return error(&e),
+        };
+        match o.owner_of_bundle(&key).await {
             Ok(Some((http, false))) => return redirect(&http, &uri),
             Ok(_) => {}
             Err(e) => return error(&e),

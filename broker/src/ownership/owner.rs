@@ -146,10 +146,25 @@ impl Ownership {
         self.losses.subscribe()
     }
 
-    /// The ownership key of `topic`'s bundle.
-    pub fn key_of(&self, topic: &str) -> String {
-        self.keys
-            .ownership(namespace_of(topic), &bundle_of(topic, self.bundles))
+    /// The ownership key of `topic`'s bundle, among its namespace's bundles (the count stored
+    /// with the namespace when it was created; the broker's `[ownership] bundles` for a
+    /// namespace without a record). Read from the store each time: a namespace deleted and
+    /// created again with another count must never leave brokers disagreeing on a topic's
+    /// bundle.
+    pub async fn key_of(&self, topic: &str) -> Result<String> {
+        let ns = namespace_of(topic);
+        let count = self.bundles_of(ns).await?;
+        Ok(self.keys.ownership(ns, &bundle_of(topic, count)))
+    }
+
+    /// How many bundles the namespace `ns` has: its stored count, else the broker's.
+    pub async fn bundles_of(&self, ns: &str) -> Result<u32> {
+        Ok(meta::Namespaces::new(self.store.clone(), self.keys.clone())
+            .namespace(ns)
+            .await?
+            .map(|(p, _)| p.bundles)
+            .filter(|b| *b > 0)
+            .unwrap_or(self.bundles))
     }
 
     async fn current_lease(&self) -> Result<LeaseId> {
@@ -178,7 +193,7 @@ impl Ownership {
     /// Makes this broker the owner of `topic`'s bundle if no one is; `NotOwner` if another
     /// broker is (the client looks up again).
     pub async fn acquire(&self, topic: &str) -> Result<()> {
-        let key = self.key_of(topic);
+        let key = self.key_of(topic).await?;
         self.refuse_if_releasing(&key)?;
         for _ in 0..3 {
             if let Some((info, mine)) = self.owner(&key).await? {
@@ -220,7 +235,7 @@ impl Ownership {
     /// Whether this broker owns `topic`'s bundle right now.
     pub async fn owns(&self, topic: &str) -> Result<bool> {
         Ok(self
-            .owner(&self.key_of(topic))
+            .owner(&self.key_of(topic).await?)
             .await?
             .is_some_and(|(_, mine)| mine))
     }
@@ -230,7 +245,7 @@ impl Ownership {
     /// assignment) or this broker is the least loaded live one, it takes the bundle; else the
     /// client is redirected to the least loaded one (authoritatively, so no loop).
     pub async fn lookup(&self, topic: &str, authoritative: bool) -> Result<LookupAnswer> {
-        let key = self.key_of(topic);
+        let key = self.key_of(topic).await?;
         self.refuse_if_releasing(&key)?;
         if let Some((info, mine)) = self.owner(&key).await? {
             return Ok(if mine {
@@ -295,10 +310,10 @@ impl Ownership {
     }
 
     /// Whether `bundle` is one of the namespace's bundle names.
-    pub fn is_bundle(&self, bundle: &str) -> bool {
-        super::bundles::all(self.bundles)
+    pub async fn is_bundle(&self, ns: &str, bundle: &str) -> Result<bool> {
+        Ok(super::bundles::all(self.bundles_of(ns).await?)
             .iter()
-            .any(|b| b == bundle)
+            .any(|b| b == bundle))
     }
 
     /// Starts unloading the bundle at `key`: lookups and loads for it are refused until
@@ -308,6 +323,15 @@ impl Ownership {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key.to_owned());
+    }
+
+    /// Gives up an unload begun with [`Ownership::start_release`] that could not go on: the
+    /// bundle stays owned and its lookups are answered again.
+    pub fn cancel_release(&self, key: &str) {
+        self.releasing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 
     /// Gives up the bundle at `key` (deletes the ownership record if it is still this

@@ -123,7 +123,7 @@ enum Namespaces {
     /// Create a namespace.
     Create {
         namespace: String,
-        /// Number of bundles.
+        /// Number of bundles (kept with the namespace; default: the broker's `[ownership] bundles`).
         #[arg(short = 'b', long)]
         bundles: Option<u32>,
         /// Replication clusters, comma-separated.
@@ -366,6 +366,8 @@ enum Topics {
     Subscriptions { topic: String },
     /// Look a topic up: the broker that serves it.
     Lookup { topic: String },
+    /// The namespace bundle a topic belongs to.
+    BundleRange { topic: String },
     /// Limit each consumer of the topic to N unacknowledged messages (over its namespace's).
     SetMaxUnackedMessagesPerConsumer {
         topic: String,
@@ -1010,6 +1012,10 @@ fn topics(a: &Admin, t: Topics) -> anyhow::Result<()> {
             println!("{}", v.get("brokerUrl").unwrap_or(&v));
         }
         Topics::Messages(v) => super::admin_messages::run(a, v)?,
+        Topics::BundleRange { topic } => {
+            let v = a.get(&format!("/admin/v2/{}/bundle", topic_path(&topic)?))?;
+            println!("{}", v.as_str().unwrap_or_default());
+        }
         Topics::SetMaxUnackedMessagesPerConsumer { topic, max } => {
             let path = format!(
                 "/admin/v2/{}/maxUnackedMessagesOnConsumer",
