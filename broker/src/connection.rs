@@ -45,6 +45,16 @@ pub struct ConsumerState {
     pub subscription: Arc<Subscription>,
 }
 
+/// A consumer of a non-persistent topic.
+pub struct NpConsumer {
+    /// Its topic.
+    pub topic: Arc<crate::nonpersistent::NpTopic>,
+    /// Its subscription.
+    pub subscription: Arc<crate::nonpersistent::NpSubscription>,
+    /// It, as its subscription holds it.
+    pub handle: Arc<crate::topic::subscription::ConsumerHandle>,
+}
+
 /// Per-connection state, owned by the reader task.
 pub struct Connection {
     /// Unique id (consumer keys are (connection, consumer id)).
@@ -61,6 +71,10 @@ pub struct Connection {
     pub producers: HashMap<u64, ProducerState>,
     /// Consumers by id.
     pub consumers: HashMap<u64, ConsumerState>,
+    /// Producers of non-persistent topics by id.
+    pub np_producers: HashMap<u64, Arc<crate::nonpersistent::NpTopic>>,
+    /// Consumers of non-persistent topics by id.
+    pub np_consumers: HashMap<u64, NpConsumer>,
 }
 
 impl Connection {
@@ -91,6 +105,77 @@ impl Connection {
         }
         let c = f.command;
         let missing = || BrokerError::Protocol(format!("{t:?} without its body"));
+        // Non-persistent topics, producers and consumers are served apart.
+        {
+            use crate::nonpersistent::is_non_persistent;
+            use commands::non_persistent as np;
+            let np_consumer = |id: u64| self.np_consumers.contains_key(&id);
+            match t {
+                Type::Producer
+                    if c.producer
+                        .as_ref()
+                        .is_some_and(|p| is_non_persistent(&p.topic)) =>
+                {
+                    return np::producer(self, c.producer.ok_or_else(missing)?).await;
+                }
+                Type::Subscribe
+                    if c.subscribe
+                        .as_ref()
+                        .is_some_and(|s| is_non_persistent(&s.topic)) =>
+                {
+                    return np::subscribe(self, c.subscribe.ok_or_else(missing)?).await;
+                }
+                Type::Send
+                    if c.send
+                        .as_ref()
+                        .is_some_and(|s| self.np_producers.contains_key(&s.producer_id)) =>
+                {
+                    return np::send(self, c.send.ok_or_else(missing)?, f.payload).await;
+                }
+                Type::CloseProducer
+                    if c.close_producer
+                        .as_ref()
+                        .is_some_and(|p| self.np_producers.contains_key(&p.producer_id)) =>
+                {
+                    let p = c.close_producer.ok_or_else(missing)?;
+                    return np::close_producer(self, p.producer_id, p.request_id).await;
+                }
+                Type::Flow if c.flow.as_ref().is_some_and(|f| np_consumer(f.consumer_id)) => {
+                    let f = c.flow.ok_or_else(missing)?;
+                    np::flow(self, f.consumer_id, f.message_permits);
+                    return Ok(());
+                }
+                Type::Ack if c.ack.as_ref().is_some_and(|a| np_consumer(a.consumer_id)) => {
+                    // Nothing is kept, so nothing to acknowledge.
+                    let a = c.ack.ok_or_else(missing)?;
+                    return commands::ack::respond(self, &a, None).await;
+                }
+                Type::RedeliverUnacknowledgedMessages
+                    if c.redeliver_unacknowledged_messages
+                        .as_ref()
+                        .is_some_and(|r| np_consumer(r.consumer_id)) =>
+                {
+                    return Ok(());
+                }
+                Type::CloseConsumer
+                    if c.close_consumer
+                        .as_ref()
+                        .is_some_and(|x| np_consumer(x.consumer_id)) =>
+                {
+                    let x = c.close_consumer.ok_or_else(missing)?;
+                    return np::close_consumer(self, x.consumer_id, x.request_id).await;
+                }
+                Type::Unsubscribe
+                    if c.unsubscribe
+                        .as_ref()
+                        .is_some_and(|x| np_consumer(x.consumer_id)) =>
+                {
+                    let x = c.unsubscribe.ok_or_else(missing)?;
+                    return np::close_consumer(self, x.consumer_id, x.request_id).await;
+                }
+                _ => {}
+            }
+        }
         match t {
             Type::Connect => commands::connect::handle(self, c.connect.ok_or_else(missing)?).await,
             Type::Ping => commands::ping::handle(self).await,
@@ -183,6 +268,14 @@ impl Connection {
         for (id, p) in self.producers.drain() {
             p.topic.remove_producer((self.id, id));
         }
+        let np_consumers: Vec<u64> = self.np_consumers.keys().copied().collect();
+        for id in np_consumers {
+            commands::non_persistent::detach(self, id);
+        }
+        for (id, topic) in self.np_producers.drain() {
+            topic.remove_producer((self.id, id));
+            self.service.non_persistent.release_if_idle(&topic);
+        }
     }
 }
 
@@ -214,6 +307,8 @@ pub async fn serve(stream: TcpStream, service: Arc<BrokerService>, id: u64) {
         max_message_size: frame::DEFAULT_MAX_MESSAGE_SIZE,
         producers: HashMap::new(),
         consumers: HashMap::new(),
+        np_producers: HashMap::new(),
+        np_consumers: HashMap::new(),
     };
     let mut buf = BytesMut::with_capacity(64 << 10);
     // Keepalive (Pulsar's): a quiet connection gets a PING; one still quiet a period later is

@@ -24,6 +24,7 @@ pub mod connection;
 pub mod error;
 pub mod evict;
 pub mod managed_ledger;
+pub mod nonpersistent;
 pub mod ownership;
 pub mod protocol;
 pub mod schema;

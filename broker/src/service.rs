@@ -44,6 +44,8 @@ pub struct BrokerService {
     pub deduplication_enabled: bool,
     /// Topics' schema versions.
     pub schemas: crate::schema::Registry,
+    /// Non-persistent topics in use on this broker.
+    pub non_persistent: crate::nonpersistent::NpTopics,
     /// See `message_ttl` in `broker.toml`.
     pub message_ttl: std::time::Duration,
     /// See `message_expiry_check_interval` in `broker.toml`.
@@ -92,10 +94,10 @@ pub fn is_valid_entity(s: &str) -> bool {
 /// is a prefix path of another's cursors) and no control character.
 pub fn normalize_topic(name: &str) -> Result<String> {
     let bad = || BrokerError::InvalidTopic(name.to_owned());
-    let rest = match name.split_once("://") {
-        Some(("persistent", rest)) => rest,
+    let (domain, rest) = match name.split_once("://") {
+        Some((d @ ("persistent" | "non-persistent"), rest)) => (d, rest),
         Some(_) => return Err(bad()),
-        None => name,
+        None => ("persistent", name),
     };
     let parts: Vec<&str> = rest.split('/').collect();
     let (tenant, ns, local) = match parts[..] {
@@ -112,7 +114,7 @@ pub fn normalize_topic(name: &str) -> Result<String> {
     {
         return Err(bad());
     }
-    Ok(format!("persistent://{tenant}/{ns}/{local}"))
+    Ok(format!("{domain}://{tenant}/{ns}/{local}"))
 }
 
 impl BrokerService {
@@ -134,6 +136,7 @@ impl BrokerService {
             message_ttl: std::time::Duration::ZERO,
             message_expiry_check_interval: std::time::Duration::from_secs(60),
             schemas: crate::schema::Registry::new(store.clone(), keys.clone()),
+            non_persistent: Default::default(),
             store,
             keys,
             client,
@@ -161,6 +164,11 @@ impl BrokerService {
 
     async fn load_topic(&self, name: &str, explicit: bool) -> Result<Arc<Topic>> {
         let name = normalize_topic(name)?;
+        if crate::nonpersistent::is_non_persistent(&name) {
+            return Err(BrokerError::InvalidTopic(format!(
+                "{name}: a non-persistent topic has no managed ledger"
+            )));
+        }
         if self.is_draining() {
             return Err(BrokerError::NotOwner(format!(
                 "{name}: this broker is shutting down"
@@ -365,6 +373,9 @@ impl BrokerService {
     /// first), as Pulsar does.
     pub async fn partitions(&self, name: &str) -> Result<u32> {
         let name = normalize_topic(name)?;
+        if crate::nonpersistent::is_non_persistent(&name) {
+            return Ok(0); // non-persistent topics are not partitioned here
+        }
         let n = self.partitions_of(&name).await?;
         if n > 0 || name.contains("-partition-") {
             return Ok(n);

@@ -485,6 +485,57 @@ def scenario_schema_refused():
     client.close()
 
 
+def scenario_non_persistent():
+    """Non-persistent topics: what is sent while a subscription has consumers arrives, what is
+    sent before any subscribes is gone; regex subscriptions by mode see the right topics."""
+    import re
+    client = new_client()
+    base = "public/default/np-%s" % uuid.uuid4().hex[:8]
+    np_topic = "non-persistent://%s-a" % base
+    p_topic = "persistent://%s-b" % base
+    np_producer = client.create_producer(np_topic)
+    for i in range(5):
+        np_producer.send(b"early-%d" % i)  # no subscription yet: dropped
+    shared = [client.subscribe(np_topic, "s", consumer_type=pulsar.ConsumerType.Shared) for _ in range(2)]
+    p_producer = client.create_producer(p_topic)
+    pattern = re.compile(base.replace("-", "\\-") + "-.*")
+    modes = {
+        "all": pulsar.RegexSubscriptionMode.AllTopics,
+        "persistent": pulsar.RegexSubscriptionMode.PersistentOnly,
+        "non": pulsar.RegexSubscriptionMode.NonPersistentOnly,
+    }
+    regex = {name: client.subscribe(pattern, "regex-" + name, consumer_type=pulsar.ConsumerType.Shared,
+                                    regex_subscription_mode=mode)
+             for name, mode in modes.items()}
+    for i in range(10):
+        np_producer.send(b"np-%d" % i)
+        p_producer.send(b"p-%d" % i)
+    got = []
+    for c in shared:
+        while True:
+            try:
+                m = c.receive(timeout_millis=1000)
+            except pulsar.Timeout:
+                break
+            got.append(m.data().decode())
+            c.acknowledge(m)
+    assert sorted(got) == sorted("np-%d" % i for i in range(10)), got
+    expected = {"all": {np_topic, p_topic}, "persistent": {p_topic}, "non": {np_topic}}
+    for name, consumer in regex.items():
+        seen = {}
+        while True:
+            try:
+                m = consumer.receive(timeout_millis=2000)
+            except pulsar.Timeout:
+                break
+            seen.setdefault(m.topic_name(), []).append(m.data())
+            consumer.acknowledge(m)
+        assert set(seen) == expected[name], (name, seen.keys())
+        assert all(len(v) == 10 for v in seen.values()), (name, {k: len(v) for k, v in seen.items()})
+    print("non-persistent ok", flush=True)
+    client.close()
+
+
 def scenario_consume_fixed():
     """Consume topic ARGS[0] with subscription ARGS[1] until idle; print what arrived."""
     client = new_client()

@@ -52,6 +52,20 @@ fn t38_readers_from_earliest_a_message_id_and_latest() {
     check(run_scenario(&sa.service_url, "reader", &[]), "reader");
 }
 
+/// Issue 12, item 11: non-persistent topics — delivered to the consumers connected now
+/// (Shared: spread over two), dropped before any subscribes — and regex subscriptions by
+/// mode (all topics, persistent only, non-persistent only).
+#[test]
+fn t3g_non_persistent_topics_and_regex_modes() {
+    let dir = KeptDir::new("t3g-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let out = check(
+        run_scenario(&sa.service_url, "non_persistent", &[]),
+        "non_persistent",
+    );
+    assert!(out.lines().any(|l| l == "non-persistent ok"), "{out}");
+}
+
 #[test]
 fn t33_individual_and_cumulative_acks_and_redelivery() {
     let dir = KeptDir::new("t33-");

@@ -39,7 +39,11 @@ pub async fn handle(conn: &mut Connection, c: CommandAck) -> Result<()> {
     respond(conn, &c, None).await
 }
 
-async fn respond(conn: &Connection, c: &CommandAck, error: Option<ServerError>) -> Result<()> {
+pub(crate) async fn respond(
+    conn: &Connection,
+    c: &CommandAck,
+    error: Option<ServerError>,
+) -> Result<()> {
     let Some(request_id) = c.request_id else {
         return Ok(());
     };

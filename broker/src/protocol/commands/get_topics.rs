@@ -1,5 +1,6 @@
 //! GET_TOPICS_OF_NAMESPACE: every persistent topic of a namespace — the topics created so far
-//! and every partition of its partitioned topics — for regex and multi-topic consumers. The
+//! and every partition of its partitioned topics — and (mode NON_PERSISTENT or ALL) the
+//! non-persistent topics in use on this broker, for regex and multi-topic consumers. The
 //! list is not filtered by the client's pattern (`filtered = false`: the client filters);
 //! `topics_hash` is the CRC32C of the sorted names, and a client that sends the hash of the
 //! current list gets `changed = false` and no names.
@@ -52,7 +53,8 @@ pub async fn handle(conn: &mut Connection, c: CommandGetTopicsOfNamespace) -> Re
             .send(cmd::error(c.request_id, ServerError::MetadataError, msg))
             .await;
     }
-    let topics = match Mode::try_from(c.mode.unwrap_or(0)).unwrap_or(Mode::Persistent) {
+    let mode = Mode::try_from(c.mode.unwrap_or(0)).unwrap_or(Mode::Persistent);
+    let mut topics = match mode {
         Mode::NonPersistent => Vec::new(),
         Mode::Persistent | Mode::All => match topics_of(conn, &ns).await {
             Ok(t) => t,
@@ -63,6 +65,10 @@ pub async fn handle(conn: &mut Connection, c: CommandGetTopicsOfNamespace) -> Re
             }
         },
     };
+    if mode != Mode::Persistent {
+        topics.extend(conn.service.non_persistent.names_in(&ns));
+        topics.sort();
+    }
     let hash = topics_hash(&topics);
     let changed = c.topics_hash.as_deref() != Some(hash.as_str());
     conn.send(BaseCommand {

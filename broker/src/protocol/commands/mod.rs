@@ -9,6 +9,7 @@ pub mod flow;
 pub mod get_last_message_id;
 pub mod get_topics;
 pub mod lookup;
+pub mod non_persistent;
 pub mod ping;
 pub mod producer;
 pub mod redeliver;
