@@ -197,6 +197,7 @@ impl BrokerService {
                 )
                 .await?;
                 let topic = Topic::new(name.clone(), ml, self.keys.clone());
+                topic.load_compaction_horizon().await?;
                 let subs = topic.load_subscriptions().await?;
                 let ns = crate::ownership::bundles::namespace_of(&name);
                 if let Some((p, _)) = self.namespaces.topic_policies(&name).await? {
@@ -350,6 +351,16 @@ impl BrokerService {
                 strategy,
             )
             .await
+    }
+
+    /// The broker's default ledger quorums (E, Qw, Qa), for ledgers outside a topic's list
+    /// (compacted ledgers).
+    pub fn default_quorums(&self) -> (usize, usize, usize) {
+        (
+            self.config.ensemble,
+            self.config.write_quorum,
+            self.config.ack_quorum,
+        )
     }
 
     /// The schema compatibility strategy of `topic`'s namespace (Pulsar's default, FULL,
@@ -539,6 +550,7 @@ impl BrokerService {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&name);
+        crate::topic::compaction::delete(&topic, &self.client).await?;
         topic.delete().await?;
         self.namespaces.delete_topic_policies(&name).await?;
         tracing::info!(topic = name, "topic deleted");

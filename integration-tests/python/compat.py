@@ -536,6 +536,55 @@ def scenario_non_persistent():
     client.close()
 
 
+def scenario_compaction_produce():
+    """Topic ARGS[0] (batched when ARGS[1] == "batched"): subscriptions "compacted" (read
+    compacted) and "all" first, then k1=v1, k1=v2, k2=a, k3=x, k3=<tombstone>, a keyless
+    "free"."""
+    client = new_client()
+    t = ARGS[0]
+    batched = len(ARGS) > 1 and ARGS[1] == "batched"
+    client.subscribe(t, "compacted", is_read_compacted=True).close()
+    client.subscribe(t, "all").close()
+    producer = client.create_producer(t, batching_enabled=batched, batching_max_messages=3,
+                                      batching_max_publish_delay_ms=60000)
+    sends = [(b"v1", "k1"), (b"v2", "k1"), (b"a", "k2"), (b"x", "k3"), (None, "k3"), (b"free", None)]
+    for value, key in sends:
+        if key is None:
+            producer.send_async(value, None)
+        else:
+            producer.send_async(value, None, partition_key=key)
+    producer.flush()
+    print("produced", flush=True)
+    client.close()
+
+
+def scenario_compaction_read():
+    """Topic ARGS[0]: print, as JSON, [key, value] of what the read-compacted consumer, a
+    read-compacted reader and the plain subscription receive."""
+    client = new_client()
+    t = ARGS[0]
+
+    def drain(receive):
+        got = []
+        while True:
+            try:
+                m = receive()
+            except pulsar.Timeout:
+                return got
+            got.append([m.partition_key() or None, m.data().decode() if m.data() else None])
+
+    compacted = client.subscribe(t, "compacted", is_read_compacted=True)
+    plain = client.subscribe(t, "all")
+    reader = client.create_reader(t, pulsar.MessageId.earliest, is_read_compacted=True)
+    out = {
+        "compacted": drain(lambda: compacted.receive(timeout_millis=2000)),
+        "reader": drain(lambda: reader.read_next(timeout_millis=2000)),
+        "all": drain(lambda: plain.receive(timeout_millis=2000)),
+    }
+    print(json.dumps(out), flush=True)
+    client.close()
+
+
 def scenario_consume_fixed():
     """Consume topic ARGS[0] with subscription ARGS[1] until idle; print what arrived."""
     client = new_client()

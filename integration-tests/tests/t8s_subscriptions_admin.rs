@@ -1237,3 +1237,58 @@ async fn t8p_per_namespace_bundle_counts() {
     let d = json(url, &["namespaces", "policies", "public/default"]);
     assert_eq!(d["bundles"]["numBundles"], 4);
 }
+
+/// The JSON line a `compaction_read` scenario printed.
+fn compaction_read(service_url: &str, topic: &str) -> serde_json::Value {
+    let out = check(
+        run_scenario(service_url, "compaction_read", &[topic]),
+        "read",
+    );
+    let line = out
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("{out}"));
+    serde_json::from_str(line).unwrap()
+}
+
+/// Issue 12, item 10: compaction (`topics compact`, `compaction-status -w`): read-compacted
+/// consumers and readers get each key's latest value (tombstones remove a key; keyless
+/// messages stay), with plain and batched producers; other subscriptions get everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t8o_compaction_keeps_each_keys_latest_value() {
+    let dir = KeptDir::new("t8o-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let url = sa.http_url.as_str();
+    for (topic, mode) in [
+        ("persistent://public/default/compact-plain", "plain"),
+        ("persistent://public/default/compact-batched", "batched"),
+    ] {
+        assert!(
+            ok(url, &["topics", "create", topic]).is_empty()
+                && json(url, &["topics", "stats", topic]).is_object()
+        );
+        let status = ok(url, &["topics", "compaction-status", topic]);
+        assert!(
+            status.starts_with("Compaction has not been run"),
+            "{status}"
+        );
+        check(
+            run_scenario(&sa.service_url, "compaction_produce", &[topic, mode]),
+            "produce",
+        );
+        ok(url, &["topics", "compact", topic]);
+        assert_eq!(
+            ok(url, &["topics", "compaction-status", topic, "-w"]).trim(),
+            "Compaction was a success"
+        );
+        let got = compaction_read(&sa.service_url, topic);
+        let latest = serde_json::json!([["k1", "v2"], ["k2", "a"], [null, "free"]]);
+        assert_eq!(got["compacted"], latest, "{mode}: {got}");
+        assert_eq!(got["reader"], latest, "{mode}: {got}");
+        assert_eq!(
+            got["all"].as_array().map(Vec::len),
+            Some(6),
+            "{mode}: {got}"
+        );
+    }
+}

@@ -102,6 +102,11 @@ impl KeyLayout {
         format!("{}topic-policies/{path}", self.root)
     }
 
+    /// `managed-ledgers/<topic>/compaction`.
+    pub fn compaction(&self, topic: &str) -> String {
+        format!("{}managed-ledgers/{topic}/compaction", self.root)
+    }
+
     /// `managed-ledgers/<topic>/cursors/<subscription>`.
     pub fn cursor(&self, topic: &str, subscription: &str) -> String {
         format!(

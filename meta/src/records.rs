@@ -4,9 +4,9 @@
 use bytes::Bytes;
 use prost::Message;
 use proto::meta::{
-    BookieServiceInfo, BrokerInfo, ClusterInfo, Cookie, CursorInfo, DedupSnapshot, FORMAT_VERSION,
-    LedgerIdCounter, LedgerMetadata, ManagedLedgerInfo, NamespacePolicies, OwnershipInfo,
-    PartitionedTopicInfo, SchemaHistory, TenantInfo, TopicPolicies,
+    BookieServiceInfo, BrokerInfo, ClusterInfo, CompactionInfo, Cookie, CursorInfo, DedupSnapshot,
+    FORMAT_VERSION, LedgerIdCounter, LedgerMetadata, ManagedLedgerInfo, NamespacePolicies,
+    OwnershipInfo, PartitionedTopicInfo, SchemaHistory, TenantInfo, TopicPolicies,
 };
 
 use crate::error::{MetaError, Result};
@@ -46,7 +46,8 @@ record!(
     PartitionedTopicInfo,
     DedupSnapshot,
     SchemaHistory,
-    TopicPolicies
+    TopicPolicies,
+    CompactionInfo
 );
 
 /// Serialises a record stamped with this build's format version.

@@ -13,6 +13,7 @@
 
 mod brokers;
 mod clusters;
+mod compaction;
 mod messages;
 mod namespace_policies;
 mod namespaces;
@@ -44,6 +45,7 @@ pub fn routes(service: Arc<BrokerService>) -> Router {
         .merge(messages::routes())
         .merge(schemas::routes())
         .merge(topic_policies::routes())
+        .merge(compaction::routes())
         .merge(unload::routes())
         .with_state(service)
 }

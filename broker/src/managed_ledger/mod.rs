@@ -515,6 +515,10 @@ impl ManagedLedger {
     }
 
     /// The metadata store and key layout helpers, for cursors.
+    pub(crate) fn client(&self) -> &LedgerClient {
+        &self.inner.client
+    }
+
     pub(crate) fn store(&self) -> &Arc<dyn MetadataStore> {
         &self.inner.store
     }

@@ -4,6 +4,7 @@
 //! subscription stored for it, with or without consumers: trimming goes by all of them.
 
 pub mod backlog_quota;
+pub mod compaction;
 pub mod dedup;
 pub mod expiry;
 pub mod stats;
@@ -142,6 +143,13 @@ pub struct Topic {
     /// Max unacknowledged entries per consumer: the topic's own policy (`u32::MAX`: unset)
     /// and its namespace's (0: unlimited).
     max_unacked: [std::sync::atomic::AtomicU32; 2],
+    /// The last compaction's horizon: trimming never passes it (compacted readers read the
+    /// topic after it).
+    compaction_horizon: Mutex<Option<Position>>,
+    /// The compacted view, loaded when a `read_compacted` consumer first needs it.
+    compacted: tokio::sync::Mutex<Option<Arc<compaction::CompactedView>>>,
+    /// What `GET …/compaction` reports.
+    pub compaction_status: Mutex<compaction::Status>,
     /// Storage write latency (ms) of its entries, in Pulsar's buckets.
     pub write_latency_ms: crate::topic_metrics::Buckets,
     /// Size of its entries (bytes), in Pulsar's buckets.
@@ -168,6 +176,9 @@ impl Topic {
                 std::sync::atomic::AtomicU32::new(u32::MAX),
                 std::sync::atomic::AtomicU32::new(0),
             ],
+            compaction_horizon: Mutex::new(None),
+            compacted: tokio::sync::Mutex::new(None),
+            compaction_status: Mutex::new(compaction::Status::NotRun),
             write_latency_ms: Default::default(),
             entry_size: Default::default(),
         })
@@ -317,10 +328,66 @@ impl Topic {
         } else {
             marks.into_iter().flatten().min()
         };
+        // Compacted readers read the topic after the horizon: keep it.
+        let horizon = *self
+            .compaction_horizon
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mark = match (mark, horizon) {
+            (Some(m), Some(h)) => Some(m.min(h)),
+            (m, _) => m,
+        };
         match mark {
             Some(mark) => self.ml.trim_before(mark, retention).await,
             None => Ok(0),
         }
+    }
+
+    /// Reads the compaction record's horizon (at load).
+    pub async fn load_compaction_horizon(&self) -> Result<()> {
+        let key = self.keys.compaction(&self.name);
+        if let Some(kv) = self.ml.store().get(&key).await? {
+            let info: proto::meta::CompactionInfo = meta::records::decode(&key, &kv.value)?;
+            *self
+                .compaction_horizon
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = info
+                .horizon
+                .map(|h| Position::new(common::LedgerId(h.ledger_id), common::EntryId(h.entry_id)));
+        }
+        Ok(())
+    }
+
+    /// The compacted view for `read_compacted` consumers (`None`: never compacted).
+    pub async fn compacted_view(&self) -> Result<Option<Arc<compaction::CompactedView>>> {
+        let mut cached = self.compacted.lock().await;
+        if cached.is_none() {
+            *cached = compaction::load(self, self.ml.client()).await?;
+        }
+        Ok(cached.clone())
+    }
+
+    /// Compacts the topic (`topics compact`): status RUNNING, then SUCCESS or ERROR; a
+    /// compacted view loaded before is replaced by the new one for later subscriptions.
+    pub async fn compact(self: Arc<Self>, quorums: (usize, usize, usize)) {
+        let result = compaction::compact(&self, self.ml.client(), quorums).await;
+        let status = match result {
+            Ok(()) => {
+                *self.compacted.lock().await = None;
+                if let Err(e) = self.load_compaction_horizon().await {
+                    tracing::warn!(topic = self.name, error = %e, "cannot read the new compaction horizon");
+                }
+                compaction::Status::Success
+            }
+            Err(e) => {
+                tracing::warn!(topic = self.name, error = %e, "compaction failed");
+                compaction::Status::Error(e.to_string())
+            }
+        };
+        *self
+            .compaction_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = status;
     }
 
     /// Turns de-duplication on: the state is the stored snapshot plus a replay of the entries

@@ -73,6 +73,9 @@ struct State {
     /// When the last consumer left (or the subscription was loaded without one): what
     /// subscription expiration measures.
     idle_since: Instant,
+    /// Set for `read_compacted` consumers: up to its horizon the compacted ledger is read
+    /// instead of the topic.
+    compacted: Option<Arc<super::compaction::CompactedView>>,
 }
 
 /// One subscription of a topic.
@@ -146,6 +149,7 @@ impl Subscription {
                 delayed: BTreeMap::new(),
                 closed: false,
                 idle_since: Instant::now(),
+                compacted: None,
             }),
             wake: Notify::new(),
             flush_lock: tokio::sync::Mutex::new(()),
@@ -574,6 +578,9 @@ impl Subscription {
         }
         let (pos, count) = if let Some((p, n)) = st.redeliver.pop_first() {
             (p, n)
+        } else if let Some(p) = next_compacted(&mut st) {
+            st.read_position = Some(p);
+            (p, 0)
         } else {
             let mut next = self.ml.next_position(st.read_position)?;
             while st.cursor.is_acked(next) || st.pending.contains_key(&next) {
@@ -698,13 +705,28 @@ impl Subscription {
         }
     }
 
+    /// Reads the topic compacted from now on (a `read_compacted` consumer): up to the
+    /// view's horizon only what compaction kept, with the original message ids.
+    pub fn read_compacted(&self, view: Arc<super::compaction::CompactedView>) {
+        self.state().compacted = Some(view);
+        self.wake.notify_one();
+    }
+
     /// Wakes the dispatcher (the topic changed: terminated, …).
     pub fn wake(&self) {
         self.wake.notify_one();
     }
 
     async fn send(&self, pos: Position, c: &ConsumerHandle, redelivery_count: u32) -> Result<()> {
-        let payload = self.ml.read(pos).await?;
+        let view = self.state().compacted.clone();
+        let compacted = match view.filter(|v| pos <= v.horizon) {
+            Some(v) => v.read(pos).await?,
+            None => None,
+        };
+        let payload = match compacted {
+            Some(p) => p,
+            None => self.ml.read(pos).await?,
+        };
         // Delayed delivery (Shared and Key_Shared, as in Pulsar): not before its time.
         if let Ok(info) = inspect_payload(&payload)
             && let Some(at) = info.metadata.deliver_at_time
@@ -771,6 +793,25 @@ fn release_due(st: &mut State) {
         st.delayed.remove(&(at, pos));
         st.redeliver.insert(pos, count);
     }
+}
+
+/// For a compacted reader still before the horizon: the next compacted entry it has not
+/// acknowledged nor been handed, skipping what compaction dropped; once past the last one,
+/// the read position jumps to the horizon and the topic is read from there.
+fn next_compacted(st: &mut State) -> Option<Position> {
+    let view = st.compacted.clone()?;
+    if st.read_position.is_some_and(|r| r >= view.horizon) {
+        return None;
+    }
+    let mut at = st.read_position;
+    while let Some(p) = view.next_after(at) {
+        if !st.cursor.is_acked(p) && !st.pending.contains_key(&p) {
+            return Some(p);
+        }
+        at = Some(p);
+    }
+    st.read_position = Some(view.horizon);
+    None
 }
 
 /// The smallest position after `p` (a mark "before" a ledger's first entry is that ledger's

@@ -368,6 +368,14 @@ enum Topics {
     Lookup { topic: String },
     /// The namespace bundle a topic belongs to.
     BundleRange { topic: String },
+    /// Compact a topic: keep each key's latest message for read-compacted readers.
+    Compact { topic: String },
+    /// Show a topic's compaction status (-w: wait until it is no longer running).
+    CompactionStatus {
+        topic: String,
+        #[arg(short = 'w', long = "wait-complete")]
+        wait: bool,
+    },
     /// Limit each consumer of the topic to N unacknowledged messages (over its namespace's).
     SetMaxUnackedMessagesPerConsumer {
         topic: String,
@@ -1012,6 +1020,37 @@ fn topics(a: &Admin, t: Topics) -> anyhow::Result<()> {
             println!("{}", v.get("brokerUrl").unwrap_or(&v));
         }
         Topics::Messages(v) => super::admin_messages::run(a, v)?,
+        Topics::Compact { topic } => {
+            a.call(
+                "PUT",
+                &format!("/admin/v2/{}/compaction", topic_path(&topic)?),
+                None,
+            )?;
+            println!("Topic compaction requested for {topic}");
+        }
+        Topics::CompactionStatus { topic, wait } => {
+            let path = format!("/admin/v2/{}/compaction", topic_path(&topic)?);
+            loop {
+                let v = a.get(&path)?;
+                let status = v["status"].as_str().unwrap_or_default().to_owned();
+                if wait && status == "RUNNING" {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    continue;
+                }
+                match status.as_str() {
+                    "SUCCESS" => println!("Compaction was a success"),
+                    "NOT_RUN" => println!(
+                        "Compaction has not been run for {topic} since the last broker restart"
+                    ),
+                    "RUNNING" => println!("Compaction is currently running"),
+                    _ => bail!(
+                        "Error in compaction: {}",
+                        v["lastError"].as_str().unwrap_or_default()
+                    ),
+                }
+                break;
+            }
+        }
         Topics::BundleRange { topic } => {
             let v = a.get(&format!("/admin/v2/{}/bundle", topic_path(&topic)?))?;
             println!("{}", v.as_str().unwrap_or_default());

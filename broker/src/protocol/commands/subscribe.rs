@@ -82,6 +82,11 @@ pub async fn handle(conn: &mut Connection, c: CommandSubscribe) -> Result<()> {
             protocol_version: conn.protocol_version,
             reached_end: Default::default(),
         });
+        if c.read_compacted == Some(true)
+            && let Some(view) = topic.compacted_view().await?
+        {
+            sub.read_compacted(view);
+        }
         sub.add_consumer(handle, served)?;
         Ok::<_, crate::error::BrokerError>((topic, sub))
     }

@@ -1,0 +1,376 @@
+//! Topic compaction, as Pulsar's two-phase compactor: phase one reads the topic up to a
+//! horizon (its last entry when compaction starts) and finds each key's latest message;
+//! phase two writes to a new ledger every entry that still matters — keyless messages and
+//! each key's latest, unless that is a tombstone (`null_value`) — with batches rewritten
+//! without their superseded messages (a compressed batch is kept or dropped whole: the
+//! broker carries no codecs). Each compacted entry is stored as its original position
+//! (16 bytes) then the payload, so readers get the original message ids. The ledger and
+//! horizon are recorded at `managed-ledgers/<topic>/compaction` (format 1, by CAS; the
+//! previous compacted ledger is deleted once the new record stands).
+//!
+//! Consumers and readers that ask for `read_compacted` read the compacted ledger up to the
+//! horizon, then the topic after it ([`CompactedView`]); trimming never passes the horizon.
+
+use std::sync::Arc;
+
+use bookie::client::{CreateOptions, LedgerClient, LedgerReader};
+use bytes::{BufMut, Bytes, BytesMut};
+use common::{EntryId, LedgerId, Position};
+use meta::records::{decode, encode};
+use prost::Message as _;
+use proto::meta::{CompactionInfo, PositionInfo};
+
+use super::Topic;
+use crate::error::{BrokerError, Result};
+use crate::protocol::frame::{build_payload, inspect_payload};
+use crate::protocol::pb::{CompressionType, SingleMessageMetadata};
+
+/// What `GET …/compaction` reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Status {
+    /// Never asked on this broker since the topic loaded.
+    #[default]
+    NotRun,
+    /// Under way.
+    Running,
+    /// The last run finished.
+    Success,
+    /// The last run failed, with why.
+    Error(String),
+}
+
+impl Status {
+    /// Pulsar's LongRunningProcessStatus JSON.
+    pub fn json(&self) -> serde_json::Value {
+        let (status, error) = match self {
+            Status::NotRun => ("NOT_RUN", ""),
+            Status::Running => ("RUNNING", ""),
+            Status::Success => ("SUCCESS", ""),
+            Status::Error(e) => ("ERROR", e.as_str()),
+        };
+        serde_json::json!({ "status": status, "lastError": error })
+    }
+}
+
+/// The compacted state readers use: the horizon and, in order, the original positions of the
+/// compacted ledger's entries.
+pub struct CompactedView {
+    /// Everything up to here is in the compacted ledger.
+    pub horizon: Position,
+    ledger: LedgerId,
+    positions: Vec<Position>,
+    reader: LedgerReader,
+}
+
+impl std::fmt::Debug for CompactedView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompactedView")
+            .field("horizon", &self.horizon)
+            .field("ledger", &self.ledger)
+            .field("entries", &self.positions.len())
+            .finish()
+    }
+}
+
+impl CompactedView {
+    /// The first compacted position after `p` (`None`: from the start), if any.
+    pub fn next_after(&self, p: Option<Position>) -> Option<Position> {
+        let i = match p {
+            None => 0,
+            Some(p) => self.positions.partition_point(|q| *q <= p),
+        };
+        self.positions.get(i).copied()
+    }
+
+    /// The payload of the compacted entry at original position `p`, if it is one.
+    pub async fn read(&self, p: Position) -> Result<Option<Bytes>> {
+        let Ok(i) = self.positions.binary_search(&p) else {
+            return Ok(None);
+        };
+        let entry = self.reader.read(i as u64).await?;
+        Ok(Some(entry.payload.slice(16..)))
+    }
+}
+
+fn position_of(entry: &[u8]) -> Option<Position> {
+    let l = u64::from_be_bytes(entry.get(..8)?.try_into().ok()?);
+    let e = u64::from_be_bytes(entry.get(8..16)?.try_into().ok()?);
+    Some(Position::new(LedgerId(l), EntryId(e)))
+}
+
+fn info_position(p: &PositionInfo) -> Position {
+    Position::new(LedgerId(p.ledger_id), EntryId(p.entry_id))
+}
+
+/// Loads the topic's compacted view, if it was compacted.
+pub async fn load(topic: &Topic, client: &LedgerClient) -> Result<Option<Arc<CompactedView>>> {
+    let key = topic.keys.compaction(&topic.name);
+    let Some(kv) = topic.ml.store().get(&key).await? else {
+        return Ok(None);
+    };
+    let info: CompactionInfo = decode(&key, &kv.value)?;
+    let Some(horizon) = info.horizon.as_ref().map(info_position) else {
+        return Ok(None);
+    };
+    let ledger = LedgerId(info.ledger_id);
+    let reader = client.open_reader(ledger).await?;
+    let mut positions = Vec::with_capacity(info.entries as usize);
+    for i in 0..info.entries {
+        let entry = reader.read(i).await?;
+        let p = position_of(&entry.payload).ok_or_else(|| {
+            BrokerError::Protocol(format!("compacted ledger {ledger} entry {i} is malformed"))
+        })?;
+        positions.push(p);
+    }
+    Ok(Some(Arc::new(CompactedView {
+        horizon,
+        ledger,
+        positions,
+        reader,
+    })))
+}
+
+/// A message's identity for compaction: its key (`None`: keyless, always kept) and whether
+/// it is a tombstone.
+type Keyed = (Option<String>, bool);
+
+/// The messages of an entry: one for a plain entry, one per message of a batch.
+fn messages_of(payload: &[u8]) -> Result<(Vec<Keyed>, Option<Vec<SingleMessageMetadata>>)> {
+    let info = inspect_payload(payload)
+        .map_err(|e| BrokerError::Protocol(format!("stored entry unreadable: {e}")))?;
+    let m = &info.metadata;
+    // A compressed batch is one message for compaction: kept or dropped whole by its key.
+    let Some(n) = m
+        .num_messages_in_batch
+        .filter(|_| m.compression() == CompressionType::None)
+    else {
+        return Ok((vec![(m.partition_key.clone(), m.null_value())], None));
+    };
+    let mut body = &payload[info.body_offset..];
+    let mut singles = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        if body.len() < 4 {
+            break;
+        }
+        let size = u32::from_be_bytes([body[0], body[1], body[2], body[3]]) as usize;
+        let s = SingleMessageMetadata::decode(body.get(4..4 + size).unwrap_or_default())
+            .map_err(|e| BrokerError::Protocol(format!("batch message unreadable: {e}")))?;
+        body = body
+            .get(4 + size + s.payload_size.max(0) as usize..)
+            .unwrap_or_default();
+        singles.push(s);
+    }
+    let keys = singles
+        .iter()
+        .map(|s| (s.partition_key.clone(), s.null_value()))
+        .collect();
+    Ok((keys, Some(singles)))
+}
+
+/// A batch entry with the messages not in `keep` marked `compacted_out`.
+fn rewrite_batch(payload: &[u8], keep: &[bool]) -> Result<Bytes> {
+    let info = inspect_payload(payload)
+        .map_err(|e| BrokerError::Protocol(format!("stored entry unreadable: {e}")))?;
+    let mut body = &payload[info.body_offset..];
+    let mut out = BytesMut::new();
+    for kept in keep {
+        let size = u32::from_be_bytes([body[0], body[1], body[2], body[3]]) as usize;
+        let s = SingleMessageMetadata::decode(&body[4..4 + size])
+            .map_err(|e| BrokerError::Protocol(format!("batch message unreadable: {e}")))?;
+        let len = s.payload_size.max(0) as usize;
+        let data = &body[4 + size..4 + size + len];
+        body = &body[4 + size + len..];
+        // A superseded message is left out (Pulsar's compactor leaves an empty slot marked
+        // `compacted_out`, which the C++ client delivers as an empty message). The kept
+        // ones' batch indexes are their indexes in this batch, for compacted readers only.
+        if !kept {
+            continue;
+        }
+        let meta = s.encode_to_vec();
+        out.put_u32(meta.len() as u32);
+        out.put_slice(&meta);
+        out.put_slice(data);
+    }
+    let mut metadata = info.metadata;
+    metadata.uncompressed_size = Some(out.len() as u32);
+    metadata.num_messages_in_batch = Some(keep.iter().filter(|k| **k).count() as i32);
+    Ok(build_payload(&metadata, &out))
+}
+
+/// Compacts `topic` up to its current last entry.
+pub async fn compact(
+    topic: &Topic,
+    client: &LedgerClient,
+    quorums: (usize, usize, usize),
+) -> Result<()> {
+    let ml = &topic.ml;
+    let Some(horizon) = ml.last_position() else {
+        return Ok(()); // nothing to compact
+    };
+    // Phase one: each key's latest message (position, index in its batch, tombstone).
+    let mut latest: std::collections::HashMap<String, (Position, usize, bool)> = Default::default();
+    let mut p = ml.first_position();
+    while let Some(pos) = p.filter(|p| *p <= horizon) {
+        let payload = ml.read(pos).await?;
+        let (keys, _) = messages_of(&payload)?;
+        for (i, (key, null)) in keys.into_iter().enumerate() {
+            if let Some(k) = key {
+                latest.insert(k, (pos, i, null));
+            }
+        }
+        p = ml.next_position(Some(pos));
+    }
+    // Phase two: what still matters, into a new ledger.
+    let (ensemble, write_quorum, ack_quorum) = quorums;
+    let writer = client
+        .create(CreateOptions {
+            ensemble,
+            write_quorum,
+            ack_quorum,
+            password: Bytes::new(),
+            custom: [
+                ("application".to_owned(), Bytes::from_static(b"magnetar")),
+                (
+                    "component".to_owned(),
+                    Bytes::from_static(b"compacted-ledger"),
+                ),
+                (
+                    "topic".to_owned(),
+                    Bytes::copy_from_slice(topic.name.as_bytes()),
+                ),
+            ]
+            .into(),
+        })
+        .await?;
+    let ledger = writer.id();
+    let mut written = 0u64;
+    let mut p = ml.first_position();
+    while let Some(pos) = p.filter(|p| *p <= horizon) {
+        let payload = ml.read(pos).await?;
+        let (keys, batch) = messages_of(&payload)?;
+        let keep: Vec<bool> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, (key, _))| match key {
+                None => true,
+                Some(k) => {
+                    matches!(latest.get(k), Some((lp, li, null)) if *lp == pos && *li == i && !null)
+                }
+            })
+            .collect();
+        let stored = if keep.iter().all(|k| !k) {
+            None
+        } else if keep.iter().all(|k| *k) || batch.is_none() {
+            Some(payload)
+        } else {
+            Some(rewrite_batch(&payload, &keep)?)
+        };
+        if let Some(data) = stored {
+            let mut entry = BytesMut::with_capacity(16 + data.len());
+            entry.put_u64(pos.ledger.0);
+            entry.put_u64(pos.entry.0);
+            entry.put_slice(&data);
+            writer.add(entry.freeze()).await?;
+            written += 1;
+        }
+        p = ml.next_position(Some(pos));
+    }
+    writer.close().await?;
+    // Record it; the previous compacted ledger goes.
+    let key = topic.keys.compaction(&topic.name);
+    let store = ml.store();
+    let (previous, cond) = match store.get(&key).await? {
+        Some(kv) => (
+            Some(decode::<CompactionInfo>(&key, &kv.value)?.ledger_id),
+            meta::PutCondition::Version(kv.version),
+        ),
+        None => (None, meta::PutCondition::Absent),
+    };
+    let mut info = CompactionInfo {
+        ledger_id: ledger.0,
+        horizon: Some(PositionInfo {
+            ledger_id: horizon.ledger.0,
+            entry_id: horizon.entry.0,
+        }),
+        entries: written,
+        ..Default::default()
+    };
+    if let Err(e) = meta::cas::put_checked(store.as_ref(), &key, encode(&mut info), cond).await {
+        // Another compaction recorded meanwhile (or the answer was lost): this ledger is
+        // not referred to; the record stands as the store has it.
+        let _ = client.delete(ledger).await;
+        return Err(e.into());
+    }
+    if let Some(old) = previous.filter(|old| *old != ledger.0)
+        && let Err(e) = client.delete(LedgerId(old)).await
+    {
+        tracing::warn!(topic = topic.name, ledger = old, error = %e, "cannot delete the previous compacted ledger");
+    }
+    tracing::info!(topic = topic.name, %horizon, kept = written, keys = latest.len(), "topic compacted");
+    Ok(())
+}
+
+/// Deletes a topic's compaction record and ledger (with the topic).
+pub async fn delete(topic: &Topic, client: &LedgerClient) -> Result<()> {
+    let key = topic.keys.compaction(&topic.name);
+    let store = topic.ml.store();
+    if let Some(kv) = store.get(&key).await? {
+        let info: CompactionInfo = decode(&key, &kv.value)?;
+        match client.delete(LedgerId(info.ledger_id)).await {
+            Ok(()) | Err(bookie::client::ClientError::NoSuchLedger(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        store.delete(&key, None).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::pb::MessageMetadata;
+
+    fn batch(keys: &[&str]) -> Bytes {
+        let mut body = BytesMut::new();
+        for k in keys {
+            let s = SingleMessageMetadata {
+                partition_key: Some((*k).to_owned()),
+                payload_size: 1,
+                ..Default::default()
+            };
+            let m = s.encode_to_vec();
+            body.put_u32(m.len() as u32);
+            body.put_slice(&m);
+            body.put_slice(b"v");
+        }
+        build_payload(
+            &MessageMetadata {
+                producer_name: "p".into(),
+                num_messages_in_batch: Some(keys.len() as i32),
+                ..Default::default()
+            },
+            &body,
+        )
+    }
+
+    #[test]
+    fn batches_lose_their_superseded_messages() {
+        let b = batch(&["a", "b", "c"]);
+        let names = |keys: Vec<Keyed>| {
+            keys.into_iter()
+                .map(|(k, _)| k.unwrap())
+                .collect::<Vec<_>>()
+        };
+        let (keys, singles) = messages_of(&b).unwrap();
+        assert_eq!(names(keys), ["a", "b", "c"]);
+        assert!(singles.is_some());
+        let rewritten = rewrite_batch(&b, &[true, false, true]).unwrap();
+        let (keys, singles) = messages_of(&rewritten).unwrap();
+        assert_eq!(names(keys), ["a", "c"]);
+        assert_eq!(singles.unwrap().len(), 2);
+        assert_eq!(
+            position_of(&[0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 3]),
+            Some(Position::new(LedgerId(7), EntryId(3)))
+        );
+    }
+}
