@@ -686,6 +686,38 @@ async fn t8v_backlog_quotas() {
         "try",
     );
     assert!(after.lines().any(|l| l == "created"), "{after}");
+    // producer_request_hold: past the limit a new producer is refused with the retriable
+    // error until the backlog is consumed.
+    ok(
+        url,
+        &[
+            "namespaces",
+            "set-backlog-quota",
+            "public/strict",
+            "-l",
+            "10K",
+            "-p",
+            "producer_request_hold",
+        ],
+    );
+    check(
+        run_scenario(&sa.service_url, "produce_sized", &[strict, "20", "1024"]),
+        "produce",
+    );
+    let held = check(
+        run_scenario(&sa.service_url, "try_client", &[strict, "producer"]),
+        "try",
+    );
+    assert!(
+        held.contains("refused Pulsar error: ProducerBlockedQuotaExceededError"),
+        "{held}"
+    );
+    ok(url, &["topics", "clear-backlog", strict, "-s", "slow"]);
+    let after = check(
+        run_scenario(&sa.service_url, "try_client", &[strict, "producer"]),
+        "try",
+    );
+    assert!(after.lines().any(|l| l == "created"), "{after}");
 
     // consumer_backlog_eviction by size: the oldest backlog goes, the newest stays.
     let evict = "persistent://public/evict/t";
