@@ -1324,3 +1324,75 @@ async fn t8o_compaction_keeps_each_keys_latest_value() {
         );
     }
 }
+
+/// Two brokers: calls about a topic asked of the broker that does not own it are redirected
+/// (307) to the owner and answered there — subscriptions, peek, skip, stats, terminate — and
+/// metrics show the topic only on its owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t8c_topic_calls_reach_the_owner_in_a_two_broker_cluster() {
+    use integration_tests::TestCluster;
+    use integration_tests::standalone::BrokerProcess;
+    let cluster = TestCluster::start_with(2, &[]).await.unwrap();
+    let start = |i: usize| {
+        BrokerProcess::start(
+            &cluster.meta_url(),
+            (2, 2, 2),
+            &cluster.dir().join(format!("broker-{i}.log")),
+        )
+        .unwrap()
+    };
+    let (a, b) = (start(0), start(1));
+    let topic = "persistent://public/default/owned";
+    // Created through A: A owns its bundle (it takes it on the first load).
+    ok(&a.http_url, &["topics", "create", topic]);
+    ok(
+        &a.http_url,
+        &[
+            "topics",
+            "create-subscription",
+            topic,
+            "-s",
+            "s",
+            "-m",
+            "earliest",
+        ],
+    );
+    check(
+        run_scenario(&a.service_url, "produce_fixed", &[topic, "4"]),
+        "produce",
+    );
+    let owner = ok(&b.http_url, &["topics", "lookup", topic]);
+    let (owner, other) = if owner.contains(&a.service_url) {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    // Asked of the other broker: followed to the owner.
+    assert_eq!(
+        ok(&other.http_url, &["topics", "subscriptions", topic]),
+        "s\n"
+    );
+    let peeked = ok(
+        &other.http_url,
+        &["topics", "peek-messages", topic, "-s", "s", "-n", "2"],
+    );
+    assert_eq!(shown(&peeked), ["k-0", "k-1"]);
+    ok(
+        &other.http_url,
+        &["topics", "skip", topic, "-s", "s", "-n", "3"],
+    );
+    assert_eq!(backlog(&other.http_url, topic, "s"), 1);
+    assert_eq!(backlog(&owner.http_url, topic, "s"), 1);
+    let last = json(&other.http_url, &["topics", "last-message-id", topic]);
+    assert_eq!(last["entryId"], 3, "{last}");
+    assert!(
+        ok(&other.http_url, &["topics", "terminate", topic])
+            .starts_with("Topic successfully terminated at")
+    );
+    // The topic's series are on its owner only.
+    let series = |m: String| m.contains(&format!("topic=\"{topic}\""));
+    let owner_metrics = integration_tests::http_body(&format!("{}/metrics", owner.http_url)).await;
+    let other_metrics = integration_tests::http_body(&format!("{}/metrics", other.http_url)).await;
+    assert!(series(owner_metrics));
+    assert!(!series(other_metrics));
+}
