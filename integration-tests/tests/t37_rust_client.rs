@@ -57,3 +57,62 @@ async fn t37_rust_client_produces_and_consumes() {
     let expected: Vec<String> = (0..N).map(|i| format!("rust-{i}")).collect();
     assert_eq!(got, expected);
 }
+
+/// Issue 12, item 9: consumer priority levels on a Shared subscription — while the
+/// level-0 consumer has permits it gets every message; the level-1 one gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t37b_shared_priority_levels() {
+    use futures_util::TryStreamExt;
+    use pulsar::consumer::InitialPosition;
+    use pulsar::{Consumer, ConsumerOptions, Pulsar, SubType, TokioExecutor};
+    let dir = integration_tests::process::KeptDir::new("t37b-");
+    let sa = integration_tests::standalone::StandaloneProcess::start(&dir.path()).unwrap();
+    let topic = "persistent://public/default/prioritised";
+    let client: Pulsar<_> = Pulsar::builder(sa.service_url.clone(), TokioExecutor)
+        .build()
+        .await
+        .unwrap();
+    let consumer = |level: i32| {
+        let client = client.clone();
+        async move {
+            let c: Consumer<Vec<u8>, _> = client
+                .consumer()
+                .with_topic(topic)
+                .with_subscription("s")
+                .with_consumer_name(format!("c{level}"))
+                .with_subscription_type(SubType::Shared)
+                .with_options(
+                    ConsumerOptions::default()
+                        .with_priority_level(level)
+                        .with_initial_position(InitialPosition::Earliest),
+                )
+                .build()
+                .await
+                .unwrap();
+            c
+        }
+    };
+    let mut c0 = consumer(0).await;
+    let mut c1 = consumer(1).await;
+    let mut producer = client.producer().with_topic(topic).build().await.unwrap();
+    for i in 0..50 {
+        producer
+            .send_non_blocking(format!("m-{i}").into_bytes())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let mut got = 0;
+    while got < 50 {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(20), c0.try_next())
+            .await
+            .expect("the level-0 consumer gets every message")
+            .unwrap()
+            .unwrap();
+        c0.ack(&m).await.unwrap();
+        got += 1;
+    }
+    let other = tokio::time::timeout(std::time::Duration::from_secs(2), c1.try_next()).await;
+    assert!(other.is_err(), "the level-1 consumer got a message");
+}

@@ -568,9 +568,19 @@ impl Subscription {
             SubType::Shared | SubType::KeyShared => st.consumers.len(),
             _ => st.consumers.len().min(1),
         };
+        let ready = |c: &ConsumerHandle| {
+            c.permits.load(Ordering::SeqCst) > 0 && !self.at_unacked_limit(&st, c.key)
+        };
+        // Shared: the best priority level (lowest number) with a consumer ready gets the
+        // entry, round-robin within it, as Pulsar's priorityLevel works.
+        let level = st.consumers[..n]
+            .iter()
+            .filter(|c| ready(c))
+            .map(|c| c.priority)
+            .min()?;
         let consumer = (0..n).map(|i| (st.next_consumer + i) % n).find(|i| {
             let c = &st.consumers[*i];
-            c.permits.load(Ordering::SeqCst) > 0 && !self.at_unacked_limit(&st, c.key)
+            c.priority == level && ready(c)
         })?;
         let c = st.consumers[consumer].clone();
         if st.sub_type == SubType::Shared {
