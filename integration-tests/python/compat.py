@@ -246,9 +246,28 @@ def scenario_access_modes():
     except pulsar.ProducerBusy:
         pass
     shared.send(b"shared")
+    # WaitForExclusive: created only once the topic is free (here: when `shared` closes).
+    import threading
+    waited = {}
+
+    def wait_for_exclusive():
+        w = client.create_producer(t, producer_name="waiter",
+                                   access_mode=ProducerAccessMode.WaitForExclusive)
+        waited["at"] = time.time()
+        w.send(b"from-waiter")
+        w.close()
+
+    waiter = threading.Thread(target=wait_for_exclusive)
+    waiter.start()
+    waiter.join(timeout=2)
+    assert waiter.is_alive() and "at" not in waited, "WaitForExclusive did not wait"
+    closed_at = time.time()
+    shared.close()
+    waiter.join(timeout=30)
+    assert not waiter.is_alive() and waited["at"] >= closed_at, waited
     consumer = client.subscribe(t, "s", initial_position=pulsar.InitialPosition.Earliest)
-    got = drain(consumer, 3)
-    assert got == ["from-p1", "from-p3", "shared"], got
+    got = drain(consumer, 4)
+    assert got == ["from-p1", "from-p3", "shared", "from-waiter"], got
     client.close()
 
 

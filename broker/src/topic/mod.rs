@@ -76,6 +76,26 @@ pub async fn write_dedup_snapshot(
 }
 
 /// A producer attached to the topic.
+/// A WaitForExclusive producer waiting for the topic to be free.
+#[derive(Debug)]
+struct Waiter {
+    key: (u64, u64),
+    name: String,
+    out: mpsc::Sender<Bytes>,
+    request_id: u64,
+    fenced: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// What `add_producer` did.
+#[derive(Debug)]
+pub enum Added {
+    /// Attached; the flag marks it fenced later.
+    Ready(Arc<std::sync::atomic::AtomicBool>),
+    /// WaitForExclusive on a busy topic: queued; it gets a second PRODUCER_SUCCESS (ready)
+    /// once every other producer is gone.
+    Waiting(Arc<std::sync::atomic::AtomicBool>),
+}
+
 #[derive(Debug)]
 struct ProducerEntry {
     /// Its connection's outbound queue (to tell it to reconnect).
@@ -127,6 +147,9 @@ pub struct Topic {
     /// Producers attached: (connection id, producer id) → that connection's outbound queue,
     /// so an unload can tell each client to reconnect.
     producers: Mutex<HashMap<(u64, u64), ProducerEntry>>,
+    /// WaitForExclusive producers in arrival order (guarded with `producers`' lock held
+    /// first).
+    waiters: Mutex<std::collections::VecDeque<Waiter>>,
     /// Messages and bytes published (receipted) since the topic was loaded.
     pub msg_in: std::sync::atomic::AtomicU64,
     /// See `msg_in`.
@@ -166,6 +189,7 @@ impl Topic {
             subscriptions: tokio::sync::Mutex::new(HashMap::new()),
             producer_names: Mutex::new(0),
             producers: Mutex::new(HashMap::new()),
+            waiters: Mutex::new(Default::default()),
             msg_in: Default::default(),
             bytes_in: Default::default(),
             rates: Mutex::new(stats::Rates::default()),
@@ -476,17 +500,36 @@ impl Topic {
     /// refused while an exclusive one holds the topic, or while a producer of the same name is
     /// attached (`ProducerBusy`); an Exclusive one while any producer is attached
     /// (`ProducerFenced`); ExclusiveWithFencing fences every attached producer (told to
-    /// reconnect; its sends are refused). Returns the flag that marks this one fenced.
+    /// reconnect; its sends are refused); WaitForExclusive waits (queued) while any producer
+    /// is attached. Returns whether it is attached or waiting, with the flag that marks it
+    /// fenced.
     pub fn add_producer(
         &self,
         key: (u64, u64),
         name: String,
         mode: AccessMode,
         out: mpsc::Sender<Bytes>,
-    ) -> Result<Arc<std::sync::atomic::AtomicBool>> {
+        request_id: u64,
+    ) -> Result<Added> {
         use crate::error::BrokerError;
         let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
         let others = producers.iter().filter(|(k, _)| **k != key);
+        if mode == AccessMode::WaitForExclusive && others.clone().next().is_some() {
+            // Queued (once: a client re-sending its create waits in its first place).
+            let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(w) = waiters.iter().find(|w| w.key == key) {
+                return Ok(Added::Waiting(w.fenced.clone()));
+            }
+            let fenced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            waiters.push_back(Waiter {
+                key,
+                name,
+                out,
+                request_id,
+                fenced: fenced.clone(),
+            });
+            return Ok(Added::Waiting(fenced));
+        }
         match mode {
             AccessMode::Shared => {
                 if let Some((_, e)) = others.clone().find(|(_, e)| e.exclusive) {
@@ -537,7 +580,57 @@ impl Topic {
                 fenced: fenced.clone(),
             },
         );
-        Ok(fenced)
+        Ok(Added::Ready(fenced))
+    }
+
+    /// A producer left: once none is attached, the first WaitForExclusive producer waiting
+    /// gets the topic and its second PRODUCER_SUCCESS (ready).
+    fn grant_waiter(&self, producers: &mut HashMap<(u64, u64), ProducerEntry>) {
+        if !producers.is_empty() {
+            return;
+        }
+        let Some(w) = self
+            .waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+        else {
+            return;
+        };
+        let ready = crate::protocol::pb::BaseCommand {
+            r#type: crate::protocol::pb::base_command::Type::ProducerSuccess as i32,
+            producer_success: Some(crate::protocol::pb::CommandProducerSuccess {
+                request_id: w.request_id,
+                producer_name: w.name.clone(),
+                last_sequence_id: Some(self.last_sequence_id(&w.name)),
+                producer_ready: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut buf = BytesMut::new();
+        crate::protocol::frame::encode(&ready, &mut buf);
+        let _ = w.out.try_send(buf.freeze());
+        tracing::info!(topic = self.name, producer = w.name, "waiting exclusive producer granted the topic");
+        producers.insert(
+            w.key,
+            ProducerEntry {
+                out: w.out,
+                name: w.name,
+                since: std::time::SystemTime::now(),
+                exclusive: true,
+                fenced: w.fenced,
+            },
+        );
+    }
+
+    /// The producer's highest durable sequence id when the topic de-duplicates, else -1.
+    pub fn last_sequence_id(&self, name: &str) -> i64 {
+        self.dedup
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(-1, |d| d.last_sequence_id(name))
     }
 
     /// Whether the producer `key` is attached (not removed, fenced or dropped).
@@ -570,10 +663,13 @@ impl Topic {
 
     /// Forgets a producer.
     pub fn remove_producer(&self, key: (u64, u64)) {
-        self.producers
+        let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
+        producers.remove(&key);
+        self.waiters
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
+            .retain(|w| w.key != key);
+        self.grant_waiter(&mut producers);
     }
 
     /// The broker no longer owns the topic (its lease was lost): every producer and consumer
@@ -642,12 +738,24 @@ impl Topic {
 
     /// CLOSE_PRODUCER to every producer: its client looks the topic up again.
     pub fn tell_producers_to_reconnect(&self) {
-        let producers: Vec<((u64, u64), ProducerEntry)> = self
+        let mut producers: Vec<((u64, u64), ProducerEntry)> = self
             .producers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .drain()
             .collect();
+        // Waiting producers too: they wait again wherever the topic is served next.
+        let waiting = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|p| p.into_inner()));
+        producers.extend(waiting.into_iter().map(|w| {
+            let entry = ProducerEntry {
+                out: w.out,
+                name: w.name,
+                since: std::time::SystemTime::now(),
+                exclusive: true,
+                fenced: w.fenced,
+            };
+            (w.key, entry)
+        }));
         for ((_, id), ProducerEntry { out, .. }) in producers {
             let mut buf = BytesMut::new();
             crate::protocol::frame::encode(&crate::protocol::cmd::close_producer(id), &mut buf);

@@ -3,7 +3,8 @@
 //! already exists (a client retrying after a timeout) gets the same answer again, unless
 //! its topic was unloaded or it was fenced since (then it is created again, under the rules).
 //! Access modes as in Pulsar (see `Topic::add_producer`): Shared, Exclusive,
-//! ExclusiveWithFencing; WaitForExclusive is granted only when the topic is free.
+//! ExclusiveWithFencing; WaitForExclusive on a busy topic gets PRODUCER_SUCCESS with
+//! `producer_ready = false` and a second one (ready) once the topic is free.
 
 use tokio::sync::mpsc;
 
@@ -19,7 +20,7 @@ pub async fn handle(conn: &mut Connection, c: CommandProducer) -> Result<()> {
     if let Some(p) = conn.producers.get(&c.producer_id) {
         if !p.topic.is_closed() && p.topic.has_producer((conn.id, c.producer_id)) {
             let name = p.name.clone();
-            let last = last_sequence_id(&p.topic, &name);
+            let last = p.topic.last_sequence_id(&name);
             let version = p.schema_version.clone();
             return conn.send(success(c.request_id, name, last, version)).await;
         }
@@ -81,19 +82,24 @@ pub async fn handle(conn: &mut Connection, c: CommandProducer) -> Result<()> {
         }
     };
     let mode = AccessMode::from_wire(c.producer_access_mode.unwrap_or(0));
-    let fenced = match topic.add_producer(
+    let added = match topic.add_producer(
         (conn.id, c.producer_id),
         name.clone(),
         mode,
         conn.out.clone(),
+        c.request_id,
     ) {
-        Ok(f) => f,
+        Ok(a) => a,
         Err(e) => {
             tracing::info!(topic = c.topic, producer = name, error = %e, "producer refused");
             return conn
                 .send(cmd::error(c.request_id, e.server_error(), e.to_string()))
                 .await;
         }
+    };
+    let (fenced, waiting) = match added {
+        crate::topic::Added::Ready(f) => (f, false),
+        crate::topic::Added::Waiting(f) => (f, true),
     };
     let (tx, rx) = mpsc::channel(4096);
     tokio::spawn(send::receipts(
@@ -112,19 +118,14 @@ pub async fn handle(conn: &mut Connection, c: CommandProducer) -> Result<()> {
             schema_version: schema_version.clone(),
         },
     );
-    let last = last_sequence_id(&conn.producers[&c.producer_id].topic, &name);
-    conn.send(success(c.request_id, name, last, schema_version))
-        .await
-}
-
-/// The producer's highest durable sequence id when the topic de-duplicates, else -1.
-fn last_sequence_id(topic: &crate::topic::Topic, name: &str) -> i64 {
-    topic
-        .dedup
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .map_or(-1, |d| d.last_sequence_id(name))
+    let last = conn.producers[&c.producer_id].topic.last_sequence_id(&name);
+    let mut answer = success(c.request_id, name, last, schema_version);
+    if waiting && let Some(s) = answer.producer_success.as_mut() {
+        // Not ready: the client waits for the second PRODUCER_SUCCESS (the topic's
+        // `grant_waiter`).
+        s.producer_ready = Some(false);
+    }
+    conn.send(answer).await
 }
 
 fn success(
