@@ -644,6 +644,48 @@ def scenario_failover():
     client.close()
 
 
+def scenario_failover_order():
+    """Failover as Pulsar picks the active consumer: on a non-partitioned topic the first to
+    subscribe stays active when one with a smaller name joins; on a partitioned topic
+    (ARGS[0], 4 partitions) the partitions spread over both consumers."""
+    client = new_client()
+    t = topic()
+    z = client.subscribe(t, "fo", consumer_type=pulsar.ConsumerType.Failover, consumer_name="z",
+                         initial_position=pulsar.InitialPosition.Earliest)
+    a = client.subscribe(t, "fo", consumer_type=pulsar.ConsumerType.Failover, consumer_name="a")
+    producer = client.create_producer(t, batching_enabled=False)
+    for i in range(20):
+        producer.send(b"n-%d" % i)
+    assert drain(z, 20) == ["n-%d" % i for i in range(20)]
+    try:
+        m = a.receive(timeout_millis=500)
+        raise AssertionError("the newcomer took over: %r" % m.data())
+    except pulsar.Timeout:
+        pass
+    parts = ARGS[0]
+    c1 = client.subscribe(parts, "fo", consumer_type=pulsar.ConsumerType.Failover, consumer_name="c1",
+                          initial_position=pulsar.InitialPosition.Earliest)
+    c2 = client.subscribe(parts, "fo", consumer_type=pulsar.ConsumerType.Failover, consumer_name="c2",
+                          initial_position=pulsar.InitialPosition.Earliest)
+    pp = client.create_producer(parts, batching_enabled=False,
+                                message_routing_mode=pulsar.PartitionsRoutingMode.RoundRobinDistribution)
+    for i in range(40):
+        pp.send(b"p-%d" % i)
+    got = {}
+    for name, c in (("c1", c1), ("c2", c2)):
+        n = 0
+        while True:
+            try:
+                c.acknowledge(c.receive(timeout_millis=1500))
+                n += 1
+            except pulsar.Timeout:
+                break
+        got[name] = n
+    assert got["c1"] > 0 and got["c2"] > 0 and got["c1"] + got["c2"] == 40, got
+    print("failover order ok", flush=True)
+    client.close()
+
+
 def scenario_key_shared():
     client = new_client()
     t = topic()

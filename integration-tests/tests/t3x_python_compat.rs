@@ -35,6 +35,26 @@ fn t3a_failover_standby_takes_over_with_the_unacked_rest() {
     check(run_scenario(&sa.service_url, "failover", &[]), "failover");
 }
 
+/// Failover's active consumer as Pulsar picks it: the first subscriber keeps a
+/// non-partitioned topic; a partitioned topic's partitions spread over the consumers.
+#[test]
+fn t3i_failover_active_consumer_order() {
+    let dir = KeptDir::new("t3i-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let parts = "persistent://public/default/failover-parts";
+    let out = std::process::Command::new(integration_tests::bin::magnetar())
+        .args(["admin", "--admin-url", &sa.http_url])
+        .args(["topics", "create-partitioned-topic", parts, "-p", "4"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = check(
+        run_scenario(&sa.service_url, "failover_order", &[parts]),
+        "failover_order",
+    );
+    assert!(out.lines().any(|l| l == "failover order ok"), "{out}");
+}
+
 #[test]
 fn t3b_key_shared_keeps_each_key_on_one_consumer_in_order() {
     let dir = KeptDir::new("t3b-");

@@ -611,7 +611,11 @@ impl Topic {
         let mut buf = BytesMut::new();
         crate::protocol::frame::encode(&ready, &mut buf);
         let _ = w.out.try_send(buf.freeze());
-        tracing::info!(topic = self.name, producer = w.name, "waiting exclusive producer granted the topic");
+        tracing::info!(
+            topic = self.name,
+            producer = w.name,
+            "waiting exclusive producer granted the topic"
+        );
         producers.insert(
             w.key,
             ProducerEntry {

@@ -239,8 +239,8 @@ impl Subscription {
         self.state().sub_type
     }
 
-    /// Adds a consumer; enforces the subscription type. Failover keeps consumers sorted by
-    /// (priority, name): the first is the active one.
+    /// Adds a consumer; enforces the subscription type. Failover keeps the active consumer
+    /// first ([`Subscription::order_failover`]).
     pub fn add_consumer(&self, c: Arc<ConsumerHandle>, sub_type: SubType) -> Result<()> {
         let mut st = self.state();
         if st.consumers.is_empty() {
@@ -261,8 +261,7 @@ impl Subscription {
         let before = st.consumers.first().map(|c| c.key);
         st.consumers.push(c);
         if st.sub_type == SubType::Failover {
-            st.consumers
-                .sort_by(|a, b| (a.priority, &a.name, a.key).cmp(&(b.priority, &b.name, b.key)));
+            self.order_failover(&mut st);
             self.failover_changed(&mut st, before);
         }
         if st.sub_type == SubType::KeyShared {
@@ -273,6 +272,29 @@ impl Subscription {
         drop(st);
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Puts the active Failover consumer first, as Pulsar picks it: on a non-partitioned
+    /// topic the first to subscribe at the best priority level (a newcomer never takes over);
+    /// on partition `p`, consumer `p mod n` of the `n` at the best level sorted by name, so
+    /// a partitioned topic's partitions spread over the consumers.
+    fn order_failover(&self, st: &mut State) {
+        let partition = cmd::partition_of(self.ml.name());
+        if partition < 0 {
+            st.consumers.sort_by_key(|c| c.priority); // stable: arrival order within a level
+            return;
+        }
+        st.consumers
+            .sort_by(|a, b| (a.priority, &a.name, a.key).cmp(&(b.priority, &b.name, b.key)));
+        let best = st.consumers.first().map(|c| c.priority);
+        let n = st
+            .consumers
+            .iter()
+            .take_while(|c| Some(c.priority) == best)
+            .count();
+        if n > 0 {
+            st.consumers[..n].rotate_left(partition as usize % n);
+        }
     }
 
     /// After the consumer list changed: if the active failover consumer is another one, its
@@ -310,6 +332,9 @@ impl Subscription {
         let mut st = self.state();
         let before = st.consumers.first().map(|c| c.key);
         st.consumers.retain(|c| c.key != key);
+        if st.sub_type == SubType::Failover {
+            self.order_failover(&mut st);
+        }
         let orphaned: Vec<(Position, u32)> = st
             .pending
             .iter()
