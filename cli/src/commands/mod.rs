@@ -6,6 +6,7 @@ pub mod bookie;
 pub mod ledgers;
 pub mod perf;
 pub mod perf_pulsar;
+mod perf_report;
 pub mod probe;
 pub mod standalone;
 

@@ -27,6 +27,8 @@ pub enum Perf {
     Ledger(LedgerArgs),
     /// Publish (and optionally consume) through a broker with a lean Pulsar-protocol client.
     Produce(super::perf_pulsar::ProduceArgs),
+    /// Consume existing topics through a broker: received rate and end-to-end latency.
+    Consume(super::perf_pulsar::ConsumeArgs),
     /// Ledger recovery time: a tail of entries the bookies hold but whose LAC never advanced
     /// (a writer that died), on 3 in-process bookies, recovered by a new client.
     Recovery(RecoveryArgs),
@@ -154,6 +156,7 @@ pub fn run(perf: Perf) -> anyhow::Result<()> {
             Perf::Ledger(a) => perf_ledger(a).await,
             Perf::Recovery(a) => perf_recovery(a).await,
             Perf::Produce(a) => super::perf_pulsar::run(a).await,
+            Perf::Consume(a) => super::perf_pulsar::run_consume(a).await,
             Perf::Bookie {
                 bookie: addr,
                 matrix: m,

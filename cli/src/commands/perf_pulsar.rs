@@ -1,4 +1,4 @@
-//! `magnetar perf produce`: a lean Pulsar-protocol producer (and optional consumer) for
+//! `magnetar perf produce` and `perf consume`: a lean Pulsar-protocol producer and consumer for
 //! measuring a broker — the official clients top out below what the broker does
 //! (`../shared/reference/performance.md`). One TCP connection per topic; SENDs pipelined up
 //! to `--in-flight`; optionally paced to `--rate` (latency is then measured from each
@@ -24,6 +24,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 
+use super::perf_report::{self, Stats};
+
 /// Flags of `magnetar perf produce`.
 #[derive(Debug, clap::Args)]
 pub struct ProduceArgs {
@@ -48,6 +50,44 @@ pub struct ProduceArgs {
     /// Also consume every topic (a subscription from the earliest message) and report it.
     #[arg(long)]
     consume: bool,
+    /// Topics to produce to (repeat the flag; default: `--topics` new ones).
+    #[arg(long = "topic")]
+    topic: Vec<String>,
+    /// A `Throughput produced: …` line this often (0s: none).
+    #[arg(long, default_value = "10s", value_parser = super::perf::humantime_duration)]
+    stats_interval: Duration,
+    /// Print the results as one JSON object (the periodic lines go to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Flags of `magnetar perf consume`.
+#[derive(Debug, clap::Args)]
+pub struct ConsumeArgs {
+    /// Brokers, `pulsar://HOST:PORT[,HOST:PORT…]`.
+    #[arg(long, default_value = "pulsar://127.0.0.1:6650")]
+    service_url: String,
+    /// Topics to consume (repeat the flag).
+    #[arg(long = "topic", required = true)]
+    topic: Vec<String>,
+    /// Subscription name.
+    #[arg(long, default_value = "perf-sub")]
+    subscription: String,
+    /// Exclusive, Shared, Failover or Key_Shared.
+    #[arg(long, default_value = "Exclusive")]
+    subscription_type: String,
+    /// Start a new subscription at the earliest message (default: the latest).
+    #[arg(long)]
+    earliest: bool,
+    /// Length of the run.
+    #[arg(long, default_value = "20s", value_parser = super::perf::humantime_duration)]
+    duration: Duration,
+    /// A `Throughput received: …` line this often (0s: none).
+    #[arg(long, default_value = "10s", value_parser = super::perf::humantime_duration)]
+    stats_interval: Duration,
+    /// Print the results as one JSON object (the periodic lines go to stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 fn base(t: Type) -> BaseCommand {
@@ -189,9 +229,10 @@ async fn connect_to_owner(service_url: &str, topic: &str) -> anyhow::Result<Conn
 }
 
 struct Totals {
-    sent: AtomicU64,
-    latencies: std::sync::Mutex<Vec<Duration>>,
-    consumed: AtomicU64,
+    /// Receipted messages and their publish latency.
+    sent: Arc<Stats>,
+    /// Received messages and their end-to-end latency (from the publish time).
+    received: Arc<Stats>,
     reconnects: AtomicU64,
     /// The longest time, in µs, that any producer waited for a receipt while it had
     /// messages in flight: the unavailability a failover caused.
@@ -209,8 +250,7 @@ struct ProducerRun {
     next_seq: u64,
     /// Sent and not yet acknowledged: (sequence id, when it was due).
     unacked: std::collections::VecDeque<(u64, Instant)>,
-    latencies: Vec<Duration>,
-    done: u64,
+    totals: Arc<Totals>,
     /// The last receipt, or when the first message went out.
     last_progress: Instant,
     longest_gap: Duration,
@@ -234,7 +274,7 @@ impl ProducerRun {
         let meta = pb::MessageMetadata {
             producer_name: name.to_owned(),
             sequence_id: seq,
-            publish_time: 0,
+            publish_time: now_ms(),
             ..Default::default()
         };
         let send = BaseCommand {
@@ -324,8 +364,10 @@ impl ProducerRun {
                         .longest_gap
                         .max(now.saturating_duration_since(self.last_progress));
                     self.last_progress = now;
-                    self.latencies.push(now.saturating_duration_since(due));
-                    self.done += 1;
+                    self.totals.sent.record(
+                        self.body.len() as u64,
+                        Some(now.saturating_duration_since(due)),
+                    );
                     break;
                 }
             }
@@ -351,8 +393,7 @@ async fn produce(a: Arc<ProduceArgs>, topic: String, totals: Arc<Totals>) -> any
         topic,
         next_seq: 0,
         unacked: Default::default(),
-        latencies: Vec::new(),
-        done: 0,
+        totals: totals.clone(),
         last_progress: now,
         longest_gap: Duration::ZERO,
     };
@@ -369,24 +410,26 @@ async fn produce(a: Arc<ProduceArgs>, topic: String, totals: Arc<Totals>) -> any
             Err(e) => return Err(e),
         }
     }
-    totals.sent.fetch_add(run.done, Ordering::Relaxed);
     totals
         .longest_gap_us
         .fetch_max(run.longest_gap.as_micros() as u64, Ordering::Relaxed);
-    totals
-        .latencies
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .extend(run.latencies);
     Ok(())
 }
 
 /// One consumer session: subscribe (durable, so a reconnect resumes where the acks left
 /// off), then receive, acknowledge and grant permits until `until`.
+/// What a consumer subscribes with.
+#[derive(Debug, Clone)]
+struct Subscription {
+    name: String,
+    sub_type: SubType,
+    initial: InitialPosition,
+}
+
 async fn consume_session(
     url: &str,
     topic: &str,
-    subscription: &str,
+    sub: &Subscription,
     totals: &Totals,
     until: Instant,
 ) -> anyhow::Result<()> {
@@ -394,11 +437,11 @@ async fn consume_session(
     let sub = BaseCommand {
         subscribe: Some(pb::CommandSubscribe {
             topic: topic.to_owned(),
-            subscription: subscription.to_owned(),
-            sub_type: SubType::Exclusive as i32,
+            subscription: sub.name.clone(),
+            sub_type: sub.sub_type as i32,
             consumer_id: 1,
             request_id: 1,
-            initial_position: Some(InitialPosition::Earliest as i32),
+            initial_position: Some(sub.initial as i32),
             ..Default::default()
         }),
         ..base(Type::Subscribe)
@@ -430,7 +473,18 @@ async fn consume_session(
             bail!("the broker closed the consumer (topic moving)");
         }
         if let Some(m) = f.command.message {
-            totals.consumed.fetch_add(1, Ordering::Relaxed);
+            // End to end: from the producer's publish time to now (0: unknown).
+            let (bytes, latency) = match f.payload.as_deref().map(frame::inspect_payload) {
+                Some(Ok(info)) => {
+                    let published = info.metadata.publish_time;
+                    let latency = (published > 0)
+                        .then(|| Duration::from_millis(now_ms().saturating_sub(published)));
+                    let len = f.payload.as_ref().map_or(0, |p| p.len() - info.body_offset);
+                    (len as u64, latency)
+                }
+                _ => (0, None),
+            };
+            totals.received.record(bytes, latency);
             acks.push(m.message_id);
             since_flow += 1;
             if since_flow >= 500 {
@@ -454,12 +508,12 @@ async fn consume_session(
 async fn consume(
     url: String,
     topic: String,
+    sub: Subscription,
     totals: Arc<Totals>,
     until: Instant,
 ) -> anyhow::Result<()> {
-    let subscription = format!("perf-{}", rand::random::<u32>());
     while Instant::now() < until {
-        match consume_session(&url, &topic, &subscription, &totals, until).await {
+        match consume_session(&url, &topic, &sub, &totals, until).await {
             Ok(()) => return Ok(()),
             Err(e) => {
                 totals.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -471,48 +525,103 @@ async fn consume(
     Ok(())
 }
 
-/// Runs `magnetar perf produce`.
-pub async fn run(a: ProduceArgs) -> anyhow::Result<()> {
-    let a = Arc::new(a);
-    let totals = Arc::new(Totals {
-        sent: AtomicU64::new(0),
-        latencies: std::sync::Mutex::new(Vec::new()),
-        consumed: AtomicU64::new(0),
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn new_totals() -> Arc<Totals> {
+    Arc::new(Totals {
+        sent: Default::default(),
+        received: Default::default(),
         reconnects: AtomicU64::new(0),
         longest_gap_us: AtomicU64::new(0),
-    });
+    })
+}
+
+/// Runs `magnetar perf produce`.
+pub async fn run(mut a: ProduceArgs) -> anyhow::Result<()> {
     let run_id = rand::random::<u32>();
-    let topics: Vec<String> = (0..a.topics)
-        .map(|i| format!("persistent://public/default/perf-{run_id}-{i}"))
-        .collect();
+    let topics: Vec<String> = if a.topic.is_empty() {
+        (0..a.topics)
+            .map(|i| format!("persistent://public/default/perf-{run_id}-{i}"))
+            .collect()
+    } else {
+        a.topic.clone()
+    };
+    // `--rate` is spread over the topics.
+    a.topics = topics.len();
+    let a = Arc::new(a);
+    let totals = new_totals();
     let started = Instant::now();
+    let end = started + a.duration;
+    let sub = Subscription {
+        name: format!("perf-{run_id}"),
+        sub_type: SubType::Exclusive,
+        initial: InitialPosition::Earliest,
+    };
     let mut tasks = Vec::new();
     for t in &topics {
         tasks.push(tokio::spawn(produce(a.clone(), t.clone(), totals.clone())));
         if a.consume {
-            let until = started + a.duration + Duration::from_secs(2);
+            let until = end + Duration::from_secs(2);
             tasks.push(tokio::spawn(consume(
                 a.service_url.clone(),
                 t.clone(),
+                sub.clone(),
                 totals.clone(),
                 until,
             )));
         }
     }
+    let mut reporters = vec![tokio::spawn(perf_report::report_every(
+        "produced",
+        totals.sent.clone(),
+        a.stats_interval,
+        end,
+        a.json,
+    ))];
+    if a.consume {
+        reporters.push(tokio::spawn(perf_report::report_every(
+            "received",
+            totals.received.clone(),
+            a.stats_interval,
+            end,
+            a.json,
+        )));
+    }
     for t in tasks {
         t.await??;
     }
+    for r in reporters {
+        r.abort();
+    }
     let secs = a.duration.as_secs_f64();
-    let mut lat = std::mem::take(&mut *totals.latencies.lock().unwrap_or_else(|e| e.into_inner()));
-    lat.sort_unstable();
-    let q = |q: f64| {
-        lat.get(((lat.len().max(1) - 1) as f64 * q) as usize)
-            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
-    };
-    let sent = totals.sent.load(Ordering::Relaxed);
+    let sent = totals.sent.messages();
+    let reconnects = totals.reconnects.load(Ordering::Relaxed);
+    let longest_gap = totals.longest_gap_us.load(Ordering::Relaxed) as f64 / 1e6;
+    if a.json {
+        let mut v = serde_json::json!({
+            "topics": topics,
+            "in_flight": a.in_flight,
+            "size": a.size,
+            "produced": perf_report::json(&totals.sent, secs),
+            "reconnects": reconnects,
+            "longest_receipt_wait_s": longest_gap,
+        });
+        if a.consume {
+            v["received"] = perf_report::json(&totals.received, secs);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("{}", perf_report::aggregated("sent", &totals.sent, secs));
+    let lat = totals.sent.total();
+    let q = |q: f64| lat.value_at_quantile(q) as f64 / 1e3;
     println!(
         "produce  topics {}  in-flight {}  {} B  {:.0} msg/s  {:.1} MB/s  publish latency p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms",
-        a.topics,
+        topics.len(),
         a.in_flight,
         a.size,
         sent as f64 / secs,
@@ -520,18 +629,86 @@ pub async fn run(a: ProduceArgs) -> anyhow::Result<()> {
         q(0.5),
         q(0.99),
         q(0.999),
-        q(1.0)
+        lat.max() as f64 / 1e3
     );
     println!(
-        "availability  reconnects {}  longest wait for a receipt {:.3} s",
-        totals.reconnects.load(Ordering::Relaxed),
-        totals.longest_gap_us.load(Ordering::Relaxed) as f64 / 1e6
+        "availability  reconnects {reconnects}  longest wait for a receipt {longest_gap:.3} s"
     );
     if a.consume {
-        let consumed = totals.consumed.load(Ordering::Relaxed);
+        println!(
+            "{}",
+            perf_report::aggregated("received", &totals.received, secs)
+        );
+        let consumed = totals.received.messages();
         println!(
             "consume  {:.0} msg/s  ({consumed} of {sent} published messages received)",
             consumed as f64 / secs
+        );
+    }
+    Ok(())
+}
+
+/// Runs `magnetar perf consume`: consumers of existing topics, reporting the received rate
+/// and the end-to-end latency (from each message's publish time).
+pub async fn run_consume(a: ConsumeArgs) -> anyhow::Result<()> {
+    let sub_type = match a
+        .subscription_type
+        .to_ascii_lowercase()
+        .replace('-', "_")
+        .as_str()
+    {
+        "exclusive" => SubType::Exclusive,
+        "shared" => SubType::Shared,
+        "failover" => SubType::Failover,
+        "key_shared" | "keyshared" => SubType::KeyShared,
+        other => bail!("subscription type {other:?}: Exclusive, Shared, Failover or Key_Shared"),
+    };
+    let sub = Subscription {
+        name: a.subscription.clone(),
+        sub_type,
+        initial: if a.earliest {
+            InitialPosition::Earliest
+        } else {
+            InitialPosition::Latest
+        },
+    };
+    let totals = new_totals();
+    let started = Instant::now();
+    let until = started + a.duration;
+    let mut tasks = Vec::new();
+    for t in &a.topic {
+        tasks.push(tokio::spawn(consume(
+            a.service_url.clone(),
+            t.clone(),
+            sub.clone(),
+            totals.clone(),
+            until,
+        )));
+    }
+    let reporter = tokio::spawn(perf_report::report_every(
+        "received",
+        totals.received.clone(),
+        a.stats_interval,
+        until,
+        a.json,
+    ));
+    for t in tasks {
+        t.await??;
+    }
+    reporter.abort();
+    let secs = a.duration.as_secs_f64();
+    if a.json {
+        let v = serde_json::json!({
+            "topics": a.topic,
+            "subscription": a.subscription,
+            "received": perf_report::json(&totals.received, secs),
+            "reconnects": totals.reconnects.load(Ordering::Relaxed),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "{}",
+            perf_report::aggregated("received", &totals.received, secs)
         );
     }
     Ok(())
