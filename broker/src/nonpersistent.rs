@@ -295,6 +295,7 @@ mod tests {
             priority: 0,
             protocol_version: 19,
             reached_end: Default::default(),
+            epoch: std::sync::atomic::AtomicI64::new(-1),
         });
         (c, rx)
     }

@@ -639,3 +639,121 @@ async fn t39d_unsupported_commands_keep_the_connection() {
             .is_some()
     );
 }
+
+/// Issue 12, item 5: consumer epochs — MESSAGE carries the consumer's epoch; a
+/// redeliver-all with a newer epoch raises it, and the redelivered message carries the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t39e_consumer_epoch_on_redelivery() {
+    let dir = KeptDir::new("t39e-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let addr = sa.service_url.strip_prefix("pulsar://").unwrap().to_owned();
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    let mut buf = BytesMut::new();
+    let connect = BaseCommand {
+        connect: Some(pb::CommandConnect {
+            client_version: "raw-test".into(),
+            protocol_version: Some(19),
+            ..Default::default()
+        }),
+        ..base(Type::Connect)
+    };
+    send(&mut s, &connect, None).await;
+    read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .connected
+        .unwrap();
+    let topic = "persistent://public/default/raw-epoch";
+    let sub = BaseCommand {
+        subscribe: Some(pb::CommandSubscribe {
+            topic: topic.into(),
+            subscription: "s".into(),
+            sub_type: pb::command_subscribe::SubType::Exclusive as i32,
+            consumer_id: 1,
+            request_id: 1,
+            consumer_epoch: Some(0),
+            ..Default::default()
+        }),
+        ..base(Type::Subscribe)
+    };
+    send(&mut s, &sub, None).await;
+    read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .success
+        .unwrap();
+    let producer = BaseCommand {
+        producer: Some(pb::CommandProducer {
+            topic: topic.into(),
+            producer_id: 1,
+            request_id: 2,
+            ..Default::default()
+        }),
+        ..base(Type::Producer)
+    };
+    send(&mut s, &producer, None).await;
+    read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .producer_success
+        .unwrap();
+    let flow = BaseCommand {
+        flow: Some(pb::CommandFlow {
+            consumer_id: 1,
+            message_permits: 10,
+        }),
+        ..base(Type::Flow)
+    };
+    send(&mut s, &flow, None).await;
+    let meta = pb::MessageMetadata {
+        producer_name: "raw".into(),
+        sequence_id: 0,
+        publish_time: 1,
+        ..Default::default()
+    };
+    let send_cmd = BaseCommand {
+        send: Some(pb::CommandSend {
+            producer_id: 1,
+            sequence_id: 0,
+            ..Default::default()
+        }),
+        ..base(Type::Send)
+    };
+    send(&mut s, &send_cmd, Some(&build_payload(&meta, b"epoch"))).await;
+    // The receipt and the message, in either order.
+    let mut first = None;
+    for _ in 0..2 {
+        let f = read_frame(&mut s, &mut buf).await.unwrap();
+        if let Some(m) = f.command.message {
+            first = Some(m);
+        }
+    }
+    let first = first.expect("MESSAGE");
+    assert_eq!(
+        (first.consumer_epoch, first.redelivery_count),
+        (Some(0), Some(0))
+    );
+    let redeliver = BaseCommand {
+        redeliver_unacknowledged_messages: Some(pb::CommandRedeliverUnacknowledgedMessages {
+            consumer_id: 1,
+            message_ids: vec![],
+            consumer_epoch: Some(1),
+        }),
+        ..base(Type::RedeliverUnacknowledgedMessages)
+    };
+    send(&mut s, &redeliver, None).await;
+    let again = read_frame(&mut s, &mut buf)
+        .await
+        .unwrap()
+        .command
+        .message
+        .expect("MESSAGE again");
+    assert_eq!(
+        (again.consumer_epoch, again.redelivery_count),
+        (Some(1), Some(1))
+    );
+    assert_eq!(again.message_id.entry_id, first.message_id.entry_id);
+}

@@ -48,6 +48,9 @@ pub struct ConsumerHandle {
     pub protocol_version: i32,
     /// REACHED_END_OF_TOPIC was sent to it.
     pub reached_end: std::sync::atomic::AtomicBool,
+    /// Its consumer epoch (Pulsar's: raised by a redeliver-all, carried by every MESSAGE so
+    /// the client drops messages dispatched before it); -1: the client sends none.
+    pub epoch: AtomicI64,
 }
 
 struct State {
@@ -421,6 +424,14 @@ impl Subscription {
         }
     }
 
+    /// Raises consumer `key`'s epoch to `epoch` (a redeliver-all with a newer one): the
+    /// messages dispatched from now on carry it.
+    pub fn raise_epoch(&self, key: (u64, u64), epoch: u64) {
+        if let Some(c) = self.state().consumers.iter().find(|c| c.key == key) {
+            c.epoch.fetch_max(epoch as i64, Ordering::SeqCst);
+        }
+    }
+
     /// Redelivers a consumer's unacknowledged entries (all of them when `positions` is empty).
     pub fn redeliver(&self, key: (u64, u64), positions: &[Position]) {
         let mut st = self.state();
@@ -782,9 +793,13 @@ impl Subscription {
         let partition = cmd::partition_of(self.ml.name());
         let unacked = self.state().cursor.unacked_of(pos).cloned();
         let mut command = cmd::message(c.consumer_id, pos, partition, redelivery_count);
-        if let (Some(bits), Some(m)) = (unacked, command.message.as_mut()) {
-            // The client skips the batch's messages already acknowledged.
-            m.ack_set = bits;
+        if let Some(m) = command.message.as_mut() {
+            if let Some(bits) = unacked {
+                // The client skips the batch's messages already acknowledged.
+                m.ack_set = bits;
+            }
+            let epoch = c.epoch.load(Ordering::SeqCst);
+            m.consumer_epoch = u64::try_from(epoch).ok();
         }
         let mut buf = BytesMut::new();
         encode_with_payload(&command, &payload, &mut buf);

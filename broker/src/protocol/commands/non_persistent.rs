@@ -139,6 +139,7 @@ pub async fn subscribe(conn: &mut Connection, c: CommandSubscribe) -> Result<()>
             priority: c.priority_level.unwrap_or(0),
             protocol_version: conn.protocol_version,
             reached_end: Default::default(),
+            epoch: AtomicI64::new(c.consumer_epoch.map_or(-1, |e| e as i64)),
         });
         if let Err(e) = sub.add_consumer(handle.clone(), sub_type) {
             topic.release(&c.subscription);

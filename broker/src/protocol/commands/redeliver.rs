@@ -1,5 +1,6 @@
 //! REDELIVER_UNACKNOWLEDGED_MESSAGES: send a consumer's unacknowledged entries again (the
-//! given ones, or all), with their redelivery count raised.
+//! given ones, or all), with their redelivery count raised; a newer `consumer_epoch` is taken
+//! first, so what is dispatched from then on carries it.
 
 use common::{EntryId, LedgerId, Position};
 
@@ -18,6 +19,9 @@ pub async fn handle(
             .iter()
             .map(|m| Position::new(LedgerId(m.ledger_id), EntryId(m.entry_id)))
             .collect();
+        if let Some(epoch) = c.consumer_epoch {
+            cs.subscription.raise_epoch((conn.id, c.consumer_id), epoch);
+        }
         cs.subscription.redeliver((conn.id, c.consumer_id), &ids);
     }
     Ok(())

@@ -81,6 +81,7 @@ pub async fn handle(conn: &mut Connection, c: CommandSubscribe) -> Result<()> {
             priority: c.priority_level.unwrap_or(0),
             protocol_version: conn.protocol_version,
             reached_end: Default::default(),
+            epoch: AtomicI64::new(c.consumer_epoch.map_or(-1, |e| e as i64)),
         });
         if c.read_compacted == Some(true)
             && let Some(view) = topic.compacted_view().await?
