@@ -604,6 +604,42 @@ def scenario_compaction_read():
     client.close()
 
 
+def scenario_dead_letter():
+    """Negative acks and the dead-letter policy end to end: every message nacked until its
+    redelivery count passes 2 lands on the DLQ topic with its properties, delivered 3 times
+    first; nothing is left on the subscription."""
+    client = new_client()
+    t = topic()
+    dlq = t + "-dlq"
+    policy = pulsar.ConsumerDeadLetterPolicy(max_redeliver_count=2, dead_letter_topic=dlq,
+                                             initial_subscription_name="dlq-sub")
+    consumer = client.subscribe(t, "s", consumer_type=pulsar.ConsumerType.Shared,
+                                negative_ack_redelivery_delay_ms=100, dead_letter_policy=policy)
+    producer = client.create_producer(t, batching_enabled=False)
+    n = 5
+    for i in range(n):
+        producer.send(b"d-%d" % i, properties={"n": str(i)})
+    deliveries = {}
+    while True:
+        try:
+            m = consumer.receive(timeout_millis=3000)
+        except pulsar.Timeout:
+            break
+        deliveries[m.data()] = deliveries.get(m.data(), 0) + 1
+        assert m.redelivery_count() == deliveries[m.data()] - 1, (m.data(), m.redelivery_count())
+        consumer.negative_acknowledge(m)
+    assert deliveries == {b"d-%d" % i: 3 for i in range(n)}, deliveries
+    dead = client.subscribe(dlq, "dlq-sub")
+    got = {}
+    for _ in range(n):
+        m = dead.receive(timeout_millis=10000)
+        got[m.data()] = m.properties().get("n")
+        dead.acknowledge(m)
+    assert got == {b"d-%d" % i: str(i) for i in range(n)}, got
+    print("dead letter ok", flush=True)
+    client.close()
+
+
 def scenario_consume_fixed():
     """Consume topic ARGS[0] with subscription ARGS[1] until idle; print what arrived."""
     client = new_client()

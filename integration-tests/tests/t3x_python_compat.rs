@@ -55,6 +55,18 @@ fn t3i_failover_active_consumer_order() {
     assert!(out.lines().any(|l| l == "failover order ok"), "{out}");
 }
 
+/// Issue 12, item 5: negative acknowledgements and the dead-letter policy end to end.
+#[test]
+fn t3j_negative_acks_and_dead_letter_topic() {
+    let dir = KeptDir::new("t3j-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let out = check(
+        run_scenario(&sa.service_url, "dead_letter", &[]),
+        "dead_letter",
+    );
+    assert!(out.lines().any(|l| l == "dead letter ok"), "{out}");
+}
+
 #[test]
 fn t3b_key_shared_keeps_each_key_on_one_consumer_in_order() {
     let dir = KeptDir::new("t3b-");

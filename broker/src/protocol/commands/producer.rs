@@ -81,6 +81,25 @@ pub async fn handle(conn: &mut Connection, c: CommandProducer) -> Result<()> {
             }
         }
     };
+    // `initial_subscription_name` (a dead-letter producer's): a durable subscription from
+    // here on, created with the producer, as Pulsar does, so nothing it publishes is missed.
+    if let Some(sub) = c
+        .initial_subscription_name
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        && topic.existing_subscription(sub).await.is_none()
+    {
+        let mark = topic.ml.last_position();
+        match topic.create_subscription(sub, mark).await {
+            Ok(())
+            | Err(crate::error::BrokerError::Meta(meta::MetaError::AlreadyExists { .. })) => {}
+            Err(e) => {
+                return conn
+                    .send(cmd::error(c.request_id, e.server_error(), e.to_string()))
+                    .await;
+            }
+        }
+    }
     let mode = AccessMode::from_wire(c.producer_access_mode.unwrap_or(0));
     let added = match topic.add_producer(
         (conn.id, c.producer_id),
