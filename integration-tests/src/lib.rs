@@ -7,6 +7,7 @@
 //! - [`bin`]: locates (and builds, once per test process) the `magnetar` binary;
 //! - [`process`]: a child process that prints a `ready:` line, with signal helpers;
 //! - [`bookie`]: a bookie process and a small gRPC client for it;
+//! - [`golden`]: golden-file comparison;
 //! - [`cluster`]: `TestCluster`, etcd plus N bookies, and ledger clients for it;
 //! - [`standalone`]: a `magnetar standalone` process and the official Python client.
 
@@ -14,6 +15,7 @@ pub mod admin;
 pub mod bin;
 pub mod bookie;
 pub mod cluster;
+pub mod golden;
 pub mod process;
 pub mod standalone;
 

@@ -4,6 +4,7 @@
 use std::process::Command;
 
 use integration_tests::TestCluster;
+use integration_tests::golden::golden;
 
 fn ledgers(cluster: &TestCluster, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(integration_tests::bin::magnetar())
@@ -43,20 +44,6 @@ fn normalise(text: &str) -> String {
         out.push('\n');
     }
     out
-}
-
-fn golden(name: &str, actual: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var("MAGNETAR_UPDATE_GOLDEN").is_ok() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(
-        actual, expected,
-        "golden file {name} differs (MAGNETAR_UPDATE_GOLDEN=1 to rewrite)"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

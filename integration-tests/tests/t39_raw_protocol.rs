@@ -405,23 +405,7 @@ async fn t39d_unsupported_commands_keep_the_connection() {
     let dir = KeptDir::new("t39d-");
     let sa = StandaloneProcess::start(&dir.path()).unwrap();
     let addr = sa.service_url.strip_prefix("pulsar://").unwrap().to_owned();
-    let mut s = TcpStream::connect(&addr).await.unwrap();
-    let mut buf = BytesMut::new();
-    let connect = BaseCommand {
-        connect: Some(pb::CommandConnect {
-            client_version: "raw-test".into(),
-            protocol_version: Some(19),
-            ..Default::default()
-        }),
-        ..base(Type::Connect)
-    };
-    send(&mut s, &connect, None).await;
-    read_frame(&mut s, &mut buf)
-        .await
-        .unwrap()
-        .command
-        .connected
-        .unwrap();
+    let (mut s, mut buf) = connect(&addr).await;
     // A consumer, for the consumer-scoped commands.
     let sub = BaseCommand {
         subscribe: Some(pb::CommandSubscribe {
@@ -647,23 +631,7 @@ async fn t39e_consumer_epoch_on_redelivery() {
     let dir = KeptDir::new("t39e-");
     let sa = StandaloneProcess::start(&dir.path()).unwrap();
     let addr = sa.service_url.strip_prefix("pulsar://").unwrap().to_owned();
-    let mut s = TcpStream::connect(&addr).await.unwrap();
-    let mut buf = BytesMut::new();
-    let connect = BaseCommand {
-        connect: Some(pb::CommandConnect {
-            client_version: "raw-test".into(),
-            protocol_version: Some(19),
-            ..Default::default()
-        }),
-        ..base(Type::Connect)
-    };
-    send(&mut s, &connect, None).await;
-    read_frame(&mut s, &mut buf)
-        .await
-        .unwrap()
-        .command
-        .connected
-        .unwrap();
+    let (mut s, mut buf) = connect(&addr).await;
     let topic = "persistent://public/default/raw-epoch";
     let sub = BaseCommand {
         subscribe: Some(pb::CommandSubscribe {

@@ -3,6 +3,7 @@
 //! runs — ledger ids, publish times — is masked; everything else, JSON included, must match.
 
 use integration_tests::admin::admin;
+use integration_tests::golden::golden;
 use integration_tests::process::KeptDir;
 use integration_tests::standalone::{StandaloneProcess, check, run_scenario};
 
@@ -49,20 +50,6 @@ fn transcript(url: &str, commands: &[&[&str]]) -> String {
         }
     }
     normalise(&out)
-}
-
-fn golden(name: &str, actual: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var("MAGNETAR_UPDATE_GOLDEN").is_ok() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(
-        actual, expected,
-        "golden file {name} differs (MAGNETAR_UPDATE_GOLDEN=1 to rewrite)"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

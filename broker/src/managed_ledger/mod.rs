@@ -12,6 +12,8 @@ pub mod cursor;
 pub mod rollover;
 mod writer;
 
+pub(crate) use writer::topic_ledger_options;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

@@ -73,27 +73,13 @@ pub(super) async fn new_ledger(
     mut info: ManagedLedgerInfo,
     version: Option<Version>,
 ) -> Result<(LedgerWriter, ManagedLedgerInfo, Version)> {
-    let (ensemble, write_quorum, ack_quorum) = quorums(inner).await?;
     let writer = inner
         .client
-        .create(CreateOptions {
-            ensemble,
-            write_quorum,
-            ack_quorum,
-            password: Bytes::new(),
-            custom: [
-                ("application".to_owned(), Bytes::from_static(b"magnetar")),
-                (
-                    "component".to_owned(),
-                    Bytes::from_static(b"managed-ledger"),
-                ),
-                (
-                    "topic".to_owned(),
-                    Bytes::copy_from_slice(inner.name.as_bytes()),
-                ),
-            ]
-            .into(),
-        })
+        .create(topic_ledger_options(
+            quorums(inner).await?,
+            "managed-ledger",
+            &inner.name,
+        ))
         .await?;
     info.ledgers.push(ManagedLedgerEntry {
         ledger_id: writer.id().0,
@@ -109,6 +95,30 @@ pub(super) async fn new_ledger(
             Err(BrokerError::NotOwner(inner.name.clone()))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// How a ledger of `topic` is created: its quorums, and custom metadata naming the
+/// application, the `component` that wrote it and the topic (what `ledgers metadata` shows).
+pub(crate) fn topic_ledger_options(
+    (ensemble, write_quorum, ack_quorum): (usize, usize, usize),
+    component: &'static str,
+    topic: &str,
+) -> CreateOptions {
+    CreateOptions {
+        ensemble,
+        write_quorum,
+        ack_quorum,
+        password: Bytes::new(),
+        custom: [
+            ("application".to_owned(), Bytes::from_static(b"magnetar")),
+            (
+                "component".to_owned(),
+                Bytes::from_static(component.as_bytes()),
+            ),
+            ("topic".to_owned(), Bytes::copy_from_slice(topic.as_bytes())),
+        ]
+        .into(),
     }
 }
 

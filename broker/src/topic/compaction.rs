@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use bookie::client::{CreateOptions, LedgerClient, LedgerReader};
+use bookie::client::{LedgerClient, LedgerReader};
 use bytes::{BufMut, Bytes, BytesMut};
 use common::{EntryId, LedgerId, Position};
 use meta::records::{decode, encode};
@@ -221,26 +221,12 @@ pub async fn compact(
         p = ml.next_position(Some(pos));
     }
     // Phase two: what still matters, into a new ledger.
-    let (ensemble, write_quorum, ack_quorum) = quorums;
     let writer = client
-        .create(CreateOptions {
-            ensemble,
-            write_quorum,
-            ack_quorum,
-            password: Bytes::new(),
-            custom: [
-                ("application".to_owned(), Bytes::from_static(b"magnetar")),
-                (
-                    "component".to_owned(),
-                    Bytes::from_static(b"compacted-ledger"),
-                ),
-                (
-                    "topic".to_owned(),
-                    Bytes::copy_from_slice(topic.name.as_bytes()),
-                ),
-            ]
-            .into(),
-        })
+        .create(crate::managed_ledger::topic_ledger_options(
+            quorums,
+            "compacted-ledger",
+            &topic.name,
+        ))
         .await?;
     let ledger = writer.id();
     let mut written = 0u64;

@@ -53,6 +53,26 @@ pub struct ConsumerHandle {
     pub epoch: AtomicI64,
 }
 
+impl ConsumerHandle {
+    /// The consumer a SUBSCRIBE on connection `conn` creates.
+    pub fn new(
+        conn: &crate::connection::Connection,
+        c: &crate::protocol::pb::CommandSubscribe,
+    ) -> Arc<Self> {
+        Arc::new(ConsumerHandle {
+            key: (conn.id, c.consumer_id),
+            consumer_id: c.consumer_id,
+            name: c.consumer_name.clone().unwrap_or_default(),
+            out: conn.out.clone(),
+            permits: AtomicI64::new(0),
+            priority: c.priority_level.unwrap_or(0),
+            protocol_version: conn.protocol_version,
+            reached_end: Default::default(),
+            epoch: AtomicI64::new(c.consumer_epoch.map_or(-1, |e| e as i64)),
+        })
+    }
+}
+
 struct State {
     /// Exclusive, Shared, …: set by the first consumer, kept while any consumer is attached
     /// (an idle subscription takes the type of the next consumer, as in Pulsar).

@@ -4,8 +4,7 @@
 //! redeliver), UNSUBSCRIBE, CLOSE_CONSUMER; the connection routes a command here when its
 //! topic, producer or consumer is non-persistent.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use common::{EntryId, LedgerId, Position};
@@ -130,17 +129,7 @@ pub async fn subscribe(conn: &mut Connection, c: CommandSubscribe) -> Result<()>
         check(conn, &name).await?;
         let topic = conn.service.non_persistent.get_or_create(&name);
         let sub = topic.subscription(&c.subscription, sub_type);
-        let handle = Arc::new(ConsumerHandle {
-            key: (conn.id, c.consumer_id),
-            consumer_id: c.consumer_id,
-            name: c.consumer_name.clone().unwrap_or_default(),
-            out: conn.out.clone(),
-            permits: AtomicI64::new(0),
-            priority: c.priority_level.unwrap_or(0),
-            protocol_version: conn.protocol_version,
-            reached_end: Default::default(),
-            epoch: AtomicI64::new(c.consumer_epoch.map_or(-1, |e| e as i64)),
-        });
+        let handle = ConsumerHandle::new(conn, &c);
         if let Err(e) = sub.add_consumer(handle.clone(), sub_type) {
             topic.release(&c.subscription);
             conn.service.non_persistent.release_if_idle(&topic);

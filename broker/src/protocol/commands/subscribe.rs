@@ -2,10 +2,7 @@
 //! requested initial position if new. A re-sent subscribe for an existing consumer id
 //! succeeds again.
 
-use std::sync::Arc;
-
 use common::{EntryId, LedgerId, Position};
-use std::sync::atomic::AtomicI64;
 
 use crate::connection::{Connection, ConsumerState};
 use crate::error::Result;
@@ -72,17 +69,7 @@ pub async fn handle(conn: &mut Connection, c: CommandSubscribe) -> Result<()> {
                 limits.consumers_per_subscription
             )));
         }
-        let handle = Arc::new(ConsumerHandle {
-            key: (conn.id, c.consumer_id),
-            consumer_id: c.consumer_id,
-            name: c.consumer_name.clone().unwrap_or_default(),
-            out: conn.out.clone(),
-            permits: AtomicI64::new(0),
-            priority: c.priority_level.unwrap_or(0),
-            protocol_version: conn.protocol_version,
-            reached_end: Default::default(),
-            epoch: AtomicI64::new(c.consumer_epoch.map_or(-1, |e| e as i64)),
-        });
+        let handle = ConsumerHandle::new(conn, &c);
         if c.read_compacted == Some(true)
             && let Some(view) = topic.compacted_view().await?
         {
