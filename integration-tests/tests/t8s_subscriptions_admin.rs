@@ -1088,9 +1088,10 @@ async fn t8q_terminated_topic_takes_nothing_and_consumers_reach_its_end() {
         "terminating twice"
     );
     let mut got = Vec::new();
-    // Every message, then the end of the stream (REACHED_END_OF_TOPIC).
+    // Every message, then the end of the stream (REACHED_END_OF_TOPIC). No acks: the
+    // broker tells the end once everything is dispatched (as Pulsar), and the Rust crate
+    // stops its consumer then, so an ack sent after that may find it closed.
     while let Some(msg) = support::next_within(&mut consumer, 20).await {
-        consumer.ack(&msg).await.unwrap();
         got.push(String::from_utf8(msg.payload.data.clone()).unwrap());
     }
     assert_eq!(got, ["k-0", "k-1", "k-2", "k-3", "k-4"]);
