@@ -37,6 +37,9 @@ pub struct BrokerConfig {
     /// How often subscriptions are checked against the message TTL.
     #[serde(with = "duration")]
     pub message_expiry_check_interval: Duration,
+    /// The longest topics pattern the broker evaluates for regex consumers (Pulsar:
+    /// subscriptionPatternMaxLength).
+    pub subscription_pattern_max_length: usize,
     /// Metadata store.
     pub meta: MetaSection,
     /// Managed ledgers.
@@ -119,6 +122,7 @@ impl Default for BrokerConfig {
             deduplication_enabled: false,
             message_ttl: Duration::ZERO,
             message_expiry_check_interval: Duration::from_secs(60),
+            subscription_pattern_max_length: 50,
             meta: MetaSection::default(),
             managed_ledger: ManagedLedgerSection::default(),
             ownership: OwnershipSection::default(),

@@ -75,6 +75,8 @@ pub struct Connection {
     pub np_producers: HashMap<u64, Arc<crate::nonpersistent::NpTopic>>,
     /// Consumers of non-persistent topics by id.
     pub np_consumers: HashMap<u64, NpConsumer>,
+    /// Topic list watchers (WATCH_TOPIC_LIST) by id.
+    pub topic_watchers: HashMap<u64, commands::topic_watch::TopicWatcher>,
 }
 
 impl Connection {
@@ -239,6 +241,14 @@ impl Connection {
                 let r = c.get_or_create_schema.ok_or_else(missing)?;
                 commands::schema::get_or_create_schema(self, r).await
             }
+            Type::WatchTopicList => {
+                let r = c.watch_topic_list.ok_or_else(missing)?;
+                commands::topic_watch::watch(self, r).await
+            }
+            Type::WatchTopicListClose => {
+                let r = c.watch_topic_list_close.ok_or_else(missing)?;
+                commands::topic_watch::close(self, r).await
+            }
             Type::NewTxn => {
                 let r = c.new_txn.ok_or_else(missing)?;
                 commands::unsupported::new_txn(self, r.request_id).await
@@ -257,6 +267,10 @@ impl Connection {
 
     /// Detaches everything this connection created.
     async fn cleanup(&mut self) {
+        let watchers: Vec<u64> = self.topic_watchers.keys().copied().collect();
+        for id in watchers {
+            commands::topic_watch::forget(self, id);
+        }
         for (id, c) in self.consumers.drain() {
             if c.subscription.remove_consumer((self.id, id)) {
                 if let Err(e) = c.subscription.flush().await {
@@ -309,6 +323,7 @@ pub async fn serve(stream: TcpStream, service: Arc<BrokerService>, id: u64) {
         consumers: HashMap::new(),
         np_producers: HashMap::new(),
         np_consumers: HashMap::new(),
+        topic_watchers: HashMap::new(),
     };
     let mut buf = BytesMut::with_capacity(64 << 10);
     // Keepalive (Pulsar's): a quiet connection gets a PING; one still quiet a period later is

@@ -26,6 +26,9 @@ pub enum BrokerError {
     /// A subscription rule was broken (a second exclusive consumer, …).
     #[error("{0}")]
     ConsumerBusy(String),
+    /// A Key_Shared consumer's hash ranges or mode do not fit the subscription.
+    #[error("{0}")]
+    ConsumerAssign(String),
     /// A producer of the same name is attached, or an exclusive one holds the topic.
     #[error("{0}")]
     ProducerBusy(String),
@@ -65,6 +68,7 @@ impl BrokerError {
             BrokerError::InvalidTopic(_) => ServerError::InvalidTopicName,
             BrokerError::TopicNotFound(_) => ServerError::TopicNotFound,
             BrokerError::ConsumerBusy(_) => ServerError::ConsumerBusy,
+            BrokerError::ConsumerAssign(_) => ServerError::ConsumerAssignError,
             BrokerError::ProducerBusy(_) => ServerError::ProducerBusy,
             BrokerError::ProducerFenced(_) => ServerError::ProducerFenced,
             BrokerError::DuplicateInFlight(_) => ServerError::PersistenceError,

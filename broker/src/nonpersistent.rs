@@ -296,6 +296,7 @@ mod tests {
             protocol_version: 19,
             reached_end: Default::default(),
             epoch: std::sync::atomic::AtomicI64::new(-1),
+            key_shared: None,
         });
         (c, rx)
     }

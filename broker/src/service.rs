@@ -50,6 +50,8 @@ pub struct BrokerService {
     pub message_ttl: std::time::Duration,
     /// See `message_expiry_check_interval` in `broker.toml`.
     pub message_expiry_check_interval: std::time::Duration,
+    /// See `subscription_pattern_max_length` in `broker.toml`.
+    pub subscription_pattern_max_length: usize,
 }
 
 /// A namespace's producer and consumer limits (Pulsar's maxProducersPerTopic,
@@ -135,6 +137,7 @@ impl BrokerService {
             deduplication_enabled: false,
             message_ttl: std::time::Duration::ZERO,
             message_expiry_check_interval: std::time::Duration::from_secs(60),
+            subscription_pattern_max_length: 50,
             schemas: crate::schema::Registry::new(store.clone(), keys.clone()),
             non_persistent: Default::default(),
             store,

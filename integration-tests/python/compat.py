@@ -760,6 +760,150 @@ def scenario_key_shared():
     client.close()
 
 
+def murmur3_32(data):
+    """Murmur3 x86 32-bit, seed 0 (what Pulsar hashes sticky keys with)."""
+    c1, c2, h, n = 0xcc9e2d51, 0x1b873593, 0, len(data)
+    rotl = lambda x, r: ((x << r) | (x >> (32 - r))) & 0xffffffff
+    for i in range(0, n - n % 4, 4):
+        k = int.from_bytes(data[i:i + 4], "little")
+        k = rotl((k * c1) & 0xffffffff, 15) * c2 & 0xffffffff
+        h = (rotl(h ^ k, 13) * 5 + 0xe6546b64) & 0xffffffff
+    rest = data[n - n % 4:]
+    if rest:
+        k = int.from_bytes(rest, "little")
+        h ^= rotl((k * c1) & 0xffffffff, 15) * c2 & 0xffffffff
+    h ^= n
+    h ^= h >> 16
+    h = (h * 0x85ebca6b) & 0xffffffff
+    h ^= h >> 13
+    h = (h * 0xc2b2ae35) & 0xffffffff
+    return h ^ (h >> 16)
+
+
+def key_hash(key):
+    """A sticky key's hash in 0..65535, as the broker computes it."""
+    return (murmur3_32(key.encode()) & 0x7fffffff) % 65536
+
+
+def scenario_key_shared_random():
+    """Randomized (seed ARGS[0]): a Key_Shared subscription (AUTO_SPLIT or STICKY ranges;
+    1-3 consumers; receiver queues of 1-200; with or without key-based batching).
+    1. A sleepy consumer (one that does not receive) does not stall the others: they get
+       every message of the keys it does not own.
+    2. A consumer joins while messages flow (STICKY: it brings the ranges nobody had, so
+       those keys wait for it) and one leaves with messages unacknowledged.
+    Every message arrives; per key, first deliveries come in send order (a redelivery may
+    repeat an earlier one, never skip ahead). Prints the parameters for replay."""
+    import random
+    rnd = random.Random(int(ARGS[0]))
+    sticky = rnd.random() < 0.4
+    n_cons = rnd.randint(2 if sticky else 1, 3)
+    queues = [rnd.choice([1, 2, 10, 50, 200]) for _ in range(n_cons + 1)]
+    batch = rnd.choice([0, 0, 5, 20])
+    n_keys = rnd.randint(3, 30)
+    total = rnd.choice([300, 600, 1200])
+    sleepy = n_cons >= 2 and rnd.random() < 0.7
+    print("sticky %s consumers %d queues %r batch %d keys %d messages %d sleepy %s"
+          % (sticky, n_cons, queues, batch, n_keys, total, sleepy), flush=True)
+    client = new_client()
+    t = topic()
+    # STICKY: the first n_cons consumers split [0, 49151]; the joiner brings [49152, 65535].
+    span = 49152 // n_cons
+    ranges = [[(i * span, (i + 1) * span - 1 if i < n_cons - 1 else 49151)] for i in range(n_cons)]
+    ranges.append([(49152, 65535)])
+
+    def subscribe(i):
+        policy = None
+        if sticky:
+            policy = pulsar.ConsumerKeySharedPolicy(key_shared_mode=pulsar.KeySharedMode.Sticky,
+                                                    sticky_ranges=ranges[i])
+        return client.subscribe(t, "ks", consumer_type=pulsar.ConsumerType.KeyShared,
+                                consumer_name="c%d" % i, receiver_queue_size=queues[i],
+                                initial_position=pulsar.InitialPosition.Earliest,
+                                key_shared_policy=policy)
+
+    consumers = {i: subscribe(i) for i in range(n_cons)}
+    if batch:
+        producer = client.create_producer(t, batching_enabled=True, batching_max_messages=batch,
+                                          batching_max_publish_delay_ms=5,
+                                          batching_type=pulsar.BatchingType.KeyBased,
+                                          block_if_queue_full=True)
+    else:
+        producer = client.create_producer(t, batching_enabled=False, block_if_queue_full=True)
+
+    def produce(lo, hi):
+        for i in range(lo, hi):
+            producer.send_async(("%d" % i).encode(), None, partition_key="key-%d" % (i % n_keys))
+        producer.flush()
+
+    owner = {}
+    last = {}
+    seen = set()
+
+    def take(idx, m):
+        key, seq = m.partition_key(), int(m.data().decode())
+        if seq in seen:
+            assert seq <= last.get(key, -1), "key %s: %d again after %d" % (key, seq, last.get(key))
+        else:
+            assert seq > last.get(key, -1), "key %s out of order: %d after %d" % (key, seq, last[key])
+            last[key] = seq
+            seen.add(seq)
+        owner.setdefault(idx, set()).add(key)
+
+    def drain(which, ack=True, rounds_idle=60, stop=None):
+        idle = 0
+        while idle < rounds_idle:
+            progressed = False
+            for idx in list(which):
+                c = consumers.get(idx)
+                if c is None:
+                    continue
+                while True:
+                    try:
+                        m = c.receive(timeout_millis=10)
+                    except pulsar.Timeout:
+                        break
+                    take(idx, m)
+                    if ack:
+                        c.acknowledge(m)
+                    progressed = True
+                    if stop and stop():
+                        return
+            idle = 0 if progressed else idle + 1
+
+    half = total // 2
+    produce(0, half)
+    if sleepy:
+        # Phase 1: consumer 0 does not receive; the others must get every other key.
+        drain([i for i in consumers if i != 0])
+        by_others = len(seen)
+        drain([0])
+        sleepy_keys = owner.get(0, set())
+        expected = sum(1 for i in range(half) if "key-%d" % (i % n_keys) not in sleepy_keys)
+        if sticky:
+            # keys in the joiner's range (no consumer yet) wait for it
+            expected = sum(1 for i in range(half) if "key-%d" % (i % n_keys) not in sleepy_keys
+                           and key_hash("key-%d" % (i % n_keys)) < 49152)
+        assert by_others == expected, "others got %d of the %d messages of their keys" % (
+            by_others, expected)
+    # Phase 2: a consumer joins, messages flow, one consumer leaves.
+    drain(list(consumers), stop=lambda: len(seen) >= half // 2)
+    consumers[n_cons] = subscribe(n_cons)
+    produce(half, total)
+    leaver = rnd.choice(list(consumers))
+    drain(list(consumers), ack=True, stop=lambda: len(seen) >= half + (total - half) // 3)
+    if len(consumers) > 1:
+        consumers.pop(leaver).close()
+        if sticky:
+            # its ranges would be nobody's: it comes back, and gets what it left unacknowledged
+            consumers[leaver] = subscribe(leaver)
+    drain(list(consumers))
+    missing = sorted(set(range(total)) - seen)
+    assert not missing, "%d messages never arrived, first %r" % (len(missing), missing[:10])
+    print("key_shared_random ok", flush=True)
+    client.close()
+
+
 def scenario_reader():
     client = new_client()
     t = topic()

@@ -725,3 +725,294 @@ async fn t39e_consumer_epoch_on_redelivery() {
     );
     assert_eq!(again.message_id.entry_id, first.message_id.entry_id);
 }
+
+fn watch_cmd(request_id: u64, watcher_id: u64, pattern: &str, hash: Option<String>) -> BaseCommand {
+    BaseCommand {
+        watch_topic_list: Some(pb::CommandWatchTopicList {
+            request_id,
+            watcher_id,
+            namespace: "public/default".into(),
+            topics_pattern: pattern.into(),
+            topics_hash: hash,
+        }),
+        ..base(Type::WatchTopicList)
+    }
+}
+
+fn producer_cmd(topic: &str, producer_id: u64, request_id: u64) -> BaseCommand {
+    BaseCommand {
+        producer: Some(pb::CommandProducer {
+            topic: topic.into(),
+            producer_id,
+            request_id,
+            ..Default::default()
+        }),
+        ..base(Type::Producer)
+    }
+}
+
+/// The next frame that is not a PING (answered) — the broker may PING a quiet test.
+async fn next_frame(s: &mut TcpStream, buf: &mut BytesMut) -> BaseCommand {
+    loop {
+        let f = read_frame(s, buf).await.expect("a frame within 10 s");
+        if f.command.r#type == Type::Ping as i32 {
+            let pong = BaseCommand {
+                pong: Some(pb::CommandPong {}),
+                ..base(Type::Pong)
+            };
+            send(s, &pong, None).await;
+            continue;
+        }
+        return f.command;
+    }
+}
+
+/// Issue 12, item 7: WATCH_TOPIC_LIST. The broker says it supports topic watchers; a watcher
+/// gets the matching topics with Pulsar's hash, then an update for each topic created or
+/// deleted that matches — a plain topic, every partition of a new partitioned topic, a
+/// deletion — and none for topics that do not match or after it is closed. Bad patterns,
+/// long patterns and bad namespaces are refused with errors; GET_TOPICS_OF_NAMESPACE with a
+/// pattern filters on the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t39f_topic_list_watchers() {
+    let dir = KeptDir::new("t39f-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let addr = sa.service_url.strip_prefix("pulsar://").unwrap().to_owned();
+    let url = sa.http_url.clone();
+
+    // CONNECTED advertises the feature.
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    let mut buf = BytesMut::new();
+    let connect = BaseCommand {
+        connect: Some(pb::CommandConnect {
+            client_version: "raw-test".into(),
+            protocol_version: Some(19),
+            ..Default::default()
+        }),
+        ..base(Type::Connect)
+    };
+    send(&mut s, &connect, None).await;
+    let connected = next_frame(&mut s, &mut buf).await.connected.unwrap();
+    assert_eq!(
+        connected
+            .feature_flags
+            .and_then(|f| f.supports_topic_watchers),
+        Some(true)
+    );
+
+    let ns = "persistent://public/default";
+    send(&mut s, &producer_cmd(&format!("{ns}/w-a-1"), 1, 1), None).await;
+    assert!(
+        next_frame(&mut s, &mut buf)
+            .await
+            .producer_success
+            .is_some()
+    );
+
+    // The watcher: the matching topic, and the hash of the list.
+    let pattern = "persistent://public/default/w-a-.*";
+    send(&mut s, &watch_cmd(2, 1, pattern, None), None).await;
+    let ok = next_frame(&mut s, &mut buf)
+        .await
+        .watch_topic_list_success
+        .expect("WATCH_TOPIC_LIST_SUCCESS");
+    assert_eq!((ok.request_id, ok.watcher_id), (2, 1));
+    assert_eq!(ok.topic, [format!("{ns}/w-a-1")]);
+    let hash = broker::protocol::commands::get_topics::topics_hash(&ok.topic);
+    assert_eq!(ok.topics_hash, hash);
+
+    // A topic that does not match, then one that does: one update, for the second.
+    send(&mut s, &producer_cmd(&format!("{ns}/w-b-1"), 2, 3), None).await;
+    assert!(
+        next_frame(&mut s, &mut buf)
+            .await
+            .producer_success
+            .is_some()
+    );
+    send(&mut s, &producer_cmd(&format!("{ns}/w-a-2"), 3, 4), None).await;
+    let mut update = None;
+    while update.is_none() {
+        let c = next_frame(&mut s, &mut buf).await;
+        update = c.watch_topic_update.clone();
+        assert!(update.is_some() || c.producer_success.is_some(), "{c:?}");
+    }
+    let u = update.unwrap();
+    assert_eq!(u.watcher_id, 1);
+    assert_eq!(u.new_topics, [format!("{ns}/w-a-2")]);
+    assert!(u.deleted_topics.is_empty());
+    let both = [format!("{ns}/w-a-1"), format!("{ns}/w-a-2")];
+    assert_eq!(
+        u.topics_hash,
+        broker::protocol::commands::get_topics::topics_hash(&both)
+    );
+
+    // Asked again with the current hash: the same watcher, no names.
+    send(
+        &mut s,
+        &watch_cmd(5, 1, pattern, Some(u.topics_hash.clone())),
+        None,
+    )
+    .await;
+    let again = next_frame(&mut s, &mut buf)
+        .await
+        .watch_topic_list_success
+        .unwrap();
+    assert!(again.topic.is_empty());
+    assert_eq!(again.topics_hash, u.topics_hash);
+
+    // A partitioned topic created over REST (by the admin CLI): its three partitions.
+    integration_tests::admin::ok(
+        &url,
+        &[
+            "topics",
+            "create-partitioned-topic",
+            &format!("{ns}/w-a-parts"),
+            "-p",
+            "3",
+        ],
+    );
+    let u = next_frame(&mut s, &mut buf)
+        .await
+        .watch_topic_update
+        .unwrap();
+    let mut parts = u.new_topics.clone();
+    parts.sort();
+    assert_eq!(
+        parts,
+        (0..3)
+            .map(|i| format!("{ns}/w-a-parts-partition-{i}"))
+            .collect::<Vec<_>>()
+    );
+
+    // A deletion (the producer closed first).
+    let close = BaseCommand {
+        close_producer: Some(pb::CommandCloseProducer {
+            producer_id: 3,
+            request_id: 6,
+            ..Default::default()
+        }),
+        ..base(Type::CloseProducer)
+    };
+    send(&mut s, &close, None).await;
+    assert!(next_frame(&mut s, &mut buf).await.success.is_some());
+    integration_tests::admin::ok(&url, &["topics", "delete", &format!("{ns}/w-a-2")]);
+    let u = next_frame(&mut s, &mut buf)
+        .await
+        .watch_topic_update
+        .unwrap();
+    assert!(u.new_topics.is_empty());
+    assert_eq!(u.deleted_topics, [format!("{ns}/w-a-2")]);
+
+    // A second watcher on the same pattern; the first one closed. A new topic then reaches
+    // the second only.
+    send(&mut s, &watch_cmd(7, 2, pattern, None), None).await;
+    assert_eq!(
+        next_frame(&mut s, &mut buf)
+            .await
+            .watch_topic_list_success
+            .unwrap()
+            .topic
+            .len(),
+        4
+    );
+    let close_watch = BaseCommand {
+        watch_topic_list_close: Some(pb::CommandWatchTopicListClose {
+            request_id: 8,
+            watcher_id: 1,
+        }),
+        ..base(Type::WatchTopicListClose)
+    };
+    send(&mut s, &close_watch, None).await;
+    assert_eq!(
+        next_frame(&mut s, &mut buf)
+            .await
+            .success
+            .unwrap()
+            .request_id,
+        8
+    );
+    send(&mut s, &producer_cmd(&format!("{ns}/w-a-3"), 4, 9), None).await;
+    let mut seen = Vec::new();
+    loop {
+        let c = next_frame(&mut s, &mut buf).await;
+        if let Some(u) = c.watch_topic_update {
+            seen.push(u.watcher_id);
+            if u.watcher_id == 2 {
+                assert_eq!(u.new_topics, [format!("{ns}/w-a-3")]);
+                break;
+            }
+        }
+    }
+    // Round trip: anything the closed watcher sent would have come by now too.
+    send(
+        &mut s,
+        &BaseCommand {
+            ping: Some(pb::CommandPing {}),
+            ..base(Type::Ping)
+        },
+        None,
+    )
+    .await;
+    loop {
+        let c = next_frame(&mut s, &mut buf).await;
+        if let Some(u) = c.watch_topic_update {
+            seen.push(u.watcher_id);
+        }
+        if c.pong.is_some() {
+            break;
+        }
+    }
+    assert_eq!(seen, [2], "the closed watcher sent nothing");
+
+    // Refusals, each with its error, on a connection that stays up.
+    for (request_id, pattern, namespace, error) in [
+        (
+            10,
+            "persistent://public/default/(",
+            "public/default",
+            ServerError::NotAllowedError,
+        ),
+        (
+            11,
+            &*format!("{ns}/{}", "x".repeat(60)),
+            "public/default",
+            ServerError::NotAllowedError,
+        ),
+        (
+            12,
+            "persistent://public/default/.*",
+            "not a namespace",
+            ServerError::MetadataError,
+        ),
+    ] {
+        let mut c = watch_cmd(request_id, 50 + request_id, pattern, None);
+        c.watch_topic_list.as_mut().unwrap().namespace = namespace.into();
+        send(&mut s, &c, None).await;
+        let e = next_frame(&mut s, &mut buf).await.error.expect("ERROR");
+        assert_eq!(
+            (e.request_id, e.error),
+            (request_id, error as i32),
+            "{}",
+            e.message
+        );
+    }
+
+    // GET_TOPICS_OF_NAMESPACE with a pattern: filtered on the broker.
+    let gt = BaseCommand {
+        get_topics_of_namespace: Some(pb::CommandGetTopicsOfNamespace {
+            request_id: 13,
+            namespace: "public/default".into(),
+            mode: None,
+            topics_pattern: Some("persistent://public/default/w-b-.*".into()),
+            topics_hash: None,
+        }),
+        ..base(Type::GetTopicsOfNamespace)
+    };
+    send(&mut s, &gt, None).await;
+    let r = next_frame(&mut s, &mut buf)
+        .await
+        .get_topics_of_namespace_response
+        .unwrap();
+    assert_eq!(r.filtered, Some(true));
+    assert_eq!(r.topics, [format!("{ns}/w-b-1")]);
+}

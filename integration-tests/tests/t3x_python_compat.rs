@@ -147,6 +147,37 @@ fn t3f_shared_dispatch_with_batching_randomized() {
     }
 }
 
+/// Issue 12, item 9: Key_Shared dispatch, randomized by seed — AUTO_SPLIT and STICKY
+/// ranges, 1-3 consumers, receiver queues, key-based batches: a consumer without permits
+/// does not stall the others; a consumer joining and one leaving keep each key in order;
+/// keys no sticky range covers wait for a consumer that covers them. Seeds 1-6 run every
+/// time, and any seed in `tests/key_shared_seeds.txt` (kept failing seeds).
+#[test]
+fn t3k_key_shared_dispatch_randomized() {
+    let dir = KeptDir::new("t3k-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let kept = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/key_shared_seeds.txt"),
+    )
+    .unwrap_or_default();
+    let seeds: Vec<String> = (1..=6)
+        .map(|s| s.to_string())
+        .chain(
+            kept.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        )
+        .collect();
+    for seed in seeds {
+        let out = check(
+            run_scenario(&sa.service_url, "key_shared_random", &[seed.as_str()]),
+            &format!("key_shared_random seed {seed}"),
+        );
+        assert!(out.lines().any(|l| l == "key_shared_random ok"), "{out}");
+    }
+}
+
 /// Issue 12, item 8: delayed delivery on a Shared subscription, never early; an Exclusive
 /// subscription ignores it, as in Pulsar.
 #[test]

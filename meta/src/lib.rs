@@ -40,7 +40,7 @@ pub use etcd::{EtcdOptions, EtcdStore};
 pub use keys::KeyLayout;
 pub use lease::Lease;
 pub use ledgers::LedgerStore;
-pub use namespaces::Namespaces;
+pub use namespaces::{Namespaces, TopicListChange, TopicListWatch};
 pub use store::{
     Compare, EventKind, Expect, KeyValue, LeaseId, MetadataStore, PutCondition, RangePage,
     Revision, Txn, TxnOp, Version, WatchEvent, Watcher, range_all,

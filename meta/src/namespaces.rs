@@ -250,6 +250,72 @@ impl Namespaces {
     pub async fn topics(&self, ns: &str) -> Result<Vec<String>> {
         self.names(&self.keys.namespace_topics_prefix(ns)).await
     }
+
+    /// Follows, from now on, the records a namespace's topic list is made of: its topics'
+    /// managed-ledger records and its partitioned-topic records. Start it before listing
+    /// (`topics`, `partitioned_topics`) so that no change falls between the two.
+    pub async fn watch_topic_list(&self, ns: &str) -> Result<TopicListWatch> {
+        let topics_prefix = self.keys.namespace_topics_prefix(ns);
+        let partitioned_prefix = self.keys.partitioned_topics_prefix(ns);
+        Ok(TopicListWatch {
+            topics: self.store.watch(&topics_prefix, None).await?,
+            partitioned: self.store.watch(&partitioned_prefix, None).await?,
+            topics_prefix,
+            partitioned_prefix,
+        })
+    }
+}
+
+/// A change to a namespace's topic list, as [`TopicListWatch`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicListChange {
+    /// A topic's managed-ledger record was written: created, or updated (a ledger rolled
+    /// over). The topic's local name.
+    TopicWritten(String),
+    /// A topic's managed-ledger record was deleted. The topic's local name.
+    TopicDeleted(String),
+    /// A partitioned topic was created, changed (partitions added) or deleted: list again.
+    PartitionedChanged,
+}
+
+/// The changes to one namespace's topic list ([`Namespaces::watch_topic_list`]). Cursor
+/// records, written on every acknowledgement flush, are left out here.
+#[derive(Debug)]
+pub struct TopicListWatch {
+    topics: crate::store::Watcher,
+    partitioned: crate::store::Watcher,
+    topics_prefix: String,
+    partitioned_prefix: String,
+}
+
+impl TopicListWatch {
+    /// The next change; `None` when the watch ended (the store shut down), an error when it
+    /// cannot go on (compacted, unavailable): watch again and list again.
+    pub async fn next(&mut self) -> Option<Result<TopicListChange>> {
+        loop {
+            let event = tokio::select! {
+                e = self.topics.next() => e,
+                e = self.partitioned.next() => e,
+            };
+            let event = match event? {
+                Ok(e) => e,
+                Err(e) => return Some(Err(e)),
+            };
+            if event.kv.key.starts_with(&self.partitioned_prefix) {
+                return Some(Ok(TopicListChange::PartitionedChanged));
+            }
+            let Some(name) = event.kv.key.strip_prefix(&self.topics_prefix) else {
+                continue;
+            };
+            if name.contains('/') {
+                continue; // a cursor
+            }
+            return Some(Ok(match event.kind {
+                crate::store::EventKind::Put => TopicListChange::TopicWritten(name.to_owned()),
+                crate::store::EventKind::Delete => TopicListChange::TopicDeleted(name.to_owned()),
+            }));
+        }
+    }
 }
 
 #[cfg(test)]

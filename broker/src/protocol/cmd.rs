@@ -29,7 +29,11 @@ pub fn connected(protocol_version: i32, max_message_size: i32) -> BaseCommand {
             server_version: format!("Magnetar-{}", env!("CARGO_PKG_VERSION")),
             protocol_version: Some(protocol_version),
             max_message_size: Some(max_message_size),
-            feature_flags: None,
+            // Regex consumers may watch topic lists (WATCH_TOPIC_LIST) instead of polling.
+            feature_flags: Some(pb::FeatureFlags {
+                supports_topic_watchers: Some(true),
+                ..Default::default()
+            }),
         }),
         ..base(Type::Connected)
     }

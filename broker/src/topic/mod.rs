@@ -7,6 +7,7 @@ pub mod backlog_quota;
 pub mod compaction;
 pub mod dedup;
 pub mod expiry;
+pub mod key_shared;
 pub mod stats;
 pub mod subscription;
 

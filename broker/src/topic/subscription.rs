@@ -25,6 +25,7 @@ use crate::managed_ledger::cursor::Cursor;
 use crate::protocol::cmd;
 use crate::protocol::frame::{self, encode_with_payload, inspect_payload};
 use crate::protocol::pb::command_subscribe::SubType;
+use crate::topic::key_shared::{ConsumerKey, Refusal, Selector};
 
 /// How often a dirty cursor is persisted.
 pub const CURSOR_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -51,6 +52,8 @@ pub struct ConsumerHandle {
     /// Its consumer epoch (Pulsar's: raised by a redeliver-all, carried by every MESSAGE so
     /// the client drops messages dispatched before it); -1: the client sends none.
     pub epoch: AtomicI64,
+    /// Key_Shared: the mode, sticky ranges and ordering it asked for.
+    pub key_shared: Option<crate::protocol::pb::KeySharedMeta>,
 }
 
 impl ConsumerHandle {
@@ -69,6 +72,7 @@ impl ConsumerHandle {
             protocol_version: conn.protocol_version,
             reached_end: Default::default(),
             epoch: AtomicI64::new(c.consumer_epoch.map_or(-1, |e| e as i64)),
+            key_shared: c.key_shared_meta.clone(),
         })
     }
 }
@@ -86,8 +90,13 @@ struct State {
     pending: BTreeMap<Position, ((u64, u64), u32)>,
     /// To send again: position -> redelivery count.
     redeliver: BTreeMap<Position, u32>,
-    /// Key_Shared: sticky-key hashes of entries read but not yet dispatched.
-    key_hashes: std::collections::HashMap<Position, u32>,
+    /// Key_Shared: which consumer owns which key hash (set up by the first consumer).
+    key_shared: Option<Selector>,
+    /// Key_Shared: (sticky-key hash, messages) of the entries read and not yet acknowledged.
+    key_hashes: BTreeMap<Position, (u32, u32)>,
+    /// Key_Shared: the last pass left entries waiting for an acknowledgement (a key held by
+    /// another consumer, an unacked limit): an ack wakes the dispatcher.
+    keyed_waiting: bool,
     /// Shared and Key_Shared: entries whose `deliver_at_time` has not come yet, by that time
     /// (ms) → redelivery count. Not persisted: after a restart the dispatcher reads them again
     /// from the mark-delete position and puts them back here.
@@ -168,7 +177,9 @@ impl Subscription {
                 next_consumer: 0,
                 pending: BTreeMap::new(),
                 redeliver: BTreeMap::new(),
-                key_hashes: Default::default(),
+                key_shared: None,
+                key_hashes: BTreeMap::new(),
+                keyed_waiting: false,
                 delayed: BTreeMap::new(),
                 closed: false,
                 idle_since: Instant::now(),
@@ -197,6 +208,7 @@ impl Subscription {
             st.pending.clear();
             st.redeliver.clear();
             st.key_hashes.clear();
+            st.key_shared = None;
             st.delayed.clear();
             st.next_consumer = 0;
             std::mem::take(&mut st.consumers)
@@ -281,16 +293,25 @@ impl Subscription {
                 self.name
             )));
         }
+        if st.sub_type == SubType::KeyShared {
+            let meta = c.key_shared.as_ref();
+            if st.consumers.is_empty() {
+                st.key_shared = Some(Selector::new(meta));
+            }
+            let selector = st.key_shared.get_or_insert_with(|| Selector::new(meta));
+            if let Err(refusal) = selector.add(c.key, &c.name, meta) {
+                let why = format!("subscription {}: {}", self.name, refusal.reason());
+                return Err(match refusal {
+                    Refusal::Busy(_) => BrokerError::ConsumerBusy(why),
+                    Refusal::Assign(_) => BrokerError::ConsumerAssign(why),
+                });
+            }
+        }
         let before = st.consumers.first().map(|c| c.key);
         st.consumers.push(c);
         if st.sub_type == SubType::Failover {
             self.order_failover(&mut st);
             self.failover_changed(&mut st, before);
-        }
-        if st.sub_type == SubType::KeyShared {
-            // Hash ranges are split over consumers in this order.
-            st.consumers
-                .sort_by(|a, b| (&a.name, a.key).cmp(&(&b.name, b.key)));
         }
         drop(st);
         self.wake.notify_one();
@@ -358,6 +379,9 @@ impl Subscription {
         if st.sub_type == SubType::Failover {
             self.order_failover(&mut st);
         }
+        if let Some(selector) = st.key_shared.as_mut() {
+            selector.remove(key);
+        }
         let orphaned: Vec<(Position, u32)> = st
             .pending
             .iter()
@@ -420,11 +444,28 @@ impl Subscription {
                     st.pending.remove(&d);
                 }
                 st.redeliver = st.redeliver.split_off(&next_after(p));
+                if st
+                    .key_hashes
+                    .first_key_value()
+                    .is_some_and(|(k, _)| *k <= p)
+                {
+                    st.key_hashes = st.key_hashes.split_off(&next_after(p));
+                }
             } else {
                 st.cursor.ack(p, &self.ml);
                 st.pending.remove(&p);
                 st.redeliver.remove(&p);
+                st.key_hashes.remove(&p);
             }
+        }
+        self.wake_if_waiting(st);
+    }
+
+    /// Wakes the Key_Shared dispatcher when its last pass waited for an acknowledgement.
+    fn wake_if_waiting(&self, mut st: MutexGuard<'_, State>) {
+        if std::mem::take(&mut st.keyed_waiting) {
+            drop(st);
+            self.wake.notify_one();
         }
     }
 
@@ -441,6 +482,8 @@ impl Subscription {
         if st.cursor.is_acked(p) {
             st.pending.remove(&p);
             st.redeliver.remove(&p);
+            st.key_hashes.remove(&p);
+            self.wake_if_waiting(st);
         }
     }
 
@@ -570,46 +613,109 @@ impl Subscription {
         Ok(())
     }
 
-    /// Key_Shared: the next entry goes to the consumer owning its key's hash range. Entries
-    /// are taken in order and the next one waits for its consumer's permits (head-of-line),
-    /// so each key's messages reach one consumer in order while the consumer set is stable.
-    fn next_keyed_job(&self) -> KeyedJob {
+    /// Key_Shared: one dispatch pass. Entries are taken in order — entries to send again
+    /// first, then new ones — and each goes to the consumer owning its key's hash
+    /// ([`Selector`]) when that consumer has permits and room under the unacked limit and no
+    /// other consumer still holds an unacknowledged message of the key (unless the
+    /// subscription allows out-of-order delivery). Otherwise the key is blocked for the rest
+    /// of the pass, so a key's messages never overtake each other, and a new entry is set
+    /// aside (to the entries to send again) so that the entries behind it still reach their
+    /// consumers: one consumer without permits does not stall the others. At most
+    /// [`LOOKAHEAD_PER_CONSUMER`] entries per consumer are set aside; past that, new entries
+    /// wait. A consumer that joins therefore gets a key's messages only once the consumer
+    /// that had them acknowledged them (or left, and they were redelivered to it, first).
+    fn next_keyed_jobs(&self) -> KeyedJob {
         let mut st = self.state();
         if st.closed || st.consumers.is_empty() {
             return KeyedJob::Idle;
         }
         release_due(&mut st);
-        let (pos, count, redelivery) = match st.redeliver.first_key_value() {
-            Some((p, n)) => (*p, *n, true),
-            None => {
-                let Some(mut next) = self.ml.next_position(st.read_position) else {
-                    return KeyedJob::Idle;
-                };
-                while st.cursor.is_acked(next) || st.pending.contains_key(&next) {
-                    st.read_position = Some(next);
-                    let Some(n) = self.ml.next_position(Some(next)) else {
-                        return KeyedJob::Idle;
-                    };
-                    next = n;
-                }
-                (next, 0, false)
+        if let Some(md) = st.cursor.mark_delete
+            && st
+                .key_hashes
+                .first_key_value()
+                .is_some_and(|(k, _)| *k <= md)
+        {
+            st.key_hashes = st.key_hashes.split_off(&next_after(md));
+        }
+        let limit = self.max_unacked.load(Ordering::Relaxed);
+        let st = &mut *st;
+        let Some(selector) = st.key_shared.as_ref() else {
+            return KeyedJob::Idle;
+        };
+        let mut pass = KeyedPass::new(selector, &st.consumers, &st.pending, &st.key_hashes, limit);
+        let mut jobs: Vec<(Position, ConsumerKey, u32)> = Vec::new();
+        let mut need: Vec<Position> = Vec::new();
+        for (&pos, &count) in &st.redeliver {
+            if jobs.len() >= KEYED_BATCH {
+                break;
             }
-        };
-        let Some(&hash) = st.key_hashes.get(&pos) else {
-            return KeyedJob::NeedKey(pos);
-        };
-        let c = st.consumers[crate::sticky_key::owner(hash, st.consumers.len())].clone();
-        if c.permits.load(Ordering::SeqCst) <= 0 || self.at_unacked_limit(&st, c.key) {
+            let Some(&(hash, messages)) = st.key_hashes.get(&pos) else {
+                // Its key is unknown: nothing after it may go before it is known.
+                need.push(pos);
+                break;
+            };
+            if let Some(owner) = pass.assign(hash, messages) {
+                jobs.push((pos, owner, count));
+            }
+        }
+        for (pos, _, _) in &jobs {
+            st.redeliver.remove(pos);
+        }
+        let lookahead = (LOOKAHEAD_PER_CONSUMER * st.consumers.len()).min(LOOKAHEAD_MAX);
+        let mut full = false;
+        'read: while need.is_empty() && jobs.len() < KEYED_BATCH {
+            let Some(mut next) = self.ml.next_position(st.read_position) else {
+                break;
+            };
+            while st.cursor.is_acked(next)
+                || st.pending.contains_key(&next)
+                || st.redeliver.contains_key(&next)
+            {
+                st.read_position = Some(next);
+                match self.ml.next_position(Some(next)) {
+                    Some(n) => next = n,
+                    None => break 'read,
+                }
+            }
+            let Some(&(hash, messages)) = st.key_hashes.get(&next) else {
+                // Learn the keys of the next few entries (one read each, from the cache).
+                let mut p = Some(next);
+                while let Some(q) = p.filter(|_| need.len() < KEY_READ_BATCH) {
+                    need.push(q);
+                    p = self.ml.next_position(Some(q));
+                }
+                break;
+            };
+            match pass.assign(hash, messages) {
+                Some(owner) => jobs.push((next, owner, 0)),
+                None if st.redeliver.len() >= lookahead => {
+                    full = true;
+                    break;
+                }
+                // Set aside: the entries behind it may still go to their consumers.
+                None => {
+                    st.redeliver.insert(next, 0);
+                }
+            }
+            st.read_position = Some(next);
+        }
+        if jobs.is_empty() {
+            if !need.is_empty() {
+                return KeyedJob::NeedKeys(need);
+            }
+            st.keyed_waiting = pass.waits_for_ack || full;
             return KeyedJob::Idle;
         }
-        if redelivery {
-            st.redeliver.remove(&pos);
-        } else {
-            st.read_position = Some(pos);
+        let mut sends = Vec::with_capacity(jobs.len());
+        for (pos, owner, count) in jobs {
+            let Some(c) = st.consumers.iter().find(|c| c.key == owner) else {
+                continue;
+            };
+            st.pending.insert(pos, (owner, count));
+            sends.push((pos, c.clone(), count));
         }
-        st.key_hashes.remove(&pos);
-        st.pending.insert(pos, (c.key, count));
-        KeyedJob::Send(pos, c, count)
+        KeyedJob::Send(sends)
     }
 
     /// Picks the next entry and consumer, recording the dispatch before any I/O.
@@ -674,19 +780,32 @@ impl Subscription {
                 flushed = Instant::now();
             }
             let job = if self.sub_type() == SubType::KeyShared {
-                match self.next_keyed_job() {
-                    KeyedJob::Send(p, c, n) => Some((p, c, n)),
-                    KeyedJob::NeedKey(p) => {
-                        match self.ml.read(p).await {
-                            Ok(payload) => {
-                                let hash = inspect_payload(&payload)
-                                    .map(|i| crate::sticky_key::key_hash(&i.metadata))
-                                    .unwrap_or(0);
-                                self.state().key_hashes.insert(p, hash);
-                            }
-                            Err(e) => {
-                                tracing::warn!(subscription = self.name, %p, error = %e, "read failed; will retry");
-                                tokio::time::sleep(Duration::from_millis(100)).await;
+                match self.next_keyed_jobs() {
+                    KeyedJob::Send(jobs) => {
+                        for (pos, consumer, count) in jobs {
+                            self.send_or_requeue(pos, &consumer, count).await;
+                        }
+                        continue;
+                    }
+                    KeyedJob::NeedKeys(positions) => {
+                        for p in positions {
+                            match self.ml.read(p).await {
+                                Ok(payload) => {
+                                    let (hash, messages) = match inspect_payload(&payload) {
+                                        Ok(i) => (
+                                            crate::sticky_key::key_hash(&i.metadata),
+                                            i.metadata.num_messages_in_batch.unwrap_or(1).max(1)
+                                                as u32,
+                                        ),
+                                        Err(_) => (0, 1),
+                                    };
+                                    self.state().key_hashes.insert(p, (hash, messages));
+                                }
+                                Err(e) => {
+                                    tracing::warn!(subscription = self.name, %p, error = %e, "read failed; will retry");
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                    break;
+                                }
                             }
                         }
                         continue;
@@ -697,17 +816,7 @@ impl Subscription {
                 self.next_job()
             };
             match job {
-                Some((pos, consumer, count)) => {
-                    if let Err(e) = self.send(pos, &consumer, count).await {
-                        tracing::warn!(subscription = self.name, %pos, error = %e, "dispatch failed; will retry");
-                        {
-                            let mut st = self.state();
-                            st.pending.remove(&pos);
-                            st.redeliver.insert(pos, count);
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
+                Some((pos, consumer, count)) => self.send_or_requeue(pos, &consumer, count).await,
                 None => {
                     self.notify_end_of_topic();
                     // Sleep until something changes, the next delayed entry is due, or the
@@ -726,6 +835,19 @@ impl Subscription {
                     }
                 }
             }
+        }
+    }
+
+    /// Sends an entry; one that cannot be sent goes back to the entries to send again.
+    async fn send_or_requeue(&self, pos: Position, consumer: &ConsumerHandle, count: u32) {
+        if let Err(e) = self.send(pos, consumer, count).await {
+            tracing::warn!(subscription = self.name, %pos, error = %e, "dispatch failed; will retry");
+            {
+                let mut st = self.state();
+                st.pending.remove(&pos);
+                st.redeliver.insert(pos, count);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -837,14 +959,120 @@ impl Subscription {
     }
 }
 
+/// Most entries one Key_Shared pass hands out.
+const KEYED_BATCH: usize = 64;
+
+/// Entries whose keys one read learns ahead.
+const KEY_READ_BATCH: usize = 16;
+
+/// Entries a Key_Shared subscription sets aside per consumer while their consumers cannot
+/// take them (Pulsar: keySharedLookAheadMsgInReplayThresholdPerConsumer).
+pub const LOOKAHEAD_PER_CONSUMER: usize = 2000;
+
+/// The most a Key_Shared subscription sets aside (Pulsar:
+/// keySharedLookAheadMsgInReplayThresholdPerSubscription).
+pub const LOOKAHEAD_MAX: usize = 20_000;
+
 /// What the Key_Shared dispatcher does next.
 enum KeyedJob {
-    /// Send this entry to this consumer.
-    Send(Position, Arc<ConsumerHandle>, u32),
-    /// Read this entry first to learn its key.
-    NeedKey(Position),
+    /// Send these entries to these consumers (recorded as pending already).
+    Send(Vec<(Position, Arc<ConsumerHandle>, u32)>),
+    /// Read these entries first to learn their keys.
+    NeedKeys(Vec<Position>),
     /// Nothing to do until something changes.
     Idle,
+}
+
+/// The decisions of one Key_Shared pass: which consumer may take an entry of a key now.
+/// Pure bookkeeping over the subscription's state, so that it can be tested alone.
+struct KeyedPass<'a> {
+    selector: &'a Selector,
+    /// Key hash → the consumer holding unacknowledged messages of it.
+    held: std::collections::HashMap<u32, ConsumerKey>,
+    /// Consumer → (permits left, entries it may still hold under the unacked limit).
+    room: std::collections::HashMap<ConsumerKey, (i64, i64)>,
+    /// Keys an earlier entry of this pass could not go out for: later ones wait too.
+    blocked: std::collections::HashSet<u32>,
+    /// Some entry waits for an acknowledgement (not for permits or a consumer).
+    waits_for_ack: bool,
+}
+
+impl<'a> KeyedPass<'a> {
+    fn new(
+        selector: &'a Selector,
+        consumers: &[Arc<ConsumerHandle>],
+        pending: &BTreeMap<Position, (ConsumerKey, u32)>,
+        key_hashes: &BTreeMap<Position, (u32, u32)>,
+        max_unacked: u32,
+    ) -> Self {
+        let mut held = std::collections::HashMap::new();
+        let mut holding: std::collections::HashMap<ConsumerKey, i64> = Default::default();
+        for (p, (k, _)) in pending {
+            if !selector.allow_out_of_order()
+                && let Some((h, _)) = key_hashes.get(p)
+            {
+                held.insert(*h, *k);
+            }
+            *holding.entry(*k).or_default() += 1;
+        }
+        let room = consumers
+            .iter()
+            .map(|c| {
+                let unacked_room = if max_unacked == 0 {
+                    i64::MAX
+                } else {
+                    i64::from(max_unacked) - holding.get(&c.key).copied().unwrap_or(0)
+                };
+                (c.key, (c.permits.load(Ordering::SeqCst), unacked_room))
+            })
+            .collect();
+        KeyedPass {
+            selector,
+            held,
+            room,
+            blocked: Default::default(),
+            waits_for_ack: false,
+        }
+    }
+
+    /// The consumer an entry of key `hash` with `messages` messages goes to now, if any.
+    fn assign(&mut self, hash: u32, messages: u32) -> Option<ConsumerKey> {
+        if self.blocked.contains(&hash) {
+            return None;
+        }
+        let owner = self.selector.select(hash);
+        let taken = owner.filter(|o| {
+            if self.held.get(&hash).is_some_and(|h| h != o) {
+                self.waits_for_ack = true;
+                return false;
+            }
+            match self.room.get(o) {
+                Some((permits, _)) if *permits <= 0 => false,
+                Some((_, unacked)) if *unacked <= 0 => {
+                    self.waits_for_ack = true;
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            }
+        });
+        match taken {
+            Some(o) => {
+                if let Some((permits, unacked)) = self.room.get_mut(&o) {
+                    *permits -= i64::from(messages);
+                    *unacked -= 1;
+                }
+                if !self.selector.allow_out_of_order() {
+                    self.held.insert(hash, o);
+                }
+                Some(o)
+            }
+            None => {
+                self.blocked.insert(hash);
+                None
+            }
+        }
+    }
 }
 
 fn now_ms() -> u64 {

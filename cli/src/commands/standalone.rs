@@ -108,6 +108,7 @@ async fn serve_broker(
     service.deduplication_enabled = config.deduplication_enabled;
     service.message_ttl = config.message_ttl;
     service.message_expiry_check_interval = config.message_expiry_check_interval;
+    service.subscription_pattern_max_length = config.subscription_pattern_max_length;
     // One process with its own bookie: there is no other broker to give bundles to.
     if role != "standalone" {
         service.storage_timeout = config.ownership.storage_timeout;

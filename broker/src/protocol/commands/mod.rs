@@ -17,5 +17,6 @@ pub mod schema;
 pub mod seek;
 pub mod send;
 pub mod subscribe;
+pub mod topic_watch;
 pub mod unsubscribe;
 pub mod unsupported;
