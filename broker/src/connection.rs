@@ -253,6 +253,20 @@ impl Connection {
                 let r = c.new_txn.ok_or_else(missing)?;
                 commands::unsupported::new_txn(self, r.request_id).await
             }
+            Type::AddPartitionToTxn
+            | Type::AddSubscriptionToTxn
+            | Type::EndTxn
+            | Type::EndTxnOnPartition
+            | Type::EndTxnOnSubscription => {
+                let r = match t {
+                    Type::AddPartitionToTxn => c.add_partition_to_txn,
+                    Type::AddSubscriptionToTxn => c.add_subscription_to_txn,
+                    Type::EndTxn => c.end_txn,
+                    Type::EndTxnOnPartition => c.end_txn_on_partition,
+                    _ => c.end_txn_on_subscription,
+                };
+                commands::unsupported::txn_operation(self, t, r.ok_or_else(missing)?).await
+            }
             Type::TcClientConnectRequest => {
                 let r = c.tc_client_connect_request.ok_or_else(missing)?;
                 commands::unsupported::tc_client_connect(self, r.request_id).await

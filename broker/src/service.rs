@@ -220,6 +220,12 @@ impl BrokerService {
                 Ok::<_, BrokerError>(topic)
             })
             .await?;
+        if topic.is_closed() {
+            // Being unloaded: the client retries and finds it loaded again.
+            return Err(BrokerError::NotOwner(format!(
+                "{name} is being unloaded; retry"
+            )));
+        }
         Ok(topic.clone())
     }
 
@@ -479,21 +485,34 @@ impl BrokerService {
     /// Unloads one topic (Pulsar's topic unload): its clients are told to reconnect, cursors
     /// persisted, its ledger closed; ownership of its bundle stays, so the next use loads
     /// it again here. Returns whether it was loaded.
+    ///
+    /// The topic stays in the broker's map while it closes, so a client that reconnects at
+    /// once is told to retry (the closed topic refuses it) instead of loading a second
+    /// instance that would fence the ledger the first one is still closing.
     pub async fn unload_topic(&self, name: &str) -> Result<bool> {
         let name = normalize_topic(name)?;
         let cell = self
             .topics
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&name);
-        match cell.as_ref().and_then(|c| c.get()) {
-            Some(t) => {
-                t.close().await?;
-                tracing::info!(topic = name, "topic unloaded");
-                Ok(true)
+            .get(&name)
+            .cloned();
+        let Some(cell) = cell else {
+            return Ok(false);
+        };
+        let Some(t) = cell.get() else {
+            return Ok(false);
+        };
+        let closed = t.close().await;
+        {
+            let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+            if topics.get(&name).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                topics.remove(&name);
             }
-            None => Ok(false),
         }
+        closed?;
+        tracing::info!(topic = name, "topic unloaded");
+        Ok(true)
     }
 
     /// The metadata store and this cluster's key layout.

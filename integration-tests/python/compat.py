@@ -555,6 +555,47 @@ def scenario_non_persistent():
     client.close()
 
 
+def scenario_regex_discovery():
+    """A regex consumer subscribed before any matching topic exists finds a new matching
+    topic and gets its messages; a topic that does not match stays out. (The C++ client
+    polls GET_TOPICS_OF_NAMESPACE every `pattern_auto_discovery_period` minutes, whatever its
+    documentation says: 1 is a minute.)"""
+    import re
+    client = new_client()
+    tag = uuid.uuid4().hex[:8]
+    pattern = re.compile("persistent://public/default/rx-%s-.*" % tag)
+    consumer = client.subscribe(pattern, "rx", consumer_type=pulsar.ConsumerType.Shared,
+                                pattern_auto_discovery_period=1,
+                                initial_position=pulsar.InitialPosition.Earliest)
+    other = client.create_producer("persistent://public/default/rx-%s" % tag)
+    for round_ in range(1):
+        t = "persistent://public/default/rx-%s-%d" % (tag, round_)
+        producer = client.create_producer(t)
+        other.send(b"other")
+        deadline = time.time() + 150
+        got = []
+        while len(got) < 5 and time.time() < deadline:
+            producer.send(b"m-%d" % len(got))
+            try:
+                m = consumer.receive(timeout_millis=1000)
+            except pulsar.Timeout:
+                continue
+            assert m.topic_name() == t, (m.topic_name(), t)
+            got.append(m.data())
+            consumer.acknowledge(m)
+        assert len(got) >= 5, "the consumer never found %s" % t
+        # what was sent before it found the topic arrives too (Earliest), then nothing else
+        while True:
+            try:
+                m = consumer.receive(timeout_millis=1500)
+            except pulsar.Timeout:
+                break
+            assert m.topic_name() == t, m.topic_name()
+            consumer.acknowledge(m)
+    print("regex discovery ok", flush=True)
+    client.close()
+
+
 def scenario_compaction_produce():
     """Topic ARGS[0] (batched when ARGS[1] == "batched"): subscriptions "compacted" (read
     compacted) and "all" first, then k1=v1, k1=v2, k2=a, k3=x, k3=<tombstone>, a keyless
@@ -901,6 +942,54 @@ def scenario_key_shared_random():
     missing = sorted(set(range(total)) - seen)
     assert not missing, "%d messages never arrived, first %r" % (len(missing), missing[:10])
     print("key_shared_random ok", flush=True)
+    client.close()
+
+
+def scenario_shared_chunks():
+    """Chunked messages on a Shared subscription with ARGS[0] consumers (small receiver
+    queues): every chunk of a message reaches the consumer that got its first one, so each
+    large message arrives whole, exactly once, beside small ones."""
+    import threading
+    n_cons = int(ARGS[0])
+    client = new_client()
+    t = topic()
+    consumers = [client.subscribe(t, "chunks", consumer_type=pulsar.ConsumerType.Shared,
+                                  receiver_queue_size=2, consumer_name="c%d" % i)
+                 for i in range(n_cons)]
+    producer = client.create_producer(t, chunking_enabled=True, batching_enabled=False,
+                                      block_if_queue_full=True)
+    big = 6 << 20  # over the broker's 5 MiB message limit: 2-3 chunks each
+    sent = {}
+    for i in range(8):
+        body = (b"%02d" % i) * ((big + i * (1 << 20)) // 2) if i % 2 == 0 else b"small-%d" % i
+        sent[i] = len(body)
+        producer.send_async(body, None)
+    producer.flush()
+    got = {}
+    lock = threading.Lock()
+
+    def run(c, name):
+        while True:
+            try:
+                m = c.receive(8000)
+            except pulsar.Timeout:
+                return
+            data = m.data()
+            i = int(data[6:].decode()) if data.startswith(b"small-") else int(data[:2].decode())
+            with lock:
+                got.setdefault(i, []).append((name, len(data)))
+            c.acknowledge(m)
+
+    threads = [threading.Thread(target=run, args=(c, "c%d" % k)) for k, c in enumerate(consumers)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for i, size in sent.items():
+        assert i in got, "message %d (%d bytes) never arrived whole; got %r" % (
+            i, size, {k: v for k, v in got.items()})
+        assert [n for _, n in got[i]] == [size], "message %d: %r" % (i, got[i])
+    print("shared chunks ok: %r" % {i: got[i][0][0] for i in sorted(got)}, flush=True)
     client.close()
 
 

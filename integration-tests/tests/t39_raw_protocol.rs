@@ -166,6 +166,12 @@ async fn t39_wire_behaviour() {
 }
 
 async fn connect(addr: &str) -> (TcpStream, BytesMut) {
+    let (s, buf, _) = connect_with_flags(addr).await;
+    (s, buf)
+}
+
+/// Connects as a protocol-19 client; also the broker's CONNECTED.
+async fn connect_with_flags(addr: &str) -> (TcpStream, BytesMut, pb::CommandConnected) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let mut buf = BytesMut::new();
     let connect = BaseCommand {
@@ -177,13 +183,13 @@ async fn connect(addr: &str) -> (TcpStream, BytesMut) {
         ..base(Type::Connect)
     };
     send(&mut s, &connect, None).await;
-    read_frame(&mut s, &mut buf)
+    let connected = read_frame(&mut s, &mut buf)
         .await
         .unwrap()
         .command
         .connected
         .expect("CONNECTED");
-    (s, buf)
+    (s, buf, connected)
 }
 
 fn subscribe(
@@ -429,6 +435,51 @@ async fn t39d_unsupported_commands_keep_the_connection() {
     let mut unknown = base(Type::Ping);
     unknown.r#type = 99;
     send(&mut s, &unknown, None).await;
+    // The transaction operations: each gets its own response with an error and its txn id.
+    for (i, t) in [
+        Type::AddPartitionToTxn,
+        Type::AddSubscriptionToTxn,
+        Type::EndTxn,
+        Type::EndTxnOnPartition,
+        Type::EndTxnOnSubscription,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let op = Some(pb::CommandTxnOperation {
+            request_id: 100 + i as u64,
+            txnid_least_bits: Some(7),
+            txnid_most_bits: Some(1),
+        });
+        let mut c = base(t);
+        match t {
+            Type::AddPartitionToTxn => c.add_partition_to_txn = op,
+            Type::AddSubscriptionToTxn => c.add_subscription_to_txn = op,
+            Type::EndTxn => c.end_txn = op,
+            Type::EndTxnOnPartition => c.end_txn_on_partition = op,
+            _ => c.end_txn_on_subscription = op,
+        }
+        send(&mut s, &c, None).await;
+        let r = read_frame(&mut s, &mut buf).await.unwrap().command;
+        assert_eq!(
+            r.r#type,
+            t as i32 + 1,
+            "{t:?} answered with its response: {r:?}"
+        );
+        let resp = r
+            .add_partition_to_txn_response
+            .or(r.add_subscription_to_txn_response)
+            .or(r.end_txn_response)
+            .or(r.end_txn_on_partition_response)
+            .or(r.end_txn_on_subscription_response)
+            .unwrap();
+        assert_eq!(resp.request_id, 100 + i as u64);
+        assert_eq!(
+            (resp.txnid_least_bits, resp.txnid_most_bits),
+            (Some(7), Some(1))
+        );
+        assert!(resp.error.is_some() && resp.message.is_some());
+    }
     // SEEK (to a publish time): the consumer is told to reconnect, then SUCCESS; the same
     // consumer id subscribes again on the same connection.
     let seek = BaseCommand {
@@ -781,18 +832,7 @@ async fn t39f_topic_list_watchers() {
     let url = sa.http_url.clone();
 
     // CONNECTED advertises the feature.
-    let mut s = TcpStream::connect(&addr).await.unwrap();
-    let mut buf = BytesMut::new();
-    let connect = BaseCommand {
-        connect: Some(pb::CommandConnect {
-            client_version: "raw-test".into(),
-            protocol_version: Some(19),
-            ..Default::default()
-        }),
-        ..base(Type::Connect)
-    };
-    send(&mut s, &connect, None).await;
-    let connected = next_frame(&mut s, &mut buf).await.connected.unwrap();
+    let (mut s, mut buf, connected) = connect_with_flags(&addr).await;
     assert_eq!(
         connected
             .feature_flags
@@ -1015,4 +1055,160 @@ async fn t39f_topic_list_watchers() {
         .unwrap();
     assert_eq!(r.filtered, Some(true));
     assert_eq!(r.topics, [format!("{ns}/w-b-1")]);
+}
+
+/// Issue 12, item 7, across brokers: a watcher on one broker hears of a topic created, and
+/// then deleted, through another broker of the cluster (the watch is on etcd, not on the
+/// broker's own topics).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t39g_topic_list_watchers_see_other_brokers_topics() {
+    use integration_tests::standalone::{BrokerProcess, check, run_scenario};
+    let cluster = integration_tests::TestCluster::start(1).await.unwrap();
+    let brokers: Vec<BrokerProcess> = (0..2)
+        .map(|i| {
+            BrokerProcess::start_with(
+                &cluster.meta_url(),
+                (1, 1, 1),
+                &cluster.dir().join(format!("broker-{i}.log")),
+                &[],
+            )
+            .unwrap()
+        })
+        .collect();
+    let addr = brokers[0].service_url.strip_prefix("pulsar://").unwrap();
+    let (mut s, mut buf) = connect(addr).await;
+    let pattern = "persistent://public/default/cw-.*";
+    send(&mut s, &watch_cmd(1, 1, pattern, None), None).await;
+    let ok = next_frame(&mut s, &mut buf)
+        .await
+        .watch_topic_list_success
+        .unwrap();
+    assert!(ok.topic.is_empty());
+
+    let topic = "persistent://public/default/cw-1";
+    check(
+        run_scenario(&brokers[1].service_url, "produce_fixed", &[topic, "3"]),
+        "produce through the other broker",
+    );
+    let u = next_frame(&mut s, &mut buf)
+        .await
+        .watch_topic_update
+        .unwrap();
+    assert_eq!(u.new_topics, [topic]);
+
+    integration_tests::admin::ok(&brokers[1].http_url, &["topics", "delete", topic]);
+    let u = next_frame(&mut s, &mut buf)
+        .await
+        .watch_topic_update
+        .unwrap();
+    assert_eq!(u.deleted_topics, [topic]);
+    assert_eq!(
+        u.topics_hash,
+        broker::protocol::commands::get_topics::topics_hash(&[])
+    );
+}
+
+fn key_shared_subscribe(
+    consumer_id: u64,
+    request_id: u64,
+    ranges: &[(i32, i32)],
+    mode: pb::key_shared_meta::KeySharedMode,
+) -> BaseCommand {
+    let mut c = subscribe(
+        "persistent://public/default/ks-ranges",
+        consumer_id,
+        request_id,
+        pb::command_subscribe::SubType::KeyShared,
+    );
+    let s = c.subscribe.as_mut().unwrap();
+    s.consumer_name = Some(format!("c{consumer_id}"));
+    s.key_shared_meta = Some(pb::KeySharedMeta {
+        key_shared_mode: mode as i32,
+        hash_ranges: ranges
+            .iter()
+            .map(|&(start, end)| pb::IntRange { start, end })
+            .collect(),
+        allow_out_of_order_delivery: None,
+    });
+    c
+}
+
+/// Issue 12, item 9: STICKY Key_Shared ranges on the wire: overlapping, inverted and empty
+/// ranges are refused with ConsumerAssignError, another mode with ConsumerBusy; `topics
+/// stats` shows the mode and each consumer's ranges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t39h_key_shared_sticky_ranges_validated_and_shown() {
+    use pb::key_shared_meta::KeySharedMode::{AutoSplit, Sticky};
+    let dir = KeptDir::new("t39h-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let addr = sa.service_url.strip_prefix("pulsar://").unwrap().to_owned();
+    let (mut s, mut buf) = connect(&addr).await;
+    send(
+        &mut s,
+        &key_shared_subscribe(1, 1, &[(0, 999), (5000, 5999)], Sticky),
+        None,
+    )
+    .await;
+    assert!(next_frame(&mut s, &mut buf).await.success.is_some());
+    send(
+        &mut s,
+        &key_shared_subscribe(2, 2, &[(1000, 4999)], Sticky),
+        None,
+    )
+    .await;
+    assert!(next_frame(&mut s, &mut buf).await.success.is_some());
+    for (id, ranges, mode, error) in [
+        (
+            3,
+            vec![(900, 1100)],
+            Sticky,
+            ServerError::ConsumerAssignError,
+        ),
+        (
+            4,
+            vec![(7000, 6000)],
+            Sticky,
+            ServerError::ConsumerAssignError,
+        ),
+        (5, vec![], Sticky, ServerError::ConsumerAssignError),
+        (
+            6,
+            vec![(70_000, 70_001)],
+            Sticky,
+            ServerError::ConsumerAssignError,
+        ),
+        (7, vec![], AutoSplit, ServerError::ConsumerBusy),
+    ] {
+        send(&mut s, &key_shared_subscribe(id, id, &ranges, mode), None).await;
+        let e = next_frame(&mut s, &mut buf).await.error.expect("ERROR");
+        assert_eq!(
+            (e.request_id, e.error),
+            (id, error as i32),
+            "{ranges:?}: {}",
+            e.message
+        );
+    }
+    let stats = integration_tests::admin::json(
+        &sa.http_url,
+        &["topics", "stats", "persistent://public/default/ks-ranges"],
+    );
+    let sub = &stats["subscriptions"]["sub"];
+    assert_eq!(sub["keySharedMode"], "STICKY", "{sub}");
+    assert_eq!(sub["allowOutOfOrderDelivery"], false);
+    let ranges: std::collections::BTreeMap<String, serde_json::Value> = sub["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["consumerName"].as_str().unwrap().to_owned(),
+                c["keyHashRanges"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ranges["c1"],
+        serde_json::json!(["[0, 999]", "[5000, 5999]"])
+    );
+    assert_eq!(ranges["c2"], serde_json::json!(["[1000, 4999]"]));
 }

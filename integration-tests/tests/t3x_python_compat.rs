@@ -118,6 +118,25 @@ fn t3d_producer_access_modes_and_names() {
     );
 }
 
+/// Seeds 1-6, then those kept in `tests/<file>` (seeds that once failed), one per line.
+fn seeds(file: &str) -> Vec<String> {
+    let kept = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join(file),
+    )
+    .unwrap_or_default();
+    (1..=6)
+        .map(|s| s.to_string())
+        .chain(
+            kept.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        )
+        .collect()
+}
+
 /// Issue 12, item 9: Shared dispatch with client-side batching, randomized by seed —
 /// consumer counts, receiver queues, batch sizes, slow consumers (the round that found two
 /// consumers stalling used one fixed case). Seeds 1-6 run every time, and any seed in
@@ -126,20 +145,7 @@ fn t3d_producer_access_modes_and_names() {
 fn t3f_shared_dispatch_with_batching_randomized() {
     let dir = KeptDir::new("t3f-");
     let sa = StandaloneProcess::start(&dir.path()).unwrap();
-    let kept = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/shared_batched_seeds.txt"),
-    )
-    .unwrap_or_default();
-    let seeds: Vec<String> = (1..=6)
-        .map(|s| s.to_string())
-        .chain(
-            kept.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_owned),
-        )
-        .collect();
-    for seed in seeds {
+    for seed in seeds("shared_batched_seeds.txt") {
         check(
             run_scenario(&sa.service_url, "shared_batched", &[seed.as_str()]),
             &format!("shared_batched seed {seed}"),
@@ -156,26 +162,44 @@ fn t3f_shared_dispatch_with_batching_randomized() {
 fn t3k_key_shared_dispatch_randomized() {
     let dir = KeptDir::new("t3k-");
     let sa = StandaloneProcess::start(&dir.path()).unwrap();
-    let kept = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/key_shared_seeds.txt"),
-    )
-    .unwrap_or_default();
-    let seeds: Vec<String> = (1..=6)
-        .map(|s| s.to_string())
-        .chain(
-            kept.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_owned),
-        )
-        .collect();
-    for seed in seeds {
+    for seed in seeds("key_shared_seeds.txt") {
         let out = check(
             run_scenario(&sa.service_url, "key_shared_random", &[seed.as_str()]),
             &format!("key_shared_random seed {seed}"),
         );
         assert!(out.lines().any(|l| l == "key_shared_random ok"), "{out}");
     }
+}
+
+/// Issue 12, item 9: a chunked message's chunks all reach one consumer of a Shared
+/// subscription (the one that got its first chunk), with 2 and 3 consumers.
+#[test]
+fn t3l_shared_chunked_messages_reach_one_consumer() {
+    let dir = KeptDir::new("t3l-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    for consumers in ["2", "3"] {
+        let out = check(
+            run_scenario(&sa.service_url, "shared_chunks", &[consumers]),
+            &format!("shared_chunks with {consumers} consumers"),
+        );
+        assert!(
+            out.lines().any(|l| l.starts_with("shared chunks ok")),
+            "{out}"
+        );
+    }
+}
+
+/// Issue 12, item 7: a regex consumer finds topics created after it subscribed, and only
+/// those that match.
+#[test]
+fn t3m_regex_consumer_discovers_new_topics() {
+    let dir = KeptDir::new("t3m-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let out = check(
+        run_scenario(&sa.service_url, "regex_discovery", &[]),
+        "regex_discovery",
+    );
+    assert!(out.lines().any(|l| l == "regex discovery ok"), "{out}");
 }
 
 /// Issue 12, item 8: delayed delivery on a Shared subscription, never early; an Exclusive

@@ -72,6 +72,9 @@ pub(crate) fn error(e: &BrokerError) -> Response {
         BrokerError::Meta(meta::MetaError::BadVersion { .. }) => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
+    if status.is_server_error() {
+        tracing::warn!(error = %e, status = status.as_u16(), "admin call failed");
+    }
     reason(status, e.to_string())
 }
 

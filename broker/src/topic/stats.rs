@@ -80,28 +80,37 @@ pub async fn stats(t: &Topic) -> Result<Value> {
         let consumers: Vec<Value> = v
             .consumers
             .iter()
-            .map(|(_, name, permits, unacked)| {
-                json!({
+            .map(|(key, name, permits, unacked)| {
+                let mut c = json!({
                     "consumerName": name,
                     "availablePermits": permits,
                     "unackedMessages": unacked,
-                })
+                });
+                // Key_Shared: the hash ranges it owns, as Pulsar prints them.
+                if let Some((_, _, ranges)) = &v.key_shared
+                    && let Some((_, r)) = ranges.iter().find(|(k, _)| k == key)
+                {
+                    c["keyHashRanges"] = r.iter().map(|(a, b)| format!("[{a}, {b}]")).collect();
+                }
+                c
             })
             .collect();
-        subscriptions.insert(
-            s.name.clone(),
-            json!({
-                "msgOutCounter": m,
-                "bytesOutCounter": b,
-                "msgBacklog": backlog,
-                "backlogSize": backlog_size,
-                "unackedMessages": v.unacked,
-                "totalMsgExpired": s.expired.load(Relaxed),
-                "type": type_name(v.sub_type),
-                "isDurable": v.durable,
-                "consumers": consumers,
-            }),
-        );
+        let mut sub = json!({
+            "msgOutCounter": m,
+            "bytesOutCounter": b,
+            "msgBacklog": backlog,
+            "backlogSize": backlog_size,
+            "unackedMessages": v.unacked,
+            "totalMsgExpired": s.expired.load(Relaxed),
+            "type": type_name(v.sub_type),
+            "isDurable": v.durable,
+            "consumers": consumers,
+        });
+        if let Some((mode, ooo, _)) = &v.key_shared {
+            sub["keySharedMode"] = json!(mode);
+            sub["allowOutOfOrderDelivery"] = json!(ooo);
+        }
+        subscriptions.insert(s.name.clone(), sub);
     }
     let publishers: Vec<Value> = t
         .producers()

@@ -97,6 +97,9 @@ struct State {
     /// Key_Shared: the last pass left entries waiting for an acknowledgement (a key held by
     /// another consumer, an unacked limit): an ack wakes the dispatcher.
     keyed_waiting: bool,
+    /// Shared: chunked messages (by uuid) whose first chunk went to a consumer: their other
+    /// chunks go to it too.
+    chunk_owners: std::collections::HashMap<String, ConsumerKey>,
     /// Shared and Key_Shared: entries whose `deliver_at_time` has not come yet, by that time
     /// (ms) → redelivery count. Not persisted: after a restart the dispatcher reads them again
     /// from the mark-delete position and puts them back here.
@@ -146,6 +149,9 @@ pub struct SubscriptionView {
     pub read_position: Option<Position>,
     /// Acknowledged runs after the mark-delete: (ledger, first, last).
     pub acked_runs: Vec<(u64, u64, u64)>,
+    /// Key_Shared: ("AUTO_SPLIT" or "STICKY", allowOutOfOrderDelivery, each consumer's
+    /// inclusive hash ranges).
+    pub key_shared: Option<(&'static str, bool, Vec<(ConsumerKey, Vec<(u32, u32)>)>)>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -180,6 +186,7 @@ impl Subscription {
                 key_shared: None,
                 key_hashes: BTreeMap::new(),
                 keyed_waiting: false,
+                chunk_owners: Default::default(),
                 delayed: BTreeMap::new(),
                 closed: false,
                 idle_since: Instant::now(),
@@ -209,6 +216,7 @@ impl Subscription {
             st.redeliver.clear();
             st.key_hashes.clear();
             st.key_shared = None;
+            st.chunk_owners.clear();
             st.delayed.clear();
             st.next_consumer = 0;
             std::mem::take(&mut st.consumers)
@@ -248,7 +256,24 @@ impl Subscription {
                 )
             })
             .collect();
+        let key_shared = st
+            .key_shared
+            .as_ref()
+            .filter(|_| st.sub_type == SubType::KeyShared)
+            .map(|sel| {
+                let mode = match sel.mode() {
+                    crate::protocol::pb::key_shared_meta::KeySharedMode::AutoSplit => "AUTO_SPLIT",
+                    crate::protocol::pb::key_shared_meta::KeySharedMode::Sticky => "STICKY",
+                };
+                let ranges = st
+                    .consumers
+                    .iter()
+                    .map(|c| (c.key, sel.ranges_of(c.key)))
+                    .collect();
+                (mode, sel.allow_out_of_order(), ranges)
+            });
         SubscriptionView {
+            key_shared,
             sub_type: st.sub_type,
             durable: st.cursor.is_durable(),
             unacked: st.pending.len() as u64,
@@ -382,6 +407,8 @@ impl Subscription {
         if let Some(selector) = st.key_shared.as_mut() {
             selector.remove(key);
         }
+        // Its chunked messages start over: their first chunk goes out again first.
+        st.chunk_owners.retain(|_, owner| *owner != key);
         let orphaned: Vec<(Position, u32)> = st
             .pending
             .iter()
@@ -905,7 +932,52 @@ impl Subscription {
         self.wake.notify_one();
     }
 
-    async fn send(&self, pos: Position, c: &ConsumerHandle, redelivery_count: u32) -> Result<()> {
+    /// Shared: every chunk of a chunked message goes to the consumer that got its first
+    /// chunk, which reassembles them (Pulsar's SharedConsumerAssignor), even past its permits.
+    /// Returns that consumer when it is not `chosen` (the entry is recorded as its). A chunk
+    /// whose first chunk was acknowledged before (so no consumer is known) goes to `chosen`,
+    /// whose client drops the incomplete message, rather than stalling the subscription.
+    fn route_chunk(
+        &self,
+        pos: Position,
+        chosen: &ConsumerHandle,
+        meta: &crate::protocol::pb::MessageMetadata,
+    ) -> Option<Arc<ConsumerHandle>> {
+        let chunks = meta.num_chunks_from_msg.unwrap_or(0);
+        let uuid = meta.uuid.as_ref().filter(|_| chunks > 1)?;
+        let mut st = self.state();
+        if st.sub_type != SubType::Shared {
+            return None;
+        }
+        let chunk = meta.chunk_id.unwrap_or(0);
+        let last = chunk + 1 >= chunks;
+        if chunk == 0 {
+            if !last {
+                st.chunk_owners.insert(uuid.clone(), chosen.key);
+            }
+            return None;
+        }
+        let owner = if last {
+            st.chunk_owners.remove(uuid)
+        } else {
+            st.chunk_owners.get(uuid).copied()
+        }?;
+        if owner == chosen.key {
+            return None;
+        }
+        let handle = st.consumers.iter().find(|c| c.key == owner)?.clone();
+        if let Some(p) = st.pending.get_mut(&pos) {
+            p.0 = owner;
+        }
+        Some(handle)
+    }
+
+    async fn send(
+        &self,
+        pos: Position,
+        chosen: &ConsumerHandle,
+        redelivery_count: u32,
+    ) -> Result<()> {
         let view = self.state().compacted.clone();
         let compacted = match view.filter(|v| pos <= v.horizon) {
             Some(v) => v.read(pos).await?,
@@ -915,8 +987,9 @@ impl Subscription {
             Some(p) => p,
             None => self.ml.read(pos).await?,
         };
+        let info = inspect_payload(&payload).ok();
         // Delayed delivery (Shared and Key_Shared, as in Pulsar): not before its time.
-        if let Ok(info) = inspect_payload(&payload)
+        if let Some(info) = &info
             && let Some(at) = info.metadata.deliver_at_time
             && at > 0
             && (at as u64) > now_ms()
@@ -929,9 +1002,14 @@ impl Subscription {
                 return Ok(());
             }
         }
-        let messages = inspect_payload(&payload)
+        let messages = info
+            .as_ref()
             .map(|i| i.metadata.num_messages_in_batch.unwrap_or(1).max(1))
             .unwrap_or(1);
+        let routed = info
+            .as_ref()
+            .and_then(|i| self.route_chunk(pos, chosen, &i.metadata));
+        let c: &ConsumerHandle = routed.as_deref().unwrap_or(chosen);
         let partition = cmd::partition_of(self.ml.name());
         let unacked = self.state().cursor.unacked_of(pos).cloned();
         let mut command = cmd::message(c.consumer_id, pos, partition, redelivery_count);

@@ -1,4 +1,5 @@
-//! Request commands the broker does not serve yet — transactions — answered with the command's own error response,
+//! Request commands the broker does not serve yet — transactions — answered with the
+//! command's own error response,
 //! so the client sees a clear error for that call and keeps its connection (closing it would
 //! look like a network fault and fail every producer and consumer on it).
 
@@ -6,7 +7,8 @@ use crate::connection::Connection;
 use crate::error::Result;
 use crate::protocol::pb::base_command::Type;
 use crate::protocol::pb::{
-    BaseCommand, CommandNewTxnResponse, CommandTcClientConnectResponse, ServerError,
+    BaseCommand, CommandNewTxnResponse, CommandTcClientConnectResponse, CommandTxnOperation,
+    CommandTxnOperationResponse, ServerError,
 };
 
 /// NEW_TXN: no transaction coordinator.
@@ -36,4 +38,51 @@ pub async fn tc_client_connect(conn: &mut Connection, request_id: u64) -> Result
         ..Default::default()
     })
     .await
+}
+
+/// ADD_PARTITION_TO_TXN, ADD_SUBSCRIPTION_TO_TXN, END_TXN, END_TXN_ON_PARTITION and
+/// END_TXN_ON_SUBSCRIPTION (a client only sends them after a NEW_TXN, which is refused; a
+/// broker-to-broker call in Pulsar): each answered with its own response carrying
+/// `TransactionCoordinatorNotFound` (or `NotAllowed` for the broker-side ones) and the
+/// transaction id it named.
+pub async fn txn_operation(conn: &mut Connection, t: Type, r: CommandTxnOperation) -> Result<()> {
+    let error = match t {
+        Type::EndTxnOnPartition | Type::EndTxnOnSubscription => ServerError::NotAllowedError,
+        _ => ServerError::TransactionCoordinatorNotFound,
+    };
+    let response = Some(CommandTxnOperationResponse {
+        request_id: r.request_id,
+        txnid_least_bits: r.txnid_least_bits,
+        txnid_most_bits: r.txnid_most_bits,
+        error: Some(error as i32),
+        message: Some("transactions are not supported by this broker".into()),
+    });
+    let mut c = BaseCommand::default();
+    match t {
+        Type::AddPartitionToTxn => {
+            c.r#type = Type::AddPartitionToTxnResponse as i32;
+            c.add_partition_to_txn_response = response;
+        }
+        Type::AddSubscriptionToTxn => {
+            c.r#type = Type::AddSubscriptionToTxnResponse as i32;
+            c.add_subscription_to_txn_response = response;
+        }
+        Type::EndTxn => {
+            c.r#type = Type::EndTxnResponse as i32;
+            c.end_txn_response = response;
+        }
+        Type::EndTxnOnPartition => {
+            c.r#type = Type::EndTxnOnPartitionResponse as i32;
+            c.end_txn_on_partition_response = response;
+        }
+        Type::EndTxnOnSubscription => {
+            c.r#type = Type::EndTxnOnSubscriptionResponse as i32;
+            c.end_txn_on_subscription_response = response;
+        }
+        other => {
+            tracing::debug!(command = ?other, "not a transaction operation");
+            return Ok(());
+        }
+    }
+    conn.send(c).await
 }
