@@ -87,8 +87,8 @@ pub async fn stats(t: &Topic) -> Result<Value> {
                     "unackedMessages": unacked,
                 });
                 // Key_Shared: the hash ranges it owns, as Pulsar prints them.
-                if let Some((_, _, ranges)) = &v.key_shared
-                    && let Some((_, r)) = ranges.iter().find(|(k, _)| k == key)
+                if let Some(ks) = &v.key_shared
+                    && let Some((_, r)) = ks.ranges.iter().find(|(k, _)| k == key)
                 {
                     c["keyHashRanges"] = r.iter().map(|(a, b)| format!("[{a}, {b}]")).collect();
                 }
@@ -106,9 +106,9 @@ pub async fn stats(t: &Topic) -> Result<Value> {
             "isDurable": v.durable,
             "consumers": consumers,
         });
-        if let Some((mode, ooo, _)) = &v.key_shared {
-            sub["keySharedMode"] = json!(mode);
-            sub["allowOutOfOrderDelivery"] = json!(ooo);
+        if let Some(ks) = &v.key_shared {
+            sub["keySharedMode"] = json!(ks.mode);
+            sub["allowOutOfOrderDelivery"] = json!(ks.allow_out_of_order);
         }
         subscriptions.insert(s.name.clone(), sub);
     }

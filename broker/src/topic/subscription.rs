@@ -149,9 +149,19 @@ pub struct SubscriptionView {
     pub read_position: Option<Position>,
     /// Acknowledged runs after the mark-delete: (ledger, first, last).
     pub acked_runs: Vec<(u64, u64, u64)>,
-    /// Key_Shared: ("AUTO_SPLIT" or "STICKY", allowOutOfOrderDelivery, each consumer's
-    /// inclusive hash ranges).
-    pub key_shared: Option<(&'static str, bool, Vec<(ConsumerKey, Vec<(u32, u32)>)>)>,
+    /// Key_Shared: its mode and each consumer's hash ranges.
+    pub key_shared: Option<KeySharedView>,
+}
+
+/// What stats show of a Key_Shared subscription.
+#[derive(Debug, Clone)]
+pub struct KeySharedView {
+    /// "AUTO_SPLIT" or "STICKY".
+    pub mode: &'static str,
+    /// allowOutOfOrderDelivery.
+    pub allow_out_of_order: bool,
+    /// Each consumer's inclusive hash ranges.
+    pub ranges: Vec<(ConsumerKey, Vec<(u32, u32)>)>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -270,7 +280,11 @@ impl Subscription {
                     .iter()
                     .map(|c| (c.key, sel.ranges_of(c.key)))
                     .collect();
-                (mode, sel.allow_out_of_order(), ranges)
+                KeySharedView {
+                    mode,
+                    allow_out_of_order: sel.allow_out_of_order(),
+                    ranges,
+                }
             });
         SubscriptionView {
             key_shared,
