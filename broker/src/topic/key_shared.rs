@@ -163,10 +163,14 @@ impl Selector {
         match self.mode {
             KeySharedMode::AutoSplit => {
                 let i = self.ring.partition_point(|(p, _, _)| *p < hash);
-                self.ring
-                    .get(i)
-                    .or_else(|| self.ring.first())
-                    .map(|(_, _, k)| *k)
+                let i = if i == self.ring.len() { 0 } else { i };
+                let point = self.ring.get(i)?.0;
+                // Consumers of the same name share their points: the hash picks one of them.
+                let run = self.ring[i..]
+                    .iter()
+                    .take_while(|(p, _, _)| *p == point)
+                    .count();
+                Some(self.ring[i + hash as usize % run].2)
             }
             KeySharedMode::Sticky => {
                 let i = self.ranges.partition_point(|(s, _, _)| *s <= hash);
@@ -273,6 +277,16 @@ mod tests {
             .map(|(a, b)| b - a + 1)
             .sum();
         assert_eq!(total, RANGE);
+    }
+
+    #[test]
+    fn consumers_of_the_same_name_share_the_keys() {
+        let mut s = Selector::new(None);
+        s.add((1, 1), "same", None).unwrap();
+        s.add((2, 1), "same", None).unwrap();
+        let owners: std::collections::HashSet<_> =
+            (0..RANGE).step_by(11).filter_map(|h| s.select(h)).collect();
+        assert_eq!(owners.len(), 2, "both get keys");
     }
 
     #[test]
