@@ -1212,3 +1212,122 @@ fn next_after(p: Position) -> Position {
         None => Position::new(common::LedgerId(p.ledger.0 + 1), common::EntryId(0)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::pb::key_shared_meta::KeySharedMode;
+    use crate::protocol::pb::{IntRange, KeySharedMeta};
+
+    fn consumer(id: u64, permits: i64) -> Arc<ConsumerHandle> {
+        let (out, _rx) = mpsc::channel(1);
+        Arc::new(ConsumerHandle {
+            key: (1, id),
+            consumer_id: id,
+            name: format!("c{id}"),
+            out,
+            permits: AtomicI64::new(permits),
+            priority: 0,
+            protocol_version: 19,
+            reached_end: Default::default(),
+            epoch: AtomicI64::new(-1),
+            key_shared: None,
+        })
+    }
+
+    fn sticky(ranges: &[(i32, i32)], out_of_order: bool) -> KeySharedMeta {
+        KeySharedMeta {
+            key_shared_mode: KeySharedMode::Sticky as i32,
+            hash_ranges: ranges
+                .iter()
+                .map(|&(start, end)| IntRange { start, end })
+                .collect(),
+            allow_out_of_order_delivery: Some(out_of_order),
+        }
+    }
+
+    /// What a pass reads: the selector, the consumers, the pending entries, their keys.
+    struct Setup {
+        selector: Selector,
+        consumers: Vec<Arc<ConsumerHandle>>,
+        pending: BTreeMap<Position, (ConsumerKey, u32)>,
+        hashes: BTreeMap<Position, (u32, u32)>,
+    }
+
+    impl Setup {
+        /// c1 owns hashes 0-99, c2 100-199; c2 still holds an entry of hash 50 (it owned it
+        /// before), and one of hash 150.
+        fn new(out_of_order: bool, c1_permits: i64) -> Self {
+            let mut selector = Selector::new(Some(&sticky(&[(0, 99)], out_of_order)));
+            selector
+                .add((1, 1), "c1", Some(&sticky(&[(0, 99)], out_of_order)))
+                .unwrap();
+            selector
+                .add((1, 2), "c2", Some(&sticky(&[(100, 199)], out_of_order)))
+                .unwrap();
+            let p = |e| Position::new(common::LedgerId(1), common::EntryId(e));
+            Setup {
+                selector,
+                consumers: vec![consumer(1, c1_permits), consumer(2, 10)],
+                pending: BTreeMap::from([(p(0), ((1, 2), 0)), (p(1), ((1, 2), 0))]),
+                hashes: BTreeMap::from([(p(0), (50, 1)), (p(1), (150, 1))]),
+            }
+        }
+
+        fn pass(&self, max_unacked: u32) -> KeyedPass<'_> {
+            KeyedPass::new(
+                &self.selector,
+                &self.consumers,
+                &self.pending,
+                &self.hashes,
+                max_unacked,
+            )
+        }
+    }
+
+    #[test]
+    fn a_key_held_by_another_consumer_waits_for_its_ack() {
+        let setup = Setup::new(false, 10);
+        let mut pass = setup.pass(0);
+        assert_eq!(pass.assign(50, 1), None, "c2 still holds hash 50");
+        assert!(pass.waits_for_ack);
+        assert_eq!(
+            pass.assign(50, 1),
+            None,
+            "the key stays blocked in this pass"
+        );
+        assert_eq!(pass.assign(51, 1), Some((1, 1)), "other keys of c1 go");
+        assert_eq!(pass.assign(150, 1), Some((1, 2)), "c2's own key goes to it");
+        assert_eq!(pass.assign(300, 1), None, "no range covers 300");
+    }
+
+    #[test]
+    fn out_of_order_delivery_does_not_wait() {
+        let setup = Setup::new(true, 10);
+        let mut pass = setup.pass(0);
+        assert_eq!(pass.assign(50, 1), Some((1, 1)));
+    }
+
+    #[test]
+    fn a_consumer_without_permits_blocks_only_its_keys() {
+        let setup = Setup::new(false, 0);
+        let mut pass = setup.pass(0);
+        assert_eq!(pass.assign(10, 1), None);
+        assert!(!pass.waits_for_ack, "waiting for permits, not for an ack");
+        assert_eq!(pass.assign(150, 1), Some((1, 2)));
+        // permits count messages: a batch of 10 uses up c2's 10
+        assert_eq!(pass.assign(160, 10), Some((1, 2)));
+        assert_eq!(pass.assign(170, 1), None);
+    }
+
+    #[test]
+    fn the_unacked_limit_counts_held_entries() {
+        let setup = Setup::new(false, 10);
+        let mut pass = setup.pass(2);
+        assert_eq!(pass.assign(150, 1), None, "c2 holds 2 of its 2");
+        assert!(pass.waits_for_ack);
+        assert_eq!(pass.assign(10, 1), Some((1, 1)));
+        assert_eq!(pass.assign(11, 1), Some((1, 1)));
+        assert_eq!(pass.assign(12, 1), None, "c1 reached 2 in this pass");
+    }
+}
