@@ -41,6 +41,10 @@ pub struct ProduceArgs {
     /// Message size in bytes.
     #[arg(long, default_value_t = 1024)]
     size: usize,
+    /// Give messages partition keys `key-0` … `key-<N-1>` in turn (0: no key), so that
+    /// Key_Shared consumers share the topic.
+    #[arg(long, default_value_t = 0)]
+    keys: u64,
     /// Total publish rate in msg/s (0: as fast as possible).
     #[arg(long, default_value_t = 0)]
     rate: u64,
@@ -79,6 +83,10 @@ pub struct ConsumeArgs {
     /// Start a new subscription at the earliest message (default: the latest).
     #[arg(long)]
     earliest: bool,
+    /// Consumers per topic, each on its own connection (named `perf-<topic index>-<i>`): for
+    /// Shared and Key_Shared subscriptions.
+    #[arg(long, default_value_t = 1)]
+    consumers: usize,
     /// Length of the run.
     #[arg(long, default_value = "20s", value_parser = super::perf::humantime_duration)]
     duration: Duration,
@@ -275,6 +283,7 @@ impl ProducerRun {
             producer_name: name.to_owned(),
             sequence_id: seq,
             publish_time: now_ms(),
+            partition_key: (self.args.keys > 0).then(|| format!("key-{}", seq % self.args.keys)),
             ..Default::default()
         };
         let send = BaseCommand {
@@ -424,6 +433,8 @@ struct Subscription {
     name: String,
     sub_type: SubType,
     initial: InitialPosition,
+    /// The consumer's name (none: the broker's default).
+    consumer: Option<String>,
 }
 
 async fn consume_session(
@@ -442,6 +453,7 @@ async fn consume_session(
             consumer_id: 1,
             request_id: 1,
             initial_position: Some(sub.initial as i32),
+            consumer_name: sub.consumer.clone(),
             ..Default::default()
         }),
         ..base(Type::Subscribe)
@@ -560,6 +572,7 @@ pub async fn run(mut a: ProduceArgs) -> anyhow::Result<()> {
         name: format!("perf-{run_id}"),
         sub_type: SubType::Exclusive,
         initial: InitialPosition::Earliest,
+        consumer: None,
     };
     let mut tasks = Vec::new();
     for t in &topics {
@@ -671,19 +684,26 @@ pub async fn run_consume(a: ConsumeArgs) -> anyhow::Result<()> {
         } else {
             InitialPosition::Latest
         },
+        consumer: None,
     };
     let totals = new_totals();
     let started = Instant::now();
     let until = started + a.duration;
     let mut tasks = Vec::new();
-    for t in &a.topic {
-        tasks.push(tokio::spawn(consume(
-            a.service_url.clone(),
-            t.clone(),
-            sub.clone(),
-            totals.clone(),
-            until,
-        )));
+    for (n, t) in a.topic.iter().enumerate() {
+        for i in 0..a.consumers.max(1) {
+            let sub = Subscription {
+                consumer: Some(format!("perf-{n}-{i}")),
+                ..sub.clone()
+            };
+            tasks.push(tokio::spawn(consume(
+                a.service_url.clone(),
+                t.clone(),
+                sub,
+                totals.clone(),
+                until,
+            )));
+        }
     }
     let reporter = tokio::spawn(perf_report::report_every(
         "received",
