@@ -829,6 +829,7 @@ impl Subscription {
                         continue;
                     }
                     KeyedJob::NeedKeys(positions) => {
+                        let mut learned = Vec::with_capacity(positions.len());
                         for p in positions {
                             match self.ml.read(p).await {
                                 Ok(payload) => {
@@ -840,7 +841,7 @@ impl Subscription {
                                         ),
                                         Err(_) => (0, 1),
                                     };
-                                    self.state().key_hashes.insert(p, (hash, messages));
+                                    learned.push((p, (hash, messages)));
                                 }
                                 Err(e) => {
                                     tracing::warn!(subscription = self.name, %p, error = %e, "read failed; will retry");
@@ -849,6 +850,7 @@ impl Subscription {
                                 }
                             }
                         }
+                        self.state().key_hashes.extend(learned);
                         continue;
                     }
                     KeyedJob::Idle => None,
@@ -1052,10 +1054,10 @@ impl Subscription {
 }
 
 /// Most entries one Key_Shared pass hands out.
-const KEYED_BATCH: usize = 64;
+const KEYED_BATCH: usize = 256;
 
 /// Entries whose keys one read learns ahead.
-const KEY_READ_BATCH: usize = 16;
+const KEY_READ_BATCH: usize = 128;
 
 /// Entries a Key_Shared subscription sets aside per consumer while their consumers cannot
 /// take them (Pulsar: keySharedLookAheadMsgInReplayThresholdPerConsumer).
