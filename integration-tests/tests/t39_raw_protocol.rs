@@ -39,6 +39,17 @@ async fn send(s: &mut TcpStream, c: &BaseCommand, payload: Option<&[u8]>) {
     s.write_all(&out).await.unwrap();
 }
 
+fn close_producer_cmd(producer_id: u64, request_id: u64) -> BaseCommand {
+    BaseCommand {
+        close_producer: Some(pb::CommandCloseProducer {
+            producer_id,
+            request_id,
+            ..Default::default()
+        }),
+        ..base(Type::CloseProducer)
+    }
+}
+
 fn base(t: Type) -> BaseCommand {
     BaseCommand {
         r#type: t as i32,
@@ -259,14 +270,7 @@ async fn t39b_close_producer_order_refused_unsubscribe_and_type_change() {
         };
         send(&mut s, &c, Some(&payload)).await;
     }
-    let close = BaseCommand {
-        close_producer: Some(pb::CommandCloseProducer {
-            producer_id: 1,
-            request_id: 2,
-            ..Default::default()
-        }),
-        ..base(Type::CloseProducer)
-    };
+    let close = close_producer_cmd(1, 2);
     send(&mut s, &close, None).await;
     let mut receipts = 0;
     loop {
@@ -925,14 +929,7 @@ async fn t39f_topic_list_watchers() {
     );
 
     // A deletion (the producer closed first).
-    let close = BaseCommand {
-        close_producer: Some(pb::CommandCloseProducer {
-            producer_id: 3,
-            request_id: 6,
-            ..Default::default()
-        }),
-        ..base(Type::CloseProducer)
-    };
+    let close = close_producer_cmd(3, 6);
     send(&mut s, &close, None).await;
     assert!(next_frame(&mut s, &mut buf).await.success.is_some());
     integration_tests::admin::ok(&url, &["topics", "delete", &format!("{ns}/w-a-2")]);
@@ -1122,14 +1119,9 @@ fn key_shared_subscribe(
     );
     let s = c.subscribe.as_mut().unwrap();
     s.consumer_name = Some(format!("c{consumer_id}"));
-    s.key_shared_meta = Some(pb::KeySharedMeta {
-        key_shared_mode: mode as i32,
-        hash_ranges: ranges
-            .iter()
-            .map(|&(start, end)| pb::IntRange { start, end })
-            .collect(),
-        allow_out_of_order_delivery: None,
-    });
+    let mut meta = broker::topic::key_shared::sticky_meta(ranges, None);
+    meta.key_shared_mode = mode as i32;
+    s.key_shared_meta = Some(meta);
     c
 }
 

@@ -225,20 +225,24 @@ impl Selector {
     }
 }
 
+/// The `keySharedMeta` of a STICKY consumer owning `ranges` (inclusive).
+pub fn sticky_meta(ranges: &[(i32, i32)], out_of_order: Option<bool>) -> KeySharedMeta {
+    KeySharedMeta {
+        key_shared_mode: KeySharedMode::Sticky as i32,
+        hash_ranges: ranges
+            .iter()
+            .map(|&(start, end)| crate::protocol::pb::IntRange { start, end })
+            .collect(),
+        allow_out_of_order_delivery: out_of_order,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::pb::IntRange;
 
     fn sticky(ranges: &[(i32, i32)]) -> KeySharedMeta {
-        KeySharedMeta {
-            key_shared_mode: KeySharedMode::Sticky as i32,
-            hash_ranges: ranges
-                .iter()
-                .map(|&(start, end)| IntRange { start, end })
-                .collect(),
-            allow_out_of_order_delivery: None,
-        }
+        sticky_meta(ranges, None)
     }
 
     #[test]

@@ -1218,8 +1218,7 @@ fn next_after(p: Position) -> Position {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::pb::key_shared_meta::KeySharedMode;
-    use crate::protocol::pb::{IntRange, KeySharedMeta};
+    use crate::protocol::pb::KeySharedMeta;
 
     fn consumer(id: u64, permits: i64) -> Arc<ConsumerHandle> {
         let (out, _rx) = mpsc::channel(1);
@@ -1238,14 +1237,7 @@ mod tests {
     }
 
     fn sticky(ranges: &[(i32, i32)], out_of_order: bool) -> KeySharedMeta {
-        KeySharedMeta {
-            key_shared_mode: KeySharedMode::Sticky as i32,
-            hash_ranges: ranges
-                .iter()
-                .map(|&(start, end)| IntRange { start, end })
-                .collect(),
-            allow_out_of_order_delivery: Some(out_of_order),
-        }
+        crate::topic::key_shared::sticky_meta(ranges, Some(out_of_order))
     }
 
     /// What a pass reads: the selector, the consumers, the pending entries, their keys.
