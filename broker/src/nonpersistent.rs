@@ -40,6 +40,8 @@ struct SubState {
     sub_type: SubType,
     consumers: Vec<Arc<ConsumerHandle>>,
     next: usize,
+    /// Key_Shared: which consumer owns which key hash (as on persistent topics).
+    selector: Option<crate::topic::key_shared::Selector>,
 }
 
 impl NpSubscription {
@@ -65,6 +67,21 @@ impl NpSubscription {
                 self.name
             )));
         }
+        if sub_type == SubType::KeyShared {
+            use crate::topic::key_shared::{Refusal, Selector};
+            let meta = c.key_shared.as_ref();
+            if st.consumers.is_empty() {
+                st.selector = Some(Selector::new(meta));
+            }
+            let selector = st.selector.get_or_insert_with(|| Selector::new(meta));
+            if let Err(refusal) = selector.add(c.key, &c.name, meta) {
+                let why = format!("subscription {}: {}", self.name, refusal.reason());
+                return Err(match refusal {
+                    Refusal::Busy(_) => BrokerError::ConsumerBusy(why),
+                    Refusal::Assign(_) => BrokerError::ConsumerAssign(why),
+                });
+            }
+        }
         st.consumers.push(c);
         if st.sub_type == SubType::Failover {
             st.consumers
@@ -77,6 +94,9 @@ impl NpSubscription {
     pub fn remove_consumer(&self, key: (u64, u64)) -> bool {
         let mut st = self.state();
         st.consumers.retain(|c| c.key != key);
+        if let Some(selector) = st.selector.as_mut() {
+            selector.remove(key);
+        }
         st.consumers.is_empty()
     }
 
@@ -90,10 +110,8 @@ impl NpSubscription {
                 st.consumers.first().filter(|c| has_permits(c)).cloned()
             }
             SubType::KeyShared => {
-                if len == 0 {
-                    return None;
-                }
-                let c = &st.consumers[crate::sticky_key::owner(key_hash, len)];
+                let owner = st.selector.as_ref()?.select(key_hash)?;
+                let c = st.consumers.iter().find(|c| c.key == owner)?;
                 has_permits(c).then(|| c.clone())
             }
             SubType::Shared => {
@@ -165,6 +183,7 @@ impl NpTopic {
                         sub_type,
                         consumers: Vec::new(),
                         next: 0,
+                        selector: None,
                     }),
                 })
             })
@@ -330,6 +349,32 @@ mod tests {
             "no permits left"
         );
         assert_eq!(t.dropped.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn key_shared_routes_by_the_subscriptions_sticky_ranges() {
+        use crate::topic::key_shared::sticky_meta;
+        let t = NpTopic::new("non-persistent://a/b/ks".into());
+        let s = t.subscription("s", SubType::KeyShared);
+        let with = |id, ranges: &[(i32, i32)]| {
+            let (c, rx) = consumer(id, 10);
+            let mut c = Arc::into_inner(c).unwrap();
+            c.key_shared = Some(sticky_meta(ranges, None));
+            (Arc::new(c), rx)
+        };
+        let (c1, _r1) = with(1, &[(0, 32_767)]);
+        let (c2, _r2) = with(2, &[(32_768, 65_535)]);
+        let (c3, _r3) = with(3, &[(100, 200)]);
+        s.add_consumer(c1, SubType::KeyShared).unwrap();
+        s.add_consumer(c2, SubType::KeyShared).unwrap();
+        assert!(matches!(
+            s.add_consumer(c3, SubType::KeyShared),
+            Err(BrokerError::ConsumerAssign(_))
+        ));
+        assert_eq!(s.pick(5).map(|c| c.key), Some((1, 1)));
+        assert_eq!(s.pick(40_000).map(|c| c.key), Some((1, 2)));
+        s.remove_consumer((1, 2));
+        assert!(s.pick(40_000).is_none(), "no consumer owns it any more");
     }
 
     #[test]

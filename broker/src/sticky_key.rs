@@ -50,11 +50,6 @@ pub fn key_hash(meta: &MessageMetadata) -> u32 {
     (murmur3_32(key) & i32::MAX as u32) % RANGE
 }
 
-/// Which of `n` consumers owns `hash` when the range is split evenly (auto-split).
-pub fn owner(hash: u32, n: usize) -> usize {
-    ((u64::from(hash) * n as u64) / u64::from(RANGE)) as usize
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,12 +62,5 @@ mod tests {
             murmur3_32(b"The quick brown fox jumps over the lazy dog"),
             0x2e4f_f723
         );
-    }
-
-    #[test]
-    fn ranges_split_evenly() {
-        assert_eq!(owner(0, 3), 0);
-        assert_eq!(owner(RANGE - 1, 3), 2);
-        assert_eq!(owner(RANGE / 2, 2), 1);
     }
 }
