@@ -1,6 +1,8 @@
 //! t37: the Rust `pulsar` crate (protocol v12, no feature flags) against `magnetar
 //! standalone`: produce, consume with acks, every message once and in order.
 
+mod support;
+
 use futures_util::TryStreamExt;
 use integration_tests::process::KeptDir;
 use integration_tests::standalone::StandaloneProcess;
@@ -115,4 +117,66 @@ async fn t37b_shared_priority_levels() {
     }
     let other = tokio::time::timeout(std::time::Duration::from_secs(2), c1.try_next()).await;
     assert!(other.is_err(), "the level-1 consumer got a message");
+}
+
+/// Issue 12, item 9, with the Rust crate: a Key_Shared subscription of two consumers — each
+/// key goes to one consumer, in order, every message arrives, and both get keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t37c_key_shared_with_the_rust_crate() {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use pulsar::producer::Message;
+
+    let dir = integration_tests::process::KeptDir::new("t37c-");
+    let sa = integration_tests::standalone::StandaloneProcess::start(&dir.path()).unwrap();
+    let topic = "persistent://public/default/rust-key-shared";
+    let client = support::client(&sa.service_url).await;
+    let mut consumers = [
+        support::consumer(&client, topic, "ks", SubType::KeyShared).await,
+        support::consumer(&client, topic, "ks", SubType::KeyShared).await,
+    ];
+    let mut producer = client.producer().with_topic(topic).build().await.unwrap();
+    // 32 keys: the chance that one consumer owns them all is 2^-31
+    let (total, keys) = (320, 32);
+    for i in 0..total {
+        let m = Message {
+            payload: i.to_string().into_bytes(),
+            partition_key: Some(format!("key-{}", i % keys)),
+            ..Default::default()
+        };
+        producer.send_non_blocking(m).await.unwrap().await.unwrap();
+    }
+    let mut owner: HashMap<String, usize> = HashMap::new();
+    let mut last: HashMap<String, i64> = HashMap::new();
+    let mut received = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while received < total && tokio::time::Instant::now() < deadline {
+        for (idx, c) in consumers.iter_mut().enumerate() {
+            while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), c.try_next())
+                .await
+                .map(|r| r.expect("the consumer failed"))
+            {
+                let key = m.key().expect("a partition key");
+                let seq: i64 = String::from_utf8(m.payload.data.clone())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert_eq!(
+                    *owner.entry(key.clone()).or_insert(idx),
+                    idx,
+                    "{key} went to two consumers"
+                );
+                assert!(seq > *last.get(&key).unwrap_or(&-1), "{key} out of order");
+                last.insert(key, seq);
+                c.ack(&m).await.unwrap();
+                received += 1;
+            }
+        }
+    }
+    assert_eq!(received, total, "every message arrives once");
+    let mut owners: Vec<usize> = owner.values().copied().collect();
+    owners.sort();
+    owners.dedup();
+    assert_eq!(owners.len(), 2, "both consumers got keys: {owner:?}");
 }
