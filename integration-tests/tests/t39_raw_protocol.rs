@@ -1204,3 +1204,44 @@ async fn t39h_key_shared_sticky_ranges_validated_and_shown() {
     );
     assert_eq!(ranges["c2"], serde_json::json!(["[1000, 4999]"]));
 }
+
+/// Issue 12, item 7, unhappy path: etcd killed (SIGKILL) and restarted under a topic list
+/// watcher — the watch carries on, and a topic created afterwards is still reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t39i_topic_list_watcher_survives_an_etcd_restart() {
+    use integration_tests::standalone::{BrokerProcess, check, run_scenario};
+    let mut cluster = integration_tests::TestCluster::start(1).await.unwrap();
+    let broker = BrokerProcess::start_with(
+        &cluster.meta_url(),
+        (1, 1, 1),
+        &cluster.dir().join("broker.log"),
+        &[],
+    )
+    .unwrap();
+    let addr = broker.service_url.strip_prefix("pulsar://").unwrap();
+    let (mut s, mut buf) = connect(addr).await;
+    send(
+        &mut s,
+        &watch_cmd(1, 1, "persistent://public/default/er-.*", None),
+        None,
+    )
+    .await;
+    assert!(
+        next_frame(&mut s, &mut buf)
+            .await
+            .watch_topic_list_success
+            .is_some()
+    );
+    cluster.etcd.kill();
+    cluster.etcd.restart().await.unwrap();
+    let topic = "persistent://public/default/er-1";
+    check(
+        run_scenario(&broker.service_url, "produce_fixed", &[topic, "2"]),
+        "produce after the etcd restart",
+    );
+    let u = next_frame(&mut s, &mut buf)
+        .await
+        .watch_topic_update
+        .unwrap();
+    assert_eq!(u.new_topics, [topic]);
+}
