@@ -27,13 +27,23 @@ pub static OUT_BYTES: AtomicU64 = AtomicU64::new(0);
 pub const PERIOD: Duration = Duration::from_secs(5);
 
 /// Updates the gauges and trims consumed ledgers every [`PERIOD`] until `stop`.
+///
+/// A change to any namespace's policies (an etcd watch on the namespace records) starts a
+/// pass at once, so a policy set by `magnetar admin` applies to loaded topics within moments
+/// rather than at the next period.
 pub async fn run(service: Arc<BrokerService>, stop: CancellationToken) {
     let mut last = (Instant::now(), [0u64; 4]);
     let mut last_expiry = Instant::now();
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let _watch = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(watch_policies(
+        service.clone(),
+        changed.clone(),
+    )));
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(PERIOD) => {}
+            () = changed.notified() => {}
         }
         let now =
             [&IN_MESSAGES, &IN_BYTES, &OUT_MESSAGES, &OUT_BYTES].map(|c| c.load(Ordering::Relaxed));
@@ -125,6 +135,22 @@ pub async fn run(service: Arc<BrokerService>, stop: CancellationToken) {
             }
         }
         metrics::counter!("magnetar_trim_passes_total").increment(1);
+    }
+}
+
+/// Notifies `changed` on every change to a namespace record, watching again (after a pause)
+/// when the store ends the watch.
+async fn watch_policies(service: Arc<BrokerService>, changed: Arc<tokio::sync::Notify>) {
+    loop {
+        match service.namespaces.watch_policies().await {
+            Ok(mut w) => {
+                while let Some(Ok(_)) = w.next().await {
+                    changed.notify_one();
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot watch namespace policies"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -150,6 +150,11 @@ impl KeyLayout {
         format!("{}{tenant}", self.tenants_prefix())
     }
 
+    /// Prefix of every namespace record (`namespaces/`).
+    pub fn all_namespaces_prefix(&self) -> String {
+        format!("{}namespaces/", self.root)
+    }
+
     /// Prefix of a tenant's namespaces (`namespaces/<tenant>/`).
     pub fn namespaces_prefix(&self, tenant: &str) -> String {
         format!("{}namespaces/{tenant}/", self.root)

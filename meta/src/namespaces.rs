@@ -251,6 +251,13 @@ impl Namespaces {
         self.names(&self.keys.namespace_topics_prefix(ns)).await
     }
 
+    /// Follows, from now on, every namespace record (policy changes of any namespace).
+    pub async fn watch_policies(&self) -> Result<crate::store::Watcher> {
+        self.store
+            .watch(&self.keys.all_namespaces_prefix(), None)
+            .await
+    }
+
     /// Follows, from now on, the records a namespace's topic list is made of: its topics'
     /// managed-ledger records and its partitioned-topic records. Start it before listing
     /// (`topics`, `partitioned_topics`) so that no change falls between the two.
