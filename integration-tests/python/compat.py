@@ -993,6 +993,41 @@ def scenario_shared_chunks():
     client.close()
 
 
+def scenario_key_shared_phase():
+    """Topic ARGS[0], Key_Shared subscription "ks" with two consumers (receiver queues of 10):
+    produce ARGS[2] messages with 20 keys in turn (numbered from 0), then consume and
+    acknowledge until ARGS[1] messages were processed (0: until idle); print, as JSON, the
+    [key, number] pairs in the order they were processed."""
+    client = new_client()
+    t, limit, produce = ARGS[0], int(ARGS[1]), int(ARGS[2])
+    consumers = [client.subscribe(t, "ks", consumer_type=pulsar.ConsumerType.KeyShared,
+                                  consumer_name=name, receiver_queue_size=10,
+                                  initial_position=pulsar.InitialPosition.Earliest)
+                 for name in ("a", "b")]
+    if produce:
+        producer = client.create_producer(t, batching_enabled=False, block_if_queue_full=True)
+        for i in range(produce):
+            producer.send_async(("%d" % i).encode(), None, partition_key="key-%d" % (i % 20))
+        producer.flush()
+    got = []
+    idle = 0
+    while idle < 100 and (limit == 0 or len(got) < limit):
+        progressed = False
+        for c in consumers:
+            try:
+                m = c.receive(timeout_millis=20)
+            except pulsar.Timeout:
+                continue
+            got.append([m.partition_key(), int(m.data().decode())])
+            c.acknowledge(m)
+            progressed = True
+            if limit and len(got) >= limit:
+                break
+        idle = 0 if progressed else idle + 1
+    print(json.dumps(got), flush=True)
+    client.close()
+
+
 def scenario_reader():
     client = new_client()
     t = topic()
