@@ -68,19 +68,16 @@ impl NpSubscription {
             )));
         }
         if sub_type == SubType::KeyShared {
-            use crate::topic::key_shared::{Refusal, Selector};
+            let first = st.consumers.is_empty();
             let meta = c.key_shared.as_ref();
-            if st.consumers.is_empty() {
-                st.selector = Some(Selector::new(meta));
-            }
-            let selector = st.selector.get_or_insert_with(|| Selector::new(meta));
-            if let Err(refusal) = selector.add(c.key, &c.name, meta) {
-                let why = format!("subscription {}: {}", self.name, refusal.reason());
-                return Err(match refusal {
-                    Refusal::Busy(_) => BrokerError::ConsumerBusy(why),
-                    Refusal::Assign(_) => BrokerError::ConsumerAssign(why),
-                });
-            }
+            crate::topic::key_shared::join(
+                &mut st.selector,
+                first,
+                &self.name,
+                c.key,
+                &c.name,
+                meta,
+            )?;
         }
         st.consumers.push(c);
         if st.sub_type == SubType::Failover {

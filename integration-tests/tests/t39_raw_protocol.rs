@@ -39,6 +39,13 @@ async fn send(s: &mut TcpStream, c: &BaseCommand, payload: Option<&[u8]>) {
     s.write_all(&out).await.unwrap();
 }
 
+fn ping_cmd() -> BaseCommand {
+    BaseCommand {
+        ping: Some(pb::CommandPing {}),
+        ..base(Type::Ping)
+    }
+}
+
 fn close_producer_cmd(producer_id: u64, request_id: u64) -> BaseCommand {
     BaseCommand {
         close_producer: Some(pb::CommandCloseProducer {
@@ -138,15 +145,7 @@ async fn t39_wire_behaviour() {
     assert!(receipt.message_id.is_some());
 
     // PING is answered.
-    send(
-        &mut s,
-        &BaseCommand {
-            ping: Some(pb::CommandPing {}),
-            ..base(Type::Ping)
-        },
-        None,
-    )
-    .await;
+    send(&mut s, &ping_cmd(), None).await;
     assert!(
         read_frame(&mut s, &mut buf)
             .await
@@ -981,15 +980,7 @@ async fn t39f_topic_list_watchers() {
         }
     }
     // Round trip: anything the closed watcher sent would have come by now too.
-    send(
-        &mut s,
-        &BaseCommand {
-            ping: Some(pb::CommandPing {}),
-            ..base(Type::Ping)
-        },
-        None,
-    )
-    .await;
+    send(&mut s, &ping_cmd(), None).await;
     loop {
         let c = next_frame(&mut s, &mut buf).await;
         if let Some(u) = c.watch_topic_update {

@@ -225,6 +225,31 @@ impl Selector {
     }
 }
 
+/// Adds consumer `key` (named `name`, asking for `meta`) to subscription `subscription`'s
+/// assignment, which its first consumer (`first`) sets up; a refusal becomes the error the
+/// broker answers (`ConsumerBusy` or `ConsumerAssignError`). Persistent and non-persistent
+/// subscriptions both join through here.
+pub fn join(
+    selector: &mut Option<Selector>,
+    first: bool,
+    subscription: &str,
+    key: ConsumerKey,
+    name: &str,
+    meta: Option<&KeySharedMeta>,
+) -> crate::error::Result<()> {
+    if first {
+        *selector = None; // a subscription that was idle takes its next consumer's mode
+    }
+    let s = selector.get_or_insert_with(|| Selector::new(meta));
+    s.add(key, name, meta).map_err(|refusal| {
+        let why = format!("subscription {subscription}: {}", refusal.reason());
+        match refusal {
+            Refusal::Busy(_) => crate::error::BrokerError::ConsumerBusy(why),
+            Refusal::Assign(_) => crate::error::BrokerError::ConsumerAssign(why),
+        }
+    })
+}
+
 /// The `keySharedMeta` of a STICKY consumer owning `ranges` (inclusive).
 pub fn sticky_meta(ranges: &[(i32, i32)], out_of_order: Option<bool>) -> KeySharedMeta {
     KeySharedMeta {

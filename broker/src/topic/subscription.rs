@@ -25,7 +25,7 @@ use crate::managed_ledger::cursor::Cursor;
 use crate::protocol::cmd;
 use crate::protocol::frame::{self, encode_with_payload, inspect_payload};
 use crate::protocol::pb::command_subscribe::SubType;
-use crate::topic::key_shared::{ConsumerKey, Refusal, Selector};
+use crate::topic::key_shared::{ConsumerKey, Selector};
 
 /// How often a dirty cursor is persisted.
 pub const CURSOR_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -333,18 +333,16 @@ impl Subscription {
             )));
         }
         if st.sub_type == SubType::KeyShared {
+            let first = st.consumers.is_empty();
             let meta = c.key_shared.as_ref();
-            if st.consumers.is_empty() {
-                st.key_shared = Some(Selector::new(meta));
-            }
-            let selector = st.key_shared.get_or_insert_with(|| Selector::new(meta));
-            if let Err(refusal) = selector.add(c.key, &c.name, meta) {
-                let why = format!("subscription {}: {}", self.name, refusal.reason());
-                return Err(match refusal {
-                    Refusal::Busy(_) => BrokerError::ConsumerBusy(why),
-                    Refusal::Assign(_) => BrokerError::ConsumerAssign(why),
-                });
-            }
+            crate::topic::key_shared::join(
+                &mut st.key_shared,
+                first,
+                &self.name,
+                c.key,
+                &c.name,
+                meta,
+            )?;
         }
         let before = st.consumers.first().map(|c| c.key);
         st.consumers.push(c);

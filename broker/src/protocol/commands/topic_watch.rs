@@ -49,13 +49,16 @@ pub struct TopicWatcher {
     _task: tokio_util::task::AbortOnDropHandle<()>,
 }
 
-fn success(request_id: u64, watcher_id: u64, topics: Vec<String>, hash: String) -> BaseCommand {
+/// WATCH_TOPIC_LIST_SUCCESS answering `c` with `topics` (none when the client already has
+/// the list: it sent its hash).
+fn success(c: &CommandWatchTopicList, topics: Vec<String>, hash: String) -> BaseCommand {
+    let known = c.topics_hash.as_deref() == Some(hash.as_str());
     BaseCommand {
         r#type: Type::WatchTopicListSuccess as i32,
         watch_topic_list_success: Some(CommandWatchTopicListSuccess {
-            request_id,
-            watcher_id,
-            topic: topics,
+            request_id: c.request_id,
+            watcher_id: c.watcher_id,
+            topic: if known { Vec::new() } else { topics },
             topics_hash: hash,
         }),
         ..Default::default()
@@ -74,14 +77,7 @@ pub async fn watch(conn: &mut Connection, c: CommandWatchTopicList) -> Result<()
         let topics: Vec<String> = w.told.lock().unwrap().iter().cloned().collect();
         let hash = topics_hash(&topics);
         tracing::info!(conn = conn.id, watcher = c.watcher_id, namespace = %w.namespace, "topic list watcher asked for again");
-        let topics = if c.topics_hash.as_deref() == Some(hash.as_str()) {
-            Vec::new()
-        } else {
-            topics
-        };
-        return conn
-            .send(success(c.request_id, c.watcher_id, topics, hash))
-            .await;
+        return conn.send(success(&c, topics, hash)).await;
     }
     let max = conn.service.subscription_pattern_max_length;
     let pattern = match TopicsPattern::new(&c.topics_pattern, max) {
@@ -108,14 +104,8 @@ pub async fn watch(conn: &mut Connection, c: CommandWatchTopicList) -> Result<()
     let told = Arc::new(std::sync::Mutex::new(
         topics.iter().cloned().collect::<BTreeSet<_>>(),
     ));
-    let reply_topics = if c.topics_hash.as_deref() == Some(hash.as_str()) {
-        Vec::new()
-    } else {
-        topics
-    };
     // The answer is queued before the task can queue any update.
-    conn.send(success(c.request_id, c.watcher_id, reply_topics, hash))
-        .await?;
+    conn.send(success(&c, topics, hash)).await?;
     let task = tokio::spawn(follow(
         conn.service.clone(),
         conn.out.clone(),

@@ -58,31 +58,30 @@ pub async fn txn_operation(conn: &mut Connection, t: Type, r: CommandTxnOperatio
         message: Some("transactions are not supported by this broker".into()),
     });
     let mut c = BaseCommand::default();
-    match t {
-        Type::AddPartitionToTxn => {
-            c.r#type = Type::AddPartitionToTxnResponse as i32;
-            c.add_partition_to_txn_response = response;
-        }
-        Type::AddSubscriptionToTxn => {
-            c.r#type = Type::AddSubscriptionToTxnResponse as i32;
-            c.add_subscription_to_txn_response = response;
-        }
-        Type::EndTxn => {
-            c.r#type = Type::EndTxnResponse as i32;
-            c.end_txn_response = response;
-        }
-        Type::EndTxnOnPartition => {
-            c.r#type = Type::EndTxnOnPartitionResponse as i32;
-            c.end_txn_on_partition_response = response;
-        }
-        Type::EndTxnOnSubscription => {
-            c.r#type = Type::EndTxnOnSubscriptionResponse as i32;
-            c.end_txn_on_subscription_response = response;
-        }
+    let (answer, slot) = match t {
+        Type::AddPartitionToTxn => (
+            Type::AddPartitionToTxnResponse,
+            &mut c.add_partition_to_txn_response,
+        ),
+        Type::AddSubscriptionToTxn => (
+            Type::AddSubscriptionToTxnResponse,
+            &mut c.add_subscription_to_txn_response,
+        ),
+        Type::EndTxn => (Type::EndTxnResponse, &mut c.end_txn_response),
+        Type::EndTxnOnPartition => (
+            Type::EndTxnOnPartitionResponse,
+            &mut c.end_txn_on_partition_response,
+        ),
+        Type::EndTxnOnSubscription => (
+            Type::EndTxnOnSubscriptionResponse,
+            &mut c.end_txn_on_subscription_response,
+        ),
         other => {
             tracing::debug!(command = ?other, "not a transaction operation");
             return Ok(());
         }
-    }
+    };
+    *slot = response;
+    c.r#type = answer as i32;
     conn.send(c).await
 }
