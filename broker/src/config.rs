@@ -40,6 +40,12 @@ pub struct BrokerConfig {
     /// The longest topics pattern the broker evaluates for regex consumers (Pulsar:
     /// subscriptionPatternMaxLength).
     pub subscription_pattern_max_length: usize,
+    /// Most client connections the broker holds at once; one more is closed as it is accepted
+    /// (0: no limit). Pulsar: brokerMaxConnections.
+    pub max_connections: usize,
+    /// Most client connections from one IP address (0: no limit). Pulsar:
+    /// brokerMaxConnectionsPerIp.
+    pub max_connections_per_ip: usize,
     /// Metadata store.
     pub meta: MetaSection,
     /// Managed ledgers.
@@ -123,6 +129,8 @@ impl Default for BrokerConfig {
             message_ttl: Duration::ZERO,
             message_expiry_check_interval: Duration::from_secs(60),
             subscription_pattern_max_length: 50,
+            max_connections: 0,
+            max_connections_per_ip: 0,
             meta: MetaSection::default(),
             managed_ledger: ManagedLedgerSection::default(),
             ownership: OwnershipSection::default(),

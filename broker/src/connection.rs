@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
+use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -62,7 +63,7 @@ pub struct Connection {
     /// The broker.
     pub service: Arc<BrokerService>,
     /// Outbound frames.
-    pub out: mpsc::Sender<Bytes>,
+    pub out: crate::outbound::Outbound,
     /// Negotiated protocol version (0 until CONNECT).
     pub protocol_version: i32,
     /// Largest message accepted.
@@ -312,18 +313,32 @@ pub async fn serve(stream: TcpStream, service: Arc<BrokerService>, id: u64) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
     let (mut rd, mut wr) = stream.into_split();
-    let (out, mut rx) = mpsc::channel::<Bytes>(OUTBOUND_QUEUE);
+    let (out, mut rx) = crate::outbound::channel(OUTBOUND_QUEUE);
+    // A socket that takes no bytes for this long belongs to a client that stopped reading:
+    // the connection is closed (its consumers' messages go to others), as nothing else would
+    // ever end it.
+    let stall = service.keepalive * 2;
     let writer = tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             let mut buf = BytesMut::from(&first[..]);
-            while let Ok(more) = rx.try_recv() {
+            while let Some(more) = rx.try_recv() {
                 buf.extend_from_slice(&more);
                 if buf.len() > 1 << 20 {
                     break;
                 }
             }
-            if wr.write_all(&buf).await.is_err() {
-                return;
+            match tokio::time::timeout(stall, wr.write_all(&buf)).await {
+                Ok(Ok(())) => rx.written(buf.len()),
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::warn!(
+                        conn = id,
+                        ?peer,
+                        "client stopped reading; closing connection"
+                    );
+                    metrics::counter!("pulsar_connections_write_stalled_total").increment(1);
+                    return;
+                }
             }
         }
     });
@@ -349,9 +364,34 @@ pub async fn serve(stream: TcpStream, service: Arc<BrokerService>, id: u64) {
         loop {
             match frame::decode(&mut buf, conn.max_message_size + FRAME_PADDING) {
                 Ok(f) => {
-                    if let Err(e) = conn.handle(f).await {
-                        tracing::warn!(conn = id, ?peer, error = %e, "closing connection");
-                        break 'read;
+                    // A panic in a handler (a bug) ends this connection only, and still
+                    // detaches its producers, consumers and watchers below: left attached,
+                    // they would hold Exclusive slots and permits aimed at a dead queue.
+                    let command = f.command.r#type;
+                    let handled = std::panic::AssertUnwindSafe(conn.handle(f))
+                        .catch_unwind()
+                        .await;
+                    match handled {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::warn!(conn = id, ?peer, error = %e, "closing connection");
+                            break 'read;
+                        }
+                        Err(_) => {
+                            let command = Type::try_from(command).map_or_else(
+                                |_| command.to_string(),
+                                |t| t.as_str_name().to_owned(),
+                            );
+                            tracing::error!(
+                                conn = id,
+                                ?peer,
+                                command,
+                                "command handler panicked; closing connection"
+                            );
+                            metrics::counter!("magnetar_connection_handler_panics_total")
+                                .increment(1);
+                            break 'read;
+                        }
                     }
                 }
                 Err(FrameError::Incomplete) => break,
@@ -368,16 +408,26 @@ pub async fn serve(stream: TcpStream, service: Arc<BrokerService>, id: u64) {
                 Ok(_) => heard = true,
             },
             _ = keepalive.tick() => {
+                // CONNECT deadline: a client that has not completed CONNECT within one
+                // keepalive period (a port scanner, a byte a minute) is closed.
+                if conn.protocol_version == 0 {
+                    tracing::warn!(conn = id, ?peer, "no CONNECT within the keepalive period; closing connection");
+                    metrics::counter!("pulsar_connections_connect_timeout_total").increment(1);
+                    break;
+                }
                 if !heard {
                     tracing::warn!(conn = id, ?peer, "no answer to keepalive; closing connection");
                     metrics::counter!("pulsar_connections_keepalive_closed_total").increment(1);
                     break;
                 }
                 heard = false;
-                if conn.send(crate::protocol::cmd::ping()).await.is_err() {
-                    break;
-                }
+                // Never wait on a full queue here: the writer's stall limit ends such a
+                // connection.
+                let mut ping = BytesMut::new();
+                frame::encode(&crate::protocol::cmd::ping(), &mut ping);
+                let _ = conn.out.try_send(ping.freeze());
             }
+            () = conn.out.closed() => break,
         }
     }
     conn.cleanup().await;

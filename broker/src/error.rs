@@ -41,6 +41,15 @@ pub enum BrokerError {
     /// A schema the topic's compatibility strategy refuses (or that is not valid).
     #[error("{0}")]
     IncompatibleSchema(String),
+    /// A schema definition that cannot be stored (too large, too many versions).
+    #[error("{0}")]
+    InvalidSchema(String),
+    /// A limit was reached (Pulsar's `NotAllowedError`: too many topics, subscriptions, …).
+    #[error("{0}")]
+    NotAllowed(String),
+    /// Too many requests of a kind at once (`TooManyRequests`): the client retries later.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// The topic is terminated: it takes no message again.
     #[error("Topic {0} was already terminated")]
     TopicTerminated(String),
@@ -74,7 +83,11 @@ impl BrokerError {
             BrokerError::DuplicateInFlight(_) => ServerError::PersistenceError,
             BrokerError::NotFound(_) => ServerError::ConsumerNotFound,
             BrokerError::TopicTerminated(_) => ServerError::TopicTerminatedError,
-            BrokerError::IncompatibleSchema(_) => ServerError::IncompatibleSchema,
+            BrokerError::IncompatibleSchema(_) | BrokerError::InvalidSchema(_) => {
+                ServerError::IncompatibleSchema
+            }
+            BrokerError::NotAllowed(_) => ServerError::NotAllowedError,
+            BrokerError::TooManyRequests(_) => ServerError::TooManyRequests,
             BrokerError::Checksum => ServerError::ChecksumError,
             BrokerError::Protocol(_) => ServerError::UnknownError,
         }

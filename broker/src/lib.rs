@@ -20,11 +20,13 @@
 
 pub mod admin;
 pub mod config;
+pub mod conn_limits;
 pub mod connection;
 pub mod error;
 pub mod evict;
 pub mod managed_ledger;
 pub mod nonpersistent;
+pub mod outbound;
 pub mod ownership;
 pub mod protocol;
 pub mod schema;

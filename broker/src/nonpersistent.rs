@@ -215,7 +215,7 @@ impl NpTopic {
     pub fn publish(&self, payload: &Bytes) -> Result<()> {
         let info = inspect_payload(payload)
             .map_err(|e| BrokerError::Protocol(format!("malformed payload: {e}")))?;
-        let messages = i64::from(info.metadata.num_messages_in_batch.unwrap_or(1).max(1));
+        let messages = i64::from(info.messages(payload.len()));
         let hash = crate::sticky_key::key_hash(&info.metadata);
         let n = self.published.fetch_add(1, Ordering::Relaxed);
         let position = Position::new(LedgerId(0), EntryId(n));
@@ -297,11 +297,8 @@ impl NpTopics {
 mod tests {
     use super::*;
 
-    fn consumer(
-        id: u64,
-        permits: i64,
-    ) -> (Arc<ConsumerHandle>, tokio::sync::mpsc::Receiver<Bytes>) {
-        let (out, rx) = tokio::sync::mpsc::channel(16);
+    fn consumer(id: u64, permits: i64) -> (Arc<ConsumerHandle>, crate::outbound::OutboundRx) {
+        let (out, rx) = crate::outbound::channel(16);
         let c = Arc::new(ConsumerHandle {
             key: (1, id),
             consumer_id: id,
@@ -340,9 +337,9 @@ mod tests {
         for _ in 0..3 {
             t.publish(&payload()).unwrap();
         }
-        assert!(r1.try_recv().is_ok() && r2.try_recv().is_ok());
+        assert!(r1.try_recv().is_some() && r2.try_recv().is_some());
         assert!(
-            r1.try_recv().is_err() && r2.try_recv().is_err(),
+            r1.try_recv().is_none() && r2.try_recv().is_none(),
             "no permits left"
         );
         assert_eq!(t.dropped.load(Ordering::Relaxed), 1);

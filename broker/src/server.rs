@@ -88,13 +88,31 @@ pub fn start(
     let (svc, token) = (service.clone(), stop.clone());
     tasks.push(tokio::spawn(async move {
         let next_id = AtomicU64::new(1);
+        let limits = crate::conn_limits::ConnectionLimits::new(
+            svc.max_connections,
+            svc.max_connections_per_ip,
+        );
         loop {
             tokio::select! {
                 () = token.cancelled() => return,
                 accepted = pulsar.accept() => match accepted {
-                    Ok((stream, _)) => {
+                    Ok((stream, peer)) => {
+                        let slot = match limits.admit(peer.ip()) {
+                            Ok(slot) => slot,
+                            Err(why) => {
+                                // As Pulsar's ConnectionController: closed at once.
+                                tracing::warn!(%peer, ?why, "connection limit reached; connection closed");
+                                metrics::counter!("pulsar_broker_connections_refused_total").increment(1);
+                                drop(stream);
+                                continue;
+                            }
+                        };
                         let id = next_id.fetch_add(1, Ordering::Relaxed);
-                        tokio::spawn(crate::connection::serve(stream, svc.clone(), id));
+                        let svc = svc.clone();
+                        tokio::spawn(async move {
+                            crate::connection::serve(stream, svc, id).await;
+                            drop(slot);
+                        });
                     }
                     Err(e) => tracing::warn!(error = %e, "accept failed"),
                 },

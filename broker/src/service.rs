@@ -52,6 +52,10 @@ pub struct BrokerService {
     pub message_expiry_check_interval: std::time::Duration,
     /// See `subscription_pattern_max_length` in `broker.toml`.
     pub subscription_pattern_max_length: usize,
+    /// See `max_connections` in `broker.toml` (0: no limit).
+    pub max_connections: usize,
+    /// See `max_connections_per_ip` in `broker.toml` (0: no limit).
+    pub max_connections_per_ip: usize,
 }
 
 /// A namespace's producer and consumer limits (Pulsar's maxProducersPerTopic,
@@ -81,10 +85,39 @@ impl std::fmt::Debug for BrokerService {
     }
 }
 
+/// Longest tenant, namespace or cluster name: each becomes part of metadata keys, and a
+/// megabyte name would fill etcd (and every map keyed by topic) in a few requests.
+pub const MAX_ENTITY_NAME: usize = 255;
+
+/// Longest subscription, producer or consumer name a client may give.
+pub const MAX_CLIENT_NAME: usize = 1024;
+
+/// Checks a name a client gives to a subscription, producer or consumer: at most
+/// [`MAX_CLIENT_NAME`] bytes and no control characters (and not empty when `required`). Names
+/// are kept in maps, stats and metadata keys: a 5 MiB name would be copied into each.
+pub fn check_client_name(what: &str, name: &str, required: bool) -> Result<()> {
+    if required && name.is_empty() {
+        return Err(BrokerError::NotAllowed(format!("the {what} name is empty")));
+    }
+    if name.len() > MAX_CLIENT_NAME {
+        return Err(BrokerError::NotAllowed(format!(
+            "the {what} name has {} bytes, more than the limit of {MAX_CLIENT_NAME}",
+            name.len()
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(BrokerError::NotAllowed(format!(
+            "the {what} name contains a control character"
+        )));
+    }
+    Ok(())
+}
+
 /// Whether `s` is a valid tenant, namespace or cluster name (Pulsar's rule:
-/// `[A-Za-z0-9_.:=-]+`).
+/// `[A-Za-z0-9_.:=-]+`, at most [`MAX_ENTITY_NAME`] bytes).
 pub fn is_valid_entity(s: &str) -> bool {
     !s.is_empty()
+        && s.len() <= MAX_ENTITY_NAME
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '=' | '-'))
 }
@@ -138,6 +171,8 @@ impl BrokerService {
             message_ttl: std::time::Duration::ZERO,
             message_expiry_check_interval: std::time::Duration::from_secs(60),
             subscription_pattern_max_length: 50,
+            max_connections: 0,
+            max_connections_per_ip: 0,
             schemas: crate::schema::Registry::new(store.clone(), keys.clone()),
             non_persistent: Default::default(),
             store,
@@ -184,7 +219,7 @@ impl BrokerService {
             .entry(name.clone())
             .or_default()
             .clone();
-        let topic = cell
+        let loaded = cell
             .get_or_try_init(|| async {
                 self.check_creatable(&name, explicit).await?;
                 // Only the bundle's owner loads a topic (it takes an unowned bundle).
@@ -219,7 +254,22 @@ impl BrokerService {
                 tracing::debug!(topic = name, subscriptions = subs, "topic loaded");
                 Ok::<_, BrokerError>(topic)
             })
-            .await?;
+            .await;
+        let topic = match loaded {
+            Ok(t) => t,
+            Err(e) => {
+                // A failed load leaves no entry behind (its name may be a client's junk):
+                // only this cell's, in case a newer one replaced it meanwhile.
+                let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+                if topics
+                    .get(&name)
+                    .is_some_and(|c| Arc::ptr_eq(c, &cell) && c.get().is_none())
+                {
+                    topics.remove(&name);
+                }
+                return Err(e);
+            }
+        };
         if topic.is_closed() {
             // Being unloaded: the client retries and finds it loaded again.
             return Err(BrokerError::NotOwner(format!(

@@ -9,7 +9,8 @@
 //! - [`bookie`]: a bookie process and a small gRPC client for it;
 //! - [`golden`]: golden-file comparison;
 //! - [`cluster`]: `TestCluster`, etcd plus N bookies, and ledger clients for it;
-//! - [`standalone`]: a `magnetar standalone` process and the official Python client.
+//! - [`standalone`]: a `magnetar standalone` process and the official Python client;
+//! - [`raw`]: a hand-built Pulsar-protocol client, for misbehaving on purpose.
 
 pub mod admin;
 pub mod bin;
@@ -17,6 +18,7 @@ pub mod bookie;
 pub mod cluster;
 pub mod golden;
 pub mod process;
+pub mod raw;
 pub mod standalone;
 
 pub use bookie::{BookieClient, BookieProcess};
@@ -50,19 +52,36 @@ pub async fn http_put(url: &str) -> String {
 
 /// One HTTP/1.1 request without a body; the whole response as a string.
 pub async fn http_request(method: &str, addr: std::net::SocketAddr, path: &str) -> String {
+    http_request_with_body(method, addr, path, b"").await
+}
+
+/// One HTTP/1.1 request with a JSON body (`url`: `http://host:port/path`); the whole
+/// response as a string.
+pub async fn http_json(method: &str, url: &str, body: &[u8]) -> String {
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let addr: std::net::SocketAddr = host.parse().expect("host:port");
+    http_request_with_body(method, addr, &format!("/{path}"), body).await
+}
+
+async fn http_request_with_body(
+    method: &str,
+    addr: std::net::SocketAddr,
+    path: &str,
+    body: &[u8],
+) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect to the HTTP port");
-    s.write_all(
-        format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .as_bytes(),
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
     )
-    .await
-    .expect("send the request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("read the response");
-    out
+    .into_bytes();
+    request.extend_from_slice(body);
+    s.write_all(&request).await.expect("send the request");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read the response");
+    String::from_utf8_lossy(&out).into_owned()
 }

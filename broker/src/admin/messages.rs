@@ -132,7 +132,14 @@ async fn entry_response(t: &Topic, p: Position) -> Result<Response, Response> {
 }
 
 /// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds), as Pulsar's DateFormatter.
+/// The time comes from the producer: past year 9999 (which RFC 3339 cannot write, and
+/// humantime's `Display` fails on, panicking `to_string`) the raw number is given instead.
 fn rfc3339(ms: u64) -> String {
+    /// 9999-12-31T23:59:59.999Z.
+    const LAST: u64 = 253_402_300_799_999;
+    if ms > LAST {
+        return ms.to_string();
+    }
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     humantime::format_rfc3339_millis(t).to_string()
 }
@@ -270,4 +277,18 @@ fn partition_index(topic: &str) -> i64 {
         .rsplit_once("-partition-")
         .and_then(|(_, n)| n.parse().ok())
         .unwrap_or(-1)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Review finding 18: a producer's `publish_time` of u64::MAX made peek panic.
+    #[test]
+    fn times_past_year_9999_are_written_as_numbers() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            super::rfc3339(253_402_300_799_999),
+            "9999-12-31T23:59:59.999Z"
+        );
+        assert_eq!(super::rfc3339(u64::MAX), u64::MAX.to_string());
+    }
 }

@@ -159,6 +159,17 @@ async fn set_auto_creation(
                 }
             };
             let default_partitions = j.default_num_partitions.unwrap_or(0);
+            // The same bound as a partitioned topic's: every topic listing would otherwise
+            // name billions of partitions.
+            if default_partitions > super::topics::MAX_PARTITIONS {
+                return Err(reason(
+                    StatusCode::PRECONDITION_FAILED,
+                    format!(
+                        "[defaultNumPartitions] cannot be more than {}",
+                        super::topics::MAX_PARTITIONS
+                    ),
+                ));
+            }
             if partitioned && j.allow_auto_topic_creation && default_partitions == 0 {
                 return Err(reason(
                     StatusCode::PRECONDITION_FAILED,

@@ -124,6 +124,15 @@ async fn upload(
     either(
         async {
             let name = full_name(&tenant, &namespace, &topic)?;
+            let ns = format!("{tenant}/{namespace}");
+            if s.namespaces
+                .namespace(&ns)
+                .await
+                .map_err(|e| error(&e.into()))?
+                .is_none()
+            {
+                return Err(reason(StatusCode::NOT_FOUND, "Namespace does not exist"));
+            }
             let u: Upload = parse_body(&body)?;
             let Some(t) = type_of(&u.schema_type) else {
                 return Err(reason(

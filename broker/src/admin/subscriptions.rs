@@ -84,14 +84,16 @@ impl MessageIdJson {
     }
 
     /// The mark-delete position for this id: delivery starts at the message (or after it
-    /// when `isExcluded`).
+    /// when `isExcluded`); an id past the topic's end means its end.
     fn mark(&self, t: &Topic) -> Result<Option<Position>, Response> {
+        let last = t.ml.last_position();
         Ok(match self.target()? {
             Target::Earliest => None,
-            Target::Latest => t.ml.last_position(),
+            Target::Latest => last,
             Target::At(p) if self.is_excluded => Some(p),
             Target::At(p) => before(p),
-        })
+        }
+        .and_then(|m| last.map(|l| m.min(l))))
     }
 }
 
@@ -319,6 +321,8 @@ async fn expire_to_id(
                 Target::At(p) => Some(p),
             };
             let in_topic = |m: Position| t.ml.first_position().is_some_and(|f| m >= f);
+            // Never past the last entry: later messages must not expire before they exist.
+            let mark = mark.and_then(|m| t.ml.last_position().map(|l| m.min(l)));
             match mark {
                 Some(m) if in_topic(m) && found.mark_delete().is_none_or(|d| d < m) => {
                     done(found.mark_delete_through(m).await)

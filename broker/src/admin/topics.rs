@@ -6,6 +6,9 @@
 
 use std::sync::Arc;
 
+/// Most partitions a partitioned topic (or a namespace's auto-created default) may have.
+pub const MAX_PARTITIONS: u32 = 10_000;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -314,10 +317,10 @@ fn parse_count(body: &[u8]) -> std::result::Result<u32, Response> {
             format!("malformed request body: expected the number of partitions, not {v}"),
         ));
     };
-    if n <= 0 || n > 10_000 {
+    if n <= 0 || n > i64::from(MAX_PARTITIONS) {
         return Err(reason(
             StatusCode::NOT_ACCEPTABLE,
-            format!("the number of partitions must be between 1 and 10000, not {n}"),
+            format!("the number of partitions must be between 1 and {MAX_PARTITIONS}, not {n}"),
         ));
     }
     Ok(n as u32)

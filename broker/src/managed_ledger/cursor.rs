@@ -28,6 +28,14 @@ use crate::managed_ledger::ack_set::AckSet;
 /// Runs of acknowledged entries a stored cursor keeps at most (see the module docs).
 pub const MAX_PERSISTED_RUNS: usize = 10_000;
 
+/// Most words of a batch-index ack set accepted (65,536 messages in one batch): a longer one
+/// is not from a real batch, and would grow the cursor by 8 bytes a word.
+pub const MAX_ACK_SET_WORDS: usize = 1024;
+
+/// Bytes of partly acknowledged batches a stored cursor keeps at most, so the record stays
+/// well inside etcd's 1.5 MiB request limit (a flush that never fits loses every ack after it).
+pub const MAX_PERSISTED_PARTIAL_BYTES: usize = 512 * 1024;
+
 /// In-memory cursor state plus its persisted version.
 #[derive(Debug)]
 pub struct Cursor {
@@ -180,9 +188,11 @@ impl Cursor {
         self.mark_delete.is_some_and(|m| p <= m) || self.acked.contains(p)
     }
 
-    /// Acknowledges one entry; advances mark-delete over the contiguous prefix.
+    /// Acknowledges one entry; advances mark-delete over the contiguous prefix. A position
+    /// that is not an entry of the topic is ignored (it would otherwise stay in the set for
+    /// good, and count against the backlog).
     pub fn ack(&mut self, p: Position, ml: &ManagedLedger) {
-        if self.is_acked(p) {
+        if self.is_acked(p) || !ml.contains(p) {
             return;
         }
         self.acked.insert(p);
@@ -195,7 +205,7 @@ impl Cursor {
     /// still unacknowledged. Combined with earlier ones (a message acknowledged stays so);
     /// once none is left the entry is acknowledged.
     pub fn ack_partial(&mut self, p: Position, unacked: &[i64], ml: &ManagedLedger) {
-        if self.is_acked(p) {
+        if self.is_acked(p) || unacked.len() > MAX_ACK_SET_WORDS || !ml.contains(p) {
             return;
         }
         let left: Vec<i64> = match self.partial.get(&p) {
@@ -215,9 +225,16 @@ impl Cursor {
         self.partial.get(&p)
     }
 
-    /// Acknowledges everything up to and including `p`.
+    /// Acknowledges everything up to and including `p`. Nothing past the last durable entry
+    /// (Pulsar's "Invalid mark deleted position"): the subscription would skip every message
+    /// published later, and the topic's ledgers would be trimmed under it. The `-1:-1`
+    /// "earliest" id reads as the largest position, so it is refused by the same rule.
     pub fn ack_cumulative(&mut self, p: Position, ml: &ManagedLedger) {
         if self.mark_delete.is_some_and(|m| p <= m) {
+            return;
+        }
+        if ml.last_position().is_none_or(|last| p > last) {
+            metrics::counter!("pulsar_broker_invalid_acks_total").increment(1);
             return;
         }
         self.mark_delete = Some(p);
@@ -266,6 +283,10 @@ impl Cursor {
                     .partial
                     .iter()
                     .take(MAX_PERSISTED_RUNS)
+                    .scan(0usize, |bytes, e| {
+                        *bytes += 24 + 8 * e.1.len();
+                        (*bytes <= MAX_PERSISTED_PARTIAL_BYTES).then_some(e)
+                    })
                     .map(|(p, bits)| proto::meta::PartialBatch {
                         ledger_id: p.ledger.0,
                         entry_id: p.entry.0,

@@ -312,6 +312,26 @@ impl ManagedLedger {
             })
     }
 
+    /// Whether `p` is an entry of the topic: durable, in a ledger of its list (not trimmed),
+    /// within that ledger's entries. What a client names in an ack or seek is checked with
+    /// it: a position that does not exist must not reach a cursor.
+    pub fn contains(&self, p: Position) -> bool {
+        let Some(last) = self.last_position() else {
+            return false;
+        };
+        if p > last {
+            return false;
+        }
+        if p.ledger == last.ledger {
+            return true;
+        }
+        let closed = self.inner.ledgers.lock().unwrap_or_else(|e| e.into_inner());
+        // Ledger ids come from a counter, so the list is in ascending order.
+        closed
+            .binary_search_by_key(&p.ledger, |(l, _)| *l)
+            .is_ok_and(|i| p.entry.0 < closed[i].1)
+    }
+
     /// The position after `p` (or the first one for `None`), if it exists yet.
     pub fn next_position(&self, p: Option<Position>) -> Option<Position> {
         let last = self.last_position()?;

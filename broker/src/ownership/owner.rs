@@ -192,7 +192,19 @@ impl Ownership {
 
     /// Makes this broker the owner of `topic`'s bundle if no one is; `NotOwner` if another
     /// broker is (the client looks up again).
+    /// Only for a namespace that exists: a lookup of any made-up name must not write an
+    /// ownership key for it.
     pub async fn acquire(&self, topic: &str) -> Result<()> {
+        let ns = namespace_of(topic);
+        if meta::Namespaces::new(self.store.clone(), self.keys.clone())
+            .namespace(ns)
+            .await?
+            .is_none()
+        {
+            return Err(BrokerError::TopicNotFound(format!(
+                "Namespace {ns} does not exist"
+            )));
+        }
         let key = self.key_of(topic).await?;
         self.refuse_if_releasing(&key)?;
         for _ in 0..3 {

@@ -117,6 +117,29 @@ pub struct PayloadInfo {
     pub body_offset: usize,
 }
 
+/// Smallest encoding of one message of a batch: its 4-byte metadata size and a
+/// SingleMessageMetadata holding only its required field (`payload_size`, 2 bytes).
+const MIN_BATCHED_MESSAGE: usize = 6;
+
+/// Largest uncompressed size a compressed batch may claim when counting its messages.
+const MAX_UNCOMPRESSED: usize = 128 << 20;
+
+impl PayloadInfo {
+    /// The messages the entry holds (of `payload_len` bytes), for permits and counters:
+    /// the producer's `num_messages_in_batch`, but never more than the body could hold
+    /// (its uncompressed size when compressed). A lying count would otherwise push a
+    /// consumer's permits to −2^31 and stall it, then the next consumer after redelivery.
+    pub fn messages(&self, payload_len: usize) -> u32 {
+        let declared = self.metadata.num_messages_in_batch.unwrap_or(1).max(1) as usize;
+        let room = if self.metadata.compression.unwrap_or(0) == 0 {
+            payload_len.saturating_sub(self.body_offset)
+        } else {
+            (self.metadata.uncompressed_size.unwrap_or(0) as usize).min(MAX_UNCOMPRESSED)
+        };
+        declared.min((room / MIN_BATCHED_MESSAGE).max(1)) as u32
+    }
+}
+
 /// Checks a payload section's crc32c (when it has one) and parses its metadata.
 pub fn inspect_payload(payload: &[u8]) -> Result<PayloadInfo, FrameError> {
     let mut p = payload;

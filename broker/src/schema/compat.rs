@@ -185,15 +185,32 @@ pub fn can_read(reader: &Value, writer: &Value) -> Result<(), String> {
         rn,
         wn,
         seen: HashSet::new(),
+        depth: 0,
+        work: 0,
     }
     .read(reader, writer, "")
 }
+
+/// Deepest nesting of types (through fields, items, values, union branches and named
+/// references) one check follows. Named references make the logical depth unbounded while the
+/// JSON stays shallow, and a stack overflow aborts the whole broker: real schemas nest a few
+/// dozen levels at most.
+pub const MAX_DEPTH: usize = 64;
+
+/// Most (reader, writer) comparisons one check makes: a reader union's branches are tried in
+/// turn, which is exponential in nested unions; past this the check fails instead of holding a
+/// worker thread.
+pub const MAX_WORK: usize = 200_000;
 
 struct Resolver<'a> {
     rn: Names<'a>,
     wn: Names<'a>,
     /// Record pairs being compared (recursive types end here).
     seen: HashSet<(usize, usize)>,
+    /// Current nesting of `read` calls.
+    depth: usize,
+    /// Comparisons made so far.
+    work: usize,
 }
 
 const PRIMITIVES: [&str; 8] = [
@@ -229,6 +246,30 @@ impl<'a> Resolver<'a> {
     }
 
     fn read(&mut self, reader: &'a Value, writer: &'a Value, at: &str) -> Result<(), String> {
+        if self.depth >= MAX_DEPTH {
+            return Err(format!(
+                "{}: the schema nests deeper than {MAX_DEPTH} levels",
+                here(at)
+            ));
+        }
+        self.work += 1;
+        if self.work > MAX_WORK {
+            return Err(format!(
+                "the schema takes more than {MAX_WORK} steps to compare"
+            ));
+        }
+        self.depth += 1;
+        let result = self.read_nested(reader, writer, at);
+        self.depth -= 1;
+        result
+    }
+
+    fn read_nested(
+        &mut self,
+        reader: &'a Value,
+        writer: &'a Value,
+        at: &str,
+    ) -> Result<(), String> {
         let r = Self::resolve(reader, &self.rn);
         let w = Self::resolve(writer, &self.wn);
         if let Value::Array(branches) = w {
@@ -239,9 +280,16 @@ impl<'a> Resolver<'a> {
         }
         if let Value::Array(branches) = r {
             for b in branches {
+                // Restoring `seen` costs its size: counted as work too.
+                self.work += self.seen.len();
                 let saved = self.seen.clone();
                 if self.read(b, w, at).is_ok() {
                     return Ok(());
+                }
+                if self.work > MAX_WORK {
+                    return Err(format!(
+                        "the schema takes more than {MAX_WORK} steps to compare"
+                    ));
                 }
                 self.seen = saved;
             }
@@ -444,5 +492,93 @@ mod tests {
         assert_eq!(Strategy::parse("FORWARD"), Some(Some(Strategy::Forward)));
         assert_eq!(Strategy::parse("UNDEFINED"), Some(None));
         assert_eq!(Strategy::parse("SIDEWAYS"), None);
+    }
+
+    /// Review finding 1: a chain of named records 50,000 long, referenced by name so the
+    /// JSON stays shallow, used to overflow the worker's stack and abort the broker.
+    #[test]
+    fn a_deep_chain_of_named_records_is_refused_not_a_stack_overflow() {
+        let n = 50_000;
+        let mut chain: Vec<Value> = (0..n)
+            .map(|i| {
+                record(
+                    &format!("A{i}"),
+                    json!([{"name": "f", "type": format!("A{}", i + 1)}]),
+                )
+            })
+            .collect();
+        chain.push(record(
+            &format!("A{n}"),
+            json!([{"name": "f", "type": "int"}]),
+        ));
+        let chain = Value::Array(chain);
+        let old = record("W", json!([{"name": "f", "type": "W"}]));
+        // Run on a thread with a small stack: what is refused must be refused by the budget.
+        let e = std::thread::Builder::new()
+            .stack_size(512 * 1024)
+            .spawn(move || can_read(&chain, &old).and_then(|()| can_read(&old, &chain)))
+            .unwrap()
+            .join()
+            .expect("no stack overflow")
+            .unwrap_err();
+        // Refused by the depth limit or by the work budget, whichever comes first.
+        assert!(
+            e.contains("deeper than 64") || e.contains("steps to compare"),
+            "{e}"
+        );
+        // Nested inline 100 deep (no union to try): the depth limit answers.
+        let mut deep = json!("int");
+        for k in 0..100 {
+            deep = record(&format!("D{k}"), json!([{"name": "f", "type": deep}]));
+        }
+        let e = can_read(&deep, &deep).unwrap_err();
+        assert!(e.contains("deeper than 64"), "{e}");
+        // A chain within the limit is compared as before.
+        let mut ok: Vec<Value> = (0..20)
+            .map(|i| {
+                record(
+                    &format!("B{i}"),
+                    json!([{"name": "f", "type": format!("B{}", i + 1)}]),
+                )
+            })
+            .collect();
+        ok.push(record("B20", json!([{"name": "f", "type": "int"}])));
+        let ok = Value::Array(ok);
+        assert!(can_read(&ok, &ok).is_ok());
+    }
+
+    /// Nested reader unions whose branches all fail deep down: trying each branch in turn is
+    /// exponential (2^31 comparisons here); the work budget ends it with an error.
+    #[test]
+    fn nested_unions_hit_the_work_budget() {
+        // Reader: ra_k and rb_k are records whose field is the union [ra_(k-1), rb_(k-1)],
+        // defined once each (by name) in a field the writer lacks; ra_0 and rb_0 hold an int.
+        let mut defs = vec![];
+        for k in 0..=30 {
+            let inner = if k == 0 {
+                json!("int")
+            } else {
+                json!([format!("ra{}", k - 1), format!("rb{}", k - 1)])
+            };
+            for tag in ["ra", "rb"] {
+                defs.push(record(
+                    &format!("{tag}{k}"),
+                    json!([{"name": "f", "type": inner.clone()}]),
+                ));
+            }
+        }
+        let reader = record(
+            "R",
+            json!([{"name": "defs", "type": Value::Array(defs), "default": null},
+                   {"name": "f", "type": ["ra30", "rb30"]}]),
+        );
+        // Writer: the same nesting ending in a string, which no reader branch reads.
+        let mut chain = json!("string");
+        for k in 0..=30 {
+            chain = record(&format!("X{k}"), json!([{"name": "f", "type": chain}]));
+        }
+        let writer = record("R", json!([{"name": "f", "type": chain}]));
+        let e = can_read(&reader, &writer).unwrap_err();
+        assert!(e.contains("steps to compare"), "{e}");
     }
 }

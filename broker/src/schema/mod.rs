@@ -22,6 +22,28 @@ use crate::protocol::pb;
 /// The strategy when neither the namespace nor the broker sets one (Pulsar's default).
 pub const DEFAULT_STRATEGY: Strategy = Strategy::Full;
 
+/// Largest schema definition accepted. Every version of a topic's schema is kept in one
+/// metadata record, which etcd caps at 1.5 MiB per request.
+pub const MAX_SCHEMA_SIZE: usize = 512 * 1024;
+
+/// Largest encoded history (every version of a topic's schema) the registry writes.
+pub const MAX_HISTORY_SIZE: usize = 1024 * 1024;
+
+/// Most versions a topic's schema may have; with a transitive strategy a new one is checked
+/// against each.
+pub const MAX_VERSIONS: usize = 1000;
+
+/// Refuses a definition over [`MAX_SCHEMA_SIZE`] before anything parses it.
+fn check_size(data: &[u8]) -> Result<()> {
+    if data.len() > MAX_SCHEMA_SIZE {
+        return Err(BrokerError::InvalidSchema(format!(
+            "the schema definition has {} bytes, more than the limit of {MAX_SCHEMA_SIZE}",
+            data.len()
+        )));
+    }
+    Ok(())
+}
+
 /// A version on the wire.
 pub fn version_bytes(v: u64) -> Bytes {
     Bytes::copy_from_slice(&v.to_be_bytes())
@@ -97,11 +119,17 @@ impl Registry {
         properties: std::collections::HashMap<String, String>,
         strategy: Strategy,
     ) -> Result<u64> {
+        check_size(data)?;
         let key = self.keys.schema(schema_topic(topic));
         for _ in 0..5 {
             let (mut h, version) = self.history(topic).await?;
             if let Some(same) = find_same(&h, schema_type, data) {
                 return Ok(same);
+            }
+            if h.versions.len() >= MAX_VERSIONS {
+                return Err(BrokerError::InvalidSchema(format!(
+                    "{topic} has {MAX_VERSIONS} schema versions already; delete its schema to start again"
+                )));
             }
             if compat::is_avro_like(schema_type) {
                 compat::parse(data).map_err(BrokerError::IncompatibleSchema)?;
@@ -116,7 +144,14 @@ impl Registry {
                 timestamp_ms: crate::managed_ledger::now_ms(),
             });
             let cond = version.map_or(PutCondition::Absent, PutCondition::Version);
-            match meta::cas::put_checked(self.store.as_ref(), &key, encode(&mut h), cond).await {
+            let record = encode(&mut h);
+            if record.len() > MAX_HISTORY_SIZE {
+                return Err(BrokerError::InvalidSchema(format!(
+                    "the schema history of {topic} would take {} bytes, more than the limit of {MAX_HISTORY_SIZE}; delete its schema to start again",
+                    record.len()
+                )));
+            }
+            match meta::cas::put_checked(self.store.as_ref(), &key, record, cond).await {
                 Ok(_) => {
                     tracing::info!(topic, version = next, "schema version registered");
                     return Ok(next);
@@ -140,6 +175,7 @@ impl Registry {
         properties: std::collections::HashMap<String, String>,
         strategy: Strategy,
     ) -> Result<()> {
+        check_size(data)?;
         let (h, _) = self.history(topic).await?;
         if h.versions.is_empty() {
             self.add_or_get(topic, schema_type, data, properties, strategy)

@@ -146,20 +146,10 @@ fn messages_of(payload: &[u8]) -> Result<(Vec<Keyed>, Option<Vec<SingleMessageMe
     else {
         return Ok((vec![(m.partition_key.clone(), m.null_value())], None));
     };
-    let mut body = &payload[info.body_offset..];
-    let mut singles = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        if body.len() < 4 {
-            break;
-        }
-        let size = u32::from_be_bytes([body[0], body[1], body[2], body[3]]) as usize;
-        let s = SingleMessageMetadata::decode(body.get(4..4 + size).unwrap_or_default())
-            .map_err(|e| BrokerError::Protocol(format!("batch message unreadable: {e}")))?;
-        body = body
-            .get(4 + size + s.payload_size.max(0) as usize..)
-            .unwrap_or_default();
-        singles.push(s);
-    }
+    let singles: Vec<SingleMessageMetadata> = split_batch(&payload[info.body_offset..], n)?
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
     let keys = singles
         .iter()
         .map(|s| (s.partition_key.clone(), s.null_value()))
@@ -167,19 +157,39 @@ fn messages_of(payload: &[u8]) -> Result<(Vec<Keyed>, Option<Vec<SingleMessageMe
     Ok((keys, Some(singles)))
 }
 
+/// The messages of an uncompressed batch body: each one's metadata and payload. The count
+/// and sizes come from the producer and are not trusted: no more messages than the body can
+/// hold (4 bytes of size each at least), and a size that runs past the body ends the batch
+/// there (what a client would read of it).
+fn split_batch(mut body: &[u8], declared: i32) -> Result<Vec<(SingleMessageMetadata, &[u8])>> {
+    let n = usize::try_from(declared).unwrap_or(0);
+    let mut out = Vec::with_capacity(n.min(body.len() / 4));
+    for _ in 0..n {
+        let Some((size, rest)) = body.split_first_chunk::<4>() else {
+            break;
+        };
+        let size = u32::from_be_bytes(*size) as usize;
+        let Some(meta) = rest.get(..size) else { break };
+        let s = SingleMessageMetadata::decode(meta)
+            .map_err(|e| BrokerError::Protocol(format!("batch message unreadable: {e}")))?;
+        let len = usize::try_from(s.payload_size).unwrap_or(0);
+        let Some(data) = rest[size..].get(..len) else {
+            break;
+        };
+        body = &rest[size + len..];
+        out.push((s, data));
+    }
+    Ok(out)
+}
+
 /// A batch entry with the messages not in `keep` marked `compacted_out`.
 fn rewrite_batch(payload: &[u8], keep: &[bool]) -> Result<Bytes> {
     let info = inspect_payload(payload)
         .map_err(|e| BrokerError::Protocol(format!("stored entry unreadable: {e}")))?;
-    let mut body = &payload[info.body_offset..];
+    let declared = info.metadata.num_messages_in_batch.unwrap_or(1);
+    let messages = split_batch(&payload[info.body_offset..], declared)?;
     let mut out = BytesMut::new();
-    for kept in keep {
-        let size = u32::from_be_bytes([body[0], body[1], body[2], body[3]]) as usize;
-        let s = SingleMessageMetadata::decode(&body[4..4 + size])
-            .map_err(|e| BrokerError::Protocol(format!("batch message unreadable: {e}")))?;
-        let len = s.payload_size.max(0) as usize;
-        let data = &body[4 + size..4 + size + len];
-        body = &body[4 + size + len..];
+    for ((s, data), kept) in messages.iter().zip(keep) {
         // A superseded message is left out (Pulsar's compactor leaves an empty slot marked
         // `compacted_out`, which the C++ client delivers as an empty message). The kept
         // ones' batch indexes are their indexes in this batch, for compacted readers only.
@@ -193,7 +203,8 @@ fn rewrite_batch(payload: &[u8], keep: &[bool]) -> Result<Bytes> {
     }
     let mut metadata = info.metadata;
     metadata.uncompressed_size = Some(out.len() as u32);
-    metadata.num_messages_in_batch = Some(keep.iter().filter(|k| **k).count() as i32);
+    metadata.num_messages_in_batch =
+        Some(messages.iter().zip(keep).filter(|(_, k)| **k).count() as i32);
     Ok(build_payload(&metadata, &out))
 }
 
@@ -358,5 +369,50 @@ mod tests {
             position_of(&[0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 3]),
             Some(Position::new(LedgerId(7), EntryId(3)))
         );
+    }
+
+    /// Review finding 9: a producer's batch count and sizes are not trusted. A count of
+    /// i32::MAX used to reserve ~250 GB (an abort); sizes past the body used to panic.
+    #[test]
+    fn lying_batch_counts_and_sizes_are_survived() {
+        let lie = |n: i32, body: &[u8]| {
+            build_payload(
+                &MessageMetadata {
+                    producer_name: "p".into(),
+                    num_messages_in_batch: Some(n),
+                    ..Default::default()
+                },
+                body,
+            )
+        };
+        let (keys, _) = messages_of(&lie(i32::MAX, b"short")).unwrap();
+        assert!(keys.is_empty());
+        let (keys, _) = messages_of(&lie(-5, b"")).unwrap();
+        assert!(keys.is_empty());
+        // A size past the end: the batch ends there, and rewriting it does not panic.
+        let mut body = BytesMut::new();
+        body.put_u32(1_000_000);
+        body.put_slice(b"xx");
+        let p = lie(3, &body);
+        assert!(messages_of(&p).unwrap().0.is_empty());
+        assert!(rewrite_batch(&p, &[true, true, true]).is_ok());
+    }
+
+    proptest::proptest! {
+        /// Any body, any declared count: parsing and rewriting return, never panic, and
+        /// agree on the number of messages.
+        #[test]
+        fn batch_parsing_never_panics(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256), n in proptest::prelude::any::<i32>()) {
+            let p = build_payload(
+                &MessageMetadata { producer_name: "p".into(), num_messages_in_batch: Some(n), ..Default::default() },
+                &body,
+            );
+            if let Ok((keys, _)) = messages_of(&p) {
+                let keep = vec![true; keys.len()];
+                let rewritten = rewrite_batch(&p, &keep).unwrap();
+                let (again, _) = messages_of(&rewritten).unwrap();
+                proptest::prop_assert_eq!(again.len(), keys.len());
+            }
+        }
     }
 }

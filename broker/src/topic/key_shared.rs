@@ -48,7 +48,7 @@ pub struct Selector {
     mode: KeySharedMode,
     allow_out_of_order: bool,
     /// AUTO_SPLIT: (point, consumer name, consumer), sorted.
-    ring: Vec<(u32, String, ConsumerKey)>,
+    ring: Vec<(u32, std::sync::Arc<str>, ConsumerKey)>,
     /// STICKY: (start, end inclusive, consumer), sorted by start, never overlapping.
     ranges: Vec<(u32, u32, ConsumerKey)>,
 }
@@ -100,9 +100,11 @@ impl Selector {
         }
         match mode {
             KeySharedMode::AutoSplit => {
+                // The name is kept once for all its points.
+                let shared: std::sync::Arc<str> = name.into();
                 for i in 0..POINTS {
                     let point = murmur3_32(format!("{name}{i}").as_bytes()) % RANGE;
-                    self.ring.push((point, name.to_owned(), key));
+                    self.ring.push((point, shared.clone(), key));
                 }
                 self.ring.sort();
             }

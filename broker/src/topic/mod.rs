@@ -14,10 +14,9 @@ pub mod subscription;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use common::Position;
 use meta::KeyLayout;
-use tokio::sync::mpsc;
 
 use self::subscription::Subscription;
 use crate::error::Result;
@@ -45,7 +44,7 @@ pub fn sequence_range(m: &crate::protocol::pb::MessageMetadata) -> (u64, u64) {
     let n = u64::from(m.num_messages_in_batch.unwrap_or(1).max(1) as u32);
     let highest = match m.highest_sequence_id {
         Some(h) if h > first => h,
-        _ => first + n - 1,
+        _ => first.saturating_add(n - 1),
     };
     (first, highest)
 }
@@ -82,7 +81,7 @@ pub async fn write_dedup_snapshot(
 struct Waiter {
     key: (u64, u64),
     name: String,
-    out: mpsc::Sender<Bytes>,
+    out: crate::outbound::Outbound,
     request_id: u64,
     fenced: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -100,7 +99,7 @@ pub enum Added {
 #[derive(Debug)]
 struct ProducerEntry {
     /// Its connection's outbound queue (to tell it to reconnect).
-    out: mpsc::Sender<Bytes>,
+    out: crate::outbound::Outbound,
     name: String,
     since: std::time::SystemTime,
     /// It holds the topic exclusively (Exclusive, WaitForExclusive, ExclusiveWithFencing).
@@ -509,7 +508,7 @@ impl Topic {
         key: (u64, u64),
         name: String,
         mode: AccessMode,
-        out: mpsc::Sender<Bytes>,
+        out: crate::outbound::Outbound,
         request_id: u64,
     ) -> Result<Added> {
         use crate::error::BrokerError;

@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use common::Position;
 use meta::MetadataStore;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::error::{BrokerError, Result};
 use crate::managed_ledger::ManagedLedger;
@@ -26,6 +26,9 @@ use crate::protocol::cmd;
 use crate::protocol::frame::{self, encode_with_payload, inspect_payload};
 use crate::protocol::pb::command_subscribe::SubType;
 use crate::topic::key_shared::{ConsumerKey, Selector};
+
+/// How soon a dispatcher looks again at a consumer whose queue was full.
+const CONGESTED_RETRY: Duration = Duration::from_millis(20);
 
 /// How often a dirty cursor is persisted.
 pub const CURSOR_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -40,7 +43,7 @@ pub struct ConsumerHandle {
     /// Name given by the client.
     pub name: String,
     /// Outbound frames of its connection.
-    pub out: mpsc::Sender<Bytes>,
+    pub out: crate::outbound::Outbound,
     /// Messages it may still receive.
     pub permits: AtomicI64,
     /// Failover order: lower is preferred (then name).
@@ -475,6 +478,15 @@ impl Subscription {
     /// Acknowledges entries.
     pub fn ack(&self, positions: &[Position], cumulative: bool) {
         let mut st = self.state();
+        if cumulative && matches!(st.sub_type, SubType::Shared | SubType::KeyShared) {
+            // As Pulsar: a cumulative ack on a Shared or Key_Shared subscription is ignored
+            // (it would acknowledge what other consumers hold).
+            tracing::warn!(
+                subscription = self.name,
+                "cumulative ack on a shared subscription ignored"
+            );
+            return;
+        }
         for &p in positions {
             if cumulative {
                 st.cursor.ack_cumulative(p, &self.ml);
@@ -512,11 +524,16 @@ impl Subscription {
     /// `cumulative` also acknowledges everything before the entry. The entry stays pending
     /// (and is delivered again, with those bits, if its consumer leaves) until all of it is
     /// acknowledged.
+    /// Only an entry dispatched and not yet acknowledged (pending) takes one: an ack set names
+    /// messages of a batch the consumer received, and anything else would be stored as is.
     pub fn ack_partial(&self, p: Position, unacked: &[i64], cumulative: bool) {
         if cumulative && let Some(prev) = super::before(p) {
             self.ack(&[prev], true);
         }
         let mut st = self.state();
+        if !st.pending.contains_key(&p) {
+            return;
+        }
         st.cursor.ack_partial(p, unacked, &self.ml);
         if st.cursor.is_acked(p) {
             st.pending.remove(&p);
@@ -770,7 +787,9 @@ impl Subscription {
             _ => st.consumers.len().min(1),
         };
         let ready = |c: &ConsumerHandle| {
-            c.permits.load(Ordering::SeqCst) > 0 && !self.at_unacked_limit(&st, c.key)
+            c.permits.load(Ordering::SeqCst) > 0
+                && !c.out.is_congested()
+                && !self.at_unacked_limit(&st, c.key)
         };
         // Shared: the best priority level (lowest number) with a consumer ready gets the
         // entry, round-robin within it, as Pulsar's priorityLevel works.
@@ -834,8 +853,7 @@ impl Subscription {
                                     let (hash, messages) = match inspect_payload(&payload) {
                                         Ok(i) => (
                                             crate::sticky_key::key_hash(&i.metadata),
-                                            i.metadata.num_messages_in_batch.unwrap_or(1).max(1)
-                                                as u32,
+                                            i.messages(payload.len()),
                                         ),
                                         Err(_) => (0, 1),
                                     };
@@ -867,8 +885,13 @@ impl Subscription {
                         .delayed
                         .first_key_value()
                         .map(|((at, _), _)| Duration::from_millis(at.saturating_sub(now_ms())));
-                    let nap =
+                    let mut nap =
                         next_due.map_or(CURSOR_FLUSH_INTERVAL, |d| d.min(CURSOR_FLUSH_INTERVAL));
+                    // Nothing wakes the dispatcher when a congested consumer's queue drains:
+                    // look again soon.
+                    if self.state().consumers.iter().any(|c| c.out.is_congested()) {
+                        nap = nap.min(CONGESTED_RETRY);
+                    }
                     tokio::select! {
                         () = self.wake.notified() => {}
                         r = last.changed() => if r.is_err() { return },
@@ -882,12 +905,17 @@ impl Subscription {
     /// Sends an entry; one that cannot be sent goes back to the entries to send again.
     async fn send_or_requeue(&self, pos: Position, consumer: &ConsumerHandle, count: u32) {
         if let Err(e) = self.send(pos, consumer, count).await {
-            tracing::warn!(subscription = self.name, %pos, error = %e, "dispatch failed; will retry");
             {
                 let mut st = self.state();
                 st.pending.remove(&pos);
                 st.redeliver.insert(pos, count);
             }
+            if matches!(e, BrokerError::TooManyRequests(_)) {
+                // A congested consumer: it is passed by until its queue drains.
+                metrics::counter!("pulsar_dispatch_consumer_congested_total").increment(1);
+                return;
+            }
+            tracing::warn!(subscription = self.name, %pos, error = %e, "dispatch failed; will retry");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -964,7 +992,7 @@ impl Subscription {
             return None;
         }
         let chunk = meta.chunk_id.unwrap_or(0);
-        let last = chunk + 1 >= chunks;
+        let last = chunk.saturating_add(1) >= chunks;
         if chunk == 0 {
             if !last {
                 st.chunk_owners.insert(uuid.clone(), chosen.key);
@@ -1018,7 +1046,7 @@ impl Subscription {
         }
         let messages = info
             .as_ref()
-            .map(|i| i.metadata.num_messages_in_batch.unwrap_or(1).max(1))
+            .map(|i| i.messages(payload.len()) as i32)
             .unwrap_or(1);
         let routed = info
             .as_ref()
@@ -1037,11 +1065,21 @@ impl Subscription {
         }
         let mut buf = BytesMut::new();
         encode_with_payload(&command, &payload, &mut buf);
+        // Never wait on a consumer's queue: one that stopped reading would stall every other
+        // consumer of the subscription. A full queue sends the entry back to be redelivered.
+        match c.out.try_send(buf.freeze()) {
+            Ok(()) => {}
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                return Err(BrokerError::TooManyRequests(format!(
+                    "consumer {} is not reading",
+                    c.name
+                )));
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                return Err(BrokerError::NotFound("consumer connection closed".into()));
+            }
+        }
         c.permits.fetch_sub(i64::from(messages), Ordering::SeqCst);
-        c.out
-            .send(buf.freeze())
-            .await
-            .map_err(|_| BrokerError::NotFound("consumer connection closed".into()))?;
         crate::stats::OUT_MESSAGES.fetch_add(messages as u64, Ordering::Relaxed);
         crate::stats::OUT_BYTES.fetch_add(payload.len() as u64, Ordering::Relaxed);
         self.msg_out.fetch_add(messages as u64, Ordering::Relaxed);
@@ -1115,7 +1153,13 @@ impl<'a> KeyedPass<'a> {
                 } else {
                     i64::from(max_unacked) - holding.get(&c.key).copied().unwrap_or(0)
                 };
-                (c.key, (c.permits.load(Ordering::SeqCst), unacked_room))
+                // A congested consumer takes nothing this pass (as if it had no permits).
+                let permits = if c.out.is_congested() {
+                    0
+                } else {
+                    c.permits.load(Ordering::SeqCst)
+                };
+                (c.key, (permits, unacked_room))
             })
             .collect();
         KeyedPass {
@@ -1209,7 +1253,10 @@ fn next_compacted(st: &mut State) -> Option<Position> {
 fn next_after(p: Position) -> Position {
     match p.entry.0.checked_add(1) {
         Some(e) => Position::new(p.ledger, common::EntryId(e)),
-        None => Position::new(common::LedgerId(p.ledger.0 + 1), common::EntryId(0)),
+        None => Position::new(
+            common::LedgerId(p.ledger.0.saturating_add(1)),
+            common::EntryId(0),
+        ),
     }
 }
 
@@ -1219,7 +1266,7 @@ mod tests {
     use crate::protocol::pb::KeySharedMeta;
 
     fn consumer(id: u64, permits: i64) -> Arc<ConsumerHandle> {
-        let (out, _rx) = mpsc::channel(1);
+        let (out, _rx) = crate::outbound::channel(1);
         Arc::new(ConsumerHandle {
             key: (1, id),
             consumer_id: id,

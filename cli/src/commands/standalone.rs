@@ -109,6 +109,8 @@ async fn serve_broker(
     service.message_ttl = config.message_ttl;
     service.message_expiry_check_interval = config.message_expiry_check_interval;
     service.subscription_pattern_max_length = config.subscription_pattern_max_length;
+    service.max_connections = config.max_connections;
+    service.max_connections_per_ip = config.max_connections_per_ip;
     // One process with its own bookie: there is no other broker to give bundles to.
     if role != "standalone" {
         service.storage_timeout = config.ownership.storage_timeout;

@@ -146,7 +146,15 @@ impl LogFile {
                 ops: ops.iter().map(op_to_pb).collect(),
             })),
         };
-        let frame = frame(&record.encode_to_vec());
+        let payload = record.encode_to_vec();
+        if payload.len() > MAX_RECORD_LEN {
+            // Replay would refuse it: never acknowledge what a restart cannot read back.
+            return Err(MetaError::Invalid(format!(
+                "a mutation of {} bytes is larger than a log record may be ({MAX_RECORD_LEN})",
+                payload.len()
+            )));
+        }
+        let frame = frame(&payload);
         let res = self
             .file
             .write_all_at(&frame, self.len)
@@ -188,8 +196,21 @@ impl LogFile {
         let record = pb::LogRecord {
             record: Some(Record::Snapshot(snapshot)),
         };
+        let payload = record.encode_to_vec();
+        if payload.len() > MAX_RECORD_LEN {
+            // One record could not be replayed: keep the log as it is (it stays readable,
+            // only longer) rather than write a snapshot a restart would refuse.
+            metrics::counter!("magnetar_metadata_log_rewrites_skipped_total").increment(1);
+            tracing::warn!(
+                bytes = payload.len(),
+                limit = MAX_RECORD_LEN,
+                "metadata snapshot too large for one log record; the log is not compacted"
+            );
+            self.base_len = self.len;
+            return Ok(());
+        }
         let mut bytes = header().to_vec();
-        bytes.extend_from_slice(&frame(&record.encode_to_vec()));
+        bytes.extend_from_slice(&frame(&payload));
         let tmp = self.dir.join(format!("{FILE_NAME}.tmp"));
         let f = self
             .fs
@@ -284,7 +305,7 @@ pub(super) fn decode(buf: &[u8]) -> std::result::Result<Decoded, (usize, String)
                 let tail = if version == 1 {
                     is_tail_v1(buf, pos)
                 } else {
-                    !valid_record_after(&buf[pos..])
+                    !oversized_with_valid_header(&buf[pos..]) && !valid_record_after(&buf[pos..])
                 };
                 if tail {
                     return Ok(Decoded {
@@ -308,6 +329,16 @@ pub(super) fn decode(buf: &[u8]) -> std::result::Result<Decoded, (usize, String)
 
 /// Whether a valid (version 2) record starts anywhere after the first byte of `rest`. The
 /// header checksum makes a false start rare and cheap to reject.
+/// A record whose header checksum holds but whose length is past [`MAX_RECORD_LEN`] was
+/// written whole by someone: it is never an unfinished write to cut off (that would drop
+/// every key it holds), but a file to refuse with its offset.
+fn oversized_with_valid_header(rest: &[u8]) -> bool {
+    rest.len() >= RECORD_HEADER_LEN
+        && common::checksum::crc32c(&rest[..8])
+            == u32::from_le_bytes(rest[8..12].try_into().unwrap_or_default())
+        && u32::from_le_bytes(rest[..4].try_into().unwrap_or_default()) as usize > MAX_RECORD_LEN
+}
+
 fn valid_record_after(rest: &[u8]) -> bool {
     (1..rest.len()).any(|i| matches!(decode_record(&rest[i..], FORMAT_VERSION), Ok((Ok(_), _))))
 }
@@ -497,6 +528,25 @@ mod tests {
             let (offset, reason) = decode(&img).unwrap_err();
             assert_eq!(offset, HEADER_LEN, "bit {bit}: {reason}");
         }
+    }
+
+    /// Review finding 4: a last record whose header checksum holds but whose length is past
+    /// the limit used to be cut off as a torn tail (for a snapshot: every key gone). It is
+    /// refused, naming its offset.
+    #[test]
+    fn an_oversized_last_record_is_refused_not_truncated() {
+        let mut img = image(&sample());
+        let at = img.len();
+        let len = (MAX_RECORD_LEN + 1) as u32;
+        let mut header = len.to_le_bytes().to_vec();
+        header.extend_from_slice(&0u32.to_le_bytes());
+        let crc = common::checksum::crc32c(&header);
+        header.extend_from_slice(&crc.to_le_bytes());
+        img.extend_from_slice(&header);
+        img.extend_from_slice(&[7u8; 64]);
+        let (offset, reason) = decode(&img).unwrap_err();
+        assert_eq!(offset, at, "{reason}");
+        assert!(reason.contains("exceeds"), "{reason}");
     }
 
     /// A version 1 log (no record header checksum) is still read.

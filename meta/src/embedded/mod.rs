@@ -204,6 +204,9 @@ fn remove_lease(st: &mut State, id: i64) -> Vec<TxnOp> {
         .unwrap_or_default()
 }
 
+/// Most bytes of keys and values one request writes: etcd's default `--max-request-bytes`.
+pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
+
 fn check_key(key: &str) -> Result<()> {
     if key.is_empty() {
         return Err(MetaError::Invalid("empty key".into()));
@@ -261,9 +264,21 @@ impl MetadataStore for EmbeddedStore {
     }
 
     async fn txn(&self, txn: Txn) -> Result<Revision> {
+        let mut bytes = 0usize;
         for op in &txn.ops {
             let (TxnOp::Put { key, .. } | TxnOp::Delete { key }) = op;
             check_key(key)?;
+            bytes += key.len();
+            if let TxnOp::Put { value, .. } = op {
+                bytes += value.len();
+            }
+        }
+        // etcd's limit, so that what standalone accepts a cluster accepts too, and no record
+        // grows the log (and its snapshot) past what replay reads back.
+        if bytes > MAX_REQUEST_BYTES {
+            return Err(MetaError::Invalid(format!(
+                "request is too large: {bytes} bytes, the limit is {MAX_REQUEST_BYTES}"
+            )));
         }
         self.commit(move |st| {
             st.check(&txn.compares)?;

@@ -38,7 +38,8 @@ macro_rules! conformance_tests {
             watch_from_compacted_revision_fails_then_resyncs,
             lease_expiry_deletes_keys_and_notifies_holder, keep_alive_holds_keys_past_three_ttls,
             put_on_revoked_lease_is_lease_expired, concurrent_id_allocation_is_unique,
-            ledger_metadata_crud, bookie_registration_and_cookies);
+            ledger_metadata_crud, bookie_registration_and_cookies,
+            oversized_request_is_refused);
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -607,4 +608,21 @@ pub async fn bookie_registration_and_cookies(s: Store) {
     assert_eq!((read.journal_dirs, rv), (cookie.journal_dirs.clone(), v));
     reg.delete_cookie(&b1, Some(v)).await.unwrap();
     assert!(reg.cookie(&b1).await.unwrap().is_none());
+}
+
+/// A request over etcd's 1.5 MiB limit is refused whole, and nothing of it is stored (the
+/// embedded store keeps etcd's limit, so no record outgrows what its log replays).
+pub async fn oversized_request_is_refused(s: Store) {
+    let big = Bytes::from(vec![b'x'; 2 << 20]);
+    assert!(
+        s.put("/t/big", big.clone(), PutCondition::Always, None)
+            .await
+            .is_err()
+    );
+    assert!(s.get("/t/big").await.unwrap().is_none());
+    let half = Bytes::from(vec![b'y'; 1 << 20]);
+    s.put("/t/ok", half.clone(), PutCondition::Always, None)
+        .await
+        .unwrap();
+    assert_eq!(s.get("/t/ok").await.unwrap().unwrap().value, half);
 }

@@ -41,6 +41,12 @@ async fn check(conn: &Connection, name: &str) -> Result<()> {
 
 /// PRODUCER on a non-persistent topic.
 pub async fn producer(conn: &mut Connection, c: CommandProducer) -> Result<()> {
+    // An id used again replaces its producer: the old one is detached first, not leaked (it
+    // would keep its topic alive for good).
+    if let Some(old) = conn.np_producers.remove(&c.producer_id) {
+        old.remove_producer((conn.id, c.producer_id));
+        conn.service.non_persistent.release_if_idle(&old);
+    }
     let result = async {
         let name = normalize_topic(&c.topic)?;
         check(conn, &name).await?;
@@ -124,7 +130,17 @@ pub async fn close_producer(
 /// SUBSCRIBE to a non-persistent topic.
 pub async fn subscribe(conn: &mut Connection, c: CommandSubscribe) -> Result<()> {
     let sub_type = SubType::try_from(c.sub_type).unwrap_or(SubType::Exclusive);
+    // An id used again replaces its consumer: the old one is detached first (its handle
+    // holds the connection's queue, which would keep the connection's writer task and socket
+    // alive after the client leaves).
+    detach(conn, c.consumer_id);
     let result = async {
+        crate::service::check_client_name("subscription", &c.subscription, true)?;
+        crate::service::check_client_name(
+            "consumer",
+            c.consumer_name.as_deref().unwrap_or(""),
+            false,
+        )?;
         let name = normalize_topic(&c.topic)?;
         check(conn, &name).await?;
         let topic = conn.service.non_persistent.get_or_create(&name);

@@ -28,6 +28,15 @@ pub async fn handle(conn: &mut Connection, c: CommandProducer) -> Result<()> {
         // create it afresh, under the access rules.
         conn.producers.remove(&c.producer_id);
     }
+    if let Err(e) = crate::service::check_client_name(
+        "producer",
+        c.producer_name.as_deref().unwrap_or(""),
+        false,
+    ) {
+        return conn
+            .send(cmd::error(c.request_id, e.server_error(), e.to_string()))
+            .await;
+    }
     let topic = match conn.service.topic(&c.topic).await {
         Ok(t) => t,
         Err(e) => {

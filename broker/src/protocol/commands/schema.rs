@@ -57,8 +57,11 @@ pub async fn get_or_create_schema(
     c: CommandGetOrCreateSchema,
 ) -> Result<()> {
     let result = async {
-        let topic = normalize_topic(&c.topic)?;
-        conn.service.register_schema(&topic, &c.schema).await
+        // As Pulsar: the topic must be one this broker serves (loaded, or loadable under the
+        // namespace's rules). A schema for any well-formed name would let anyone write
+        // metadata for namespaces that do not exist.
+        let topic = conn.service.topic(&normalize_topic(&c.topic)?).await?;
+        conn.service.register_schema(&topic.name, &c.schema).await
     }
     .await;
     let mut resp = CommandGetOrCreateSchemaResponse {

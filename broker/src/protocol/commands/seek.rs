@@ -78,6 +78,12 @@ pub async fn handle(conn: &mut Connection, c: CommandSeek) -> Result<()> {
             "SEEK without a message id or a publish time".into(),
         )),
     };
+    // A message id past the topic's end resets to its end (receive what comes next): a mark
+    // beyond the last entry would skip every message published after it.
+    let mark = mark.map(|m| match (m, ml.last_position()) {
+        (Some(m), last) if last.is_none_or(|l| m > l) => last,
+        (m, _) => m,
+    });
     let result = match mark {
         Ok(mark) => sub.reset(mark).await,
         Err(e) => Err(e),

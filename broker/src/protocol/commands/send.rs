@@ -169,7 +169,7 @@ pub async fn receipts(
     producer_id: u64,
     topic: std::sync::Arc<crate::topic::Topic>,
     mut rx: mpsc::Receiver<PendingReceipt>,
-    out: mpsc::Sender<Bytes>,
+    out: crate::outbound::Outbound,
 ) {
     while let Some(item) = rx.recv().await {
         let (command, last) = match item {

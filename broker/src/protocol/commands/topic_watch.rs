@@ -18,8 +18,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use tokio::sync::mpsc;
+use bytes::BytesMut;
 
 use crate::connection::Connection;
 use crate::error::Result;
@@ -74,7 +73,13 @@ pub async fn watch(conn: &mut Connection, c: CommandWatchTopicList) -> Result<()
     };
     if let Some(w) = conn.topic_watchers.get(&c.watcher_id) {
         // The client timed out and asked again: the same watcher, told again.
-        let topics: Vec<String> = w.told.lock().unwrap().iter().cloned().collect();
+        let topics: Vec<String> = w
+            .told
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
         let hash = topics_hash(&topics);
         tracing::info!(conn = conn.id, watcher = c.watcher_id, namespace = %w.namespace, "topic list watcher asked for again");
         return conn.send(success(&c, topics, hash)).await;
@@ -147,7 +152,7 @@ pub fn forget(conn: &mut Connection, id: u64) {
 /// is read again and what differs from what the client was told goes out as an update.
 async fn follow(
     service: Arc<BrokerService>,
-    out: mpsc::Sender<Bytes>,
+    out: crate::outbound::Outbound,
     ns: String,
     pattern: TopicsPattern,
     watcher_id: u64,
@@ -161,7 +166,12 @@ async fn follow(
                 Some(Ok(meta::TopicListChange::TopicWritten(name))) => {
                     // A known topic rolling a ledger over changes nothing.
                     let full = format!("persistent://{ns}/{name}");
-                    if pattern.matches(&full) && !told.lock().unwrap().contains(&full) {
+                    if pattern.matches(&full)
+                        && !told
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .contains(&full)
+                    {
                         break true;
                     }
                 }
@@ -203,7 +213,7 @@ async fn follow(
             }
         };
         let update = {
-            let mut told = told.lock().unwrap();
+            let mut told = told.lock().unwrap_or_else(|p| p.into_inner());
             let new: Vec<String> = now.difference(&told).cloned().collect();
             let deleted: Vec<String> = told.difference(&now).cloned().collect();
             if new.is_empty() && deleted.is_empty() {

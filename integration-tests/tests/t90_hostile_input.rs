@@ -1,0 +1,325 @@
+//! t90: hostile input (issue 20). Each test reproduces a finding of the input review
+//! (`hostile-input-review.md`) against a real standalone process, with clients that misbehave
+//! on purpose, and shows the broker refuses the input and keeps serving everyone else.
+
+use std::time::Duration;
+
+use broker::protocol::pb::command_subscribe::SubType;
+use integration_tests::http_json;
+use integration_tests::process::KeptDir;
+use integration_tests::raw::{RawConn, ack, flow, subscribe};
+use integration_tests::standalone::StandaloneProcess;
+
+fn addr(sa: &StandaloneProcess) -> String {
+    sa.service_url.strip_prefix("pulsar://").unwrap().to_owned()
+}
+
+/// Finding 1: an Avro schema of 15,000 records chained by name overflowed a worker's stack
+/// and aborted the whole standalone process. It is refused with an error, and the process
+/// serves the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t90a_a_deeply_chained_avro_schema_is_refused_and_the_broker_lives() {
+    let dir = KeptDir::new("t90a-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let url = format!("{}/admin/v2/schemas/public/default/x/schema", sa.http_url);
+    let post = |schema: serde_json::Value| {
+        let body =
+            serde_json::json!({"type": "AVRO", "schema": schema.to_string(), "properties": {}});
+        let url = url.clone();
+        async move { http_json("POST", &url, body.to_string().as_bytes()).await }
+    };
+    let first = post(
+        serde_json::json!({"type": "record", "name": "W", "fields": [{"name": "f", "type": "W"}]}),
+    )
+    .await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    let chain = |n: usize| {
+        let mut chain: Vec<serde_json::Value> = (0..n)
+            .map(|i| serde_json::json!({"type": "record", "name": format!("A{i}"), "fields": [{"name": "f", "type": format!("A{}", i + 1)}]}))
+            .collect();
+        chain.push(serde_json::json!({"type": "record", "name": format!("A{n}"), "fields": [{"name": "f", "type": "int"}]}));
+        serde_json::Value::Array(chain)
+    };
+    // The reported request (about 1 MB): over the schema size cap, refused unparsed.
+    let second = post(chain(15_000)).await;
+    assert!(second.starts_with("HTTP/1.1 422"), "{second}");
+    // A chain under the cap but far past the depth limit: refused by the check's budget.
+    let second = post(chain(5_000)).await;
+    assert!(
+        second.starts_with("HTTP/1.1 409"),
+        "refused as incompatible: {second}"
+    );
+    assert!(
+        second.contains("deeper than") || second.contains("steps to compare"),
+        "{second}"
+    );
+    // Still alive, and the first version is the only one.
+    let versions = integration_tests::http_body(&format!(
+        "{}/admin/v2/schemas/public/default/x/schemas",
+        sa.http_url
+    ))
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&versions).unwrap();
+    assert_eq!(v["getSchemaResponses"].as_array().unwrap().len(), 1, "{v}");
+    // A schema over the size cap is refused before it is parsed.
+    let huge = serde_json::json!({"type": "record", "name": "H", "doc": "x".repeat(600 * 1024), "fields": []});
+    let third = post(huge).await;
+    assert!(third.starts_with("HTTP/1.1 422"), "{third}");
+    // A schema for a namespace that does not exist writes nothing.
+    let ghost = http_json(
+        "POST",
+        &format!("{}/admin/v2/schemas/nobody/nothing/x/schema", sa.http_url),
+        br#"{"type": "STRING", "schema": "", "properties": {}}"#,
+    )
+    .await;
+    assert!(ghost.starts_with("HTTP/1.1 404"), "{ghost}");
+}
+
+/// Findings 2 and 3: a cumulative ACK past the end (the `-1:-1` sentinel reads as the largest
+/// position) used to be persisted, so the subscription skipped every later message, even
+/// after a restart; ack sets for positions not delivered were stored as sent. They are
+/// ignored, and what is published next is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t90b_acks_past_the_end_or_for_undelivered_entries_are_ignored() {
+    let dir = KeptDir::new("t90b-");
+    let mut sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let topic = "persistent://public/default/acks";
+    let mut p = RawConn::connect(&addr(&sa)).await;
+    let first = p.produce(topic, 1, 3, b"before").await;
+    let mut c = RawConn::connect(&addr(&sa)).await;
+    c.send(&subscribe(topic, "s", 1, 1, SubType::Exclusive))
+        .await;
+    assert!(c.next().await.unwrap().success.is_some());
+    // Forged acks: the sentinel, far past the end, and a batch ack set of 50,000 words for
+    // entries never delivered (none is delivered yet: no FLOW).
+    c.send(&ack(1, &[(u64::MAX, u64::MAX, vec![])], true)).await;
+    let (l, e) = *first.last().unwrap();
+    c.send(&ack(1, &[(l, e + 1_000, vec![])], true)).await;
+    c.send(&ack(1, &[(l + 5, 0, vec![])], false)).await;
+    c.send(&ack(
+        1,
+        &[(l, 0, vec![1; 50_000]), (l, 1, vec![1; 8])],
+        false,
+    ))
+    .await;
+    // Published after the forged acks, and delivered; again after a kill and a restart
+    // (the forged marks were never stored).
+    let mut p2 = RawConn::connect(&addr(&sa)).await;
+    p2.produce(topic, 2, 2, b"after").await;
+    drop((p, p2));
+    c.send(&flow(1, 100)).await;
+    assert_eq!(&receive(&mut c, 5).await[..3], &first[..]);
+    drop(c);
+    sa.kill9();
+    sa.restart().unwrap();
+    let mut c = RawConn::connect(&addr(&sa)).await;
+    c.send(&subscribe(topic, "s", 1, 1, SubType::Exclusive))
+        .await;
+    assert!(c.next().await.unwrap().success.is_some());
+    c.send(&flow(1, 100)).await;
+    assert_eq!(&receive(&mut c, 5).await[..3], &first[..]);
+}
+
+/// The ids of the next `n` messages consumer 1 of `c` receives (none carries an ack set).
+async fn receive(c: &mut RawConn, n: usize) -> Vec<(u64, u64)> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let f = c.next_frame().await.expect("every message delivered");
+        if let Some(m) = f.command.message {
+            assert!(m.ack_set.is_empty(), "no forged ack set reaches the client");
+            got.push((m.message_id.ledger_id, m.message_id.entry_id));
+        }
+    }
+    got
+}
+
+/// Finding 6: a consumer that sends FLOW with a million permits and never reads its socket
+/// stalled its whole Shared subscription. The other consumer keeps receiving, and once the
+/// stuck connection is closed (its socket took no bytes for two keepalive periods) every
+/// message reaches the consumer that reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t90c_a_consumer_that_stops_reading_does_not_stall_the_others() {
+    let dir = KeptDir::new("t90c-");
+    let sa = StandaloneProcess::start_with(&dir.path(), &[("MAGNETAR_KEEPALIVE_INTERVAL", "1s")])
+        .unwrap();
+    let topic = "persistent://public/default/stuck";
+    let mut stuck = RawConn::connect(&addr(&sa)).await;
+    stuck
+        .send(&subscribe(topic, "shared", 1, 1, SubType::Shared))
+        .await;
+    assert!(stuck.next().await.unwrap().success.is_some());
+    stuck.send(&flow(1, 1_000_000)).await;
+    let mut good = RawConn::connect(&addr(&sa)).await;
+    good.send(&subscribe(topic, "shared", 1, 1, SubType::Shared))
+        .await;
+    assert!(good.next().await.unwrap().success.is_some());
+    good.send(&flow(1, 1_000)).await;
+    // 3,000 messages of 16 KiB (47 MiB): far more than the stuck client's socket buffers and
+    // its share of the broker's queue hold.
+    let n = 3_000u64;
+    let body = vec![7u8; 16 << 10];
+    let producer_addr = addr(&sa);
+    let produced = tokio::spawn(async move {
+        let mut p = RawConn::connect(&producer_addr).await;
+        p.produce(topic, 1, n, &body).await
+    });
+    // The stuck client keeps writing (it is not silent, so only the stalled socket ends it).
+    let keep_talking = tokio::spawn(async move {
+        for _ in 0..600 {
+            stuck
+                .send(&integration_tests::raw::base(
+                    broker::protocol::pb::base_command::Type::Ping,
+                ))
+                .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        stuck
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    let mut received = 0u64;
+    while (seen.len() as u64) < n {
+        let Some(f) = good.next_frame().await else {
+            panic!(
+                "the reading consumer stalled after {} of {n} messages",
+                seen.len()
+            );
+        };
+        if let Some(m) = f.command.message {
+            received += 1;
+            seen.insert((m.message_id.ledger_id, m.message_id.entry_id));
+            good.send(&ack(
+                1,
+                &[(m.message_id.ledger_id, m.message_id.entry_id, vec![])],
+                false,
+            ))
+            .await;
+            if received.is_multiple_of(500) {
+                good.send(&flow(1, 500)).await;
+            }
+        }
+    }
+    assert_eq!(produced.await.unwrap().len() as u64, n);
+    keep_talking.abort();
+}
+
+/// Finding 7 and the name limits: loads that fail (a namespace that does not exist) are
+/// refused each time with TopicNotFound; names past the limits are refused with an error; the
+/// connection keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t90d_junk_names_are_refused_and_leave_nothing_behind() {
+    let dir = KeptDir::new("t90d-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let mut c = RawConn::connect(&addr(&sa)).await;
+    // A producer on a namespace that does not exist, 200 times with different names.
+    for i in 0..200u64 {
+        c.send(&integration_tests::raw::producer(
+            &format!("persistent://ghost-{i}/ns/t"),
+            i,
+            i,
+        ))
+        .await;
+        let e = c.next().await.unwrap().error.expect("refused");
+        assert_eq!(
+            e.error,
+            broker::protocol::pb::ServerError::TopicNotFound as i32
+        );
+    }
+    // A tenant name over 255 bytes is not a valid topic name.
+    c.send(&integration_tests::raw::producer(
+        &format!("persistent://{}/ns/t", "a".repeat(300)),
+        500,
+        500,
+    ))
+    .await;
+    let e = c.next().await.unwrap().error.expect("refused");
+    assert_eq!(
+        e.error,
+        broker::protocol::pb::ServerError::InvalidTopicName as i32
+    );
+    // A subscription name of 5 MiB.
+    c.send(&subscribe(
+        "persistent://public/default/names",
+        &"s".repeat(5 << 20),
+        1,
+        600,
+        SubType::Shared,
+    ))
+    .await;
+    let e = c.next().await.unwrap().error.expect("refused");
+    assert_eq!(
+        e.error,
+        broker::protocol::pb::ServerError::NotAllowedError as i32
+    );
+    // Still serving on the same connection.
+    let ids = c
+        .produce("persistent://public/default/names", 700, 1, b"ok")
+        .await;
+    assert_eq!(ids.len(), 1);
+}
+
+/// Limits 13 (Pulsar's brokerMaxConnectionsPerIp and a CONNECT deadline): past the limit a
+/// connection is closed as it is accepted, and a slot comes back when a client leaves; a
+/// client that never sends CONNECT is closed after one keepalive period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t90e_connection_limits_and_the_connect_deadline() {
+    use tokio::io::AsyncReadExt;
+    let dir = KeptDir::new("t90e-");
+    let sa = StandaloneProcess::start_with(
+        &dir.path(),
+        &[
+            ("MAGNETAR_MAX_CONNECTIONS_PER_IP", "3"),
+            ("MAGNETAR_KEEPALIVE_INTERVAL", "2s"),
+        ],
+    )
+    .unwrap();
+    let a = addr(&sa);
+    let mut held = vec![
+        RawConn::connect(&a).await,
+        RawConn::connect(&a).await,
+        RawConn::connect(&a).await,
+    ];
+    // The fourth is closed at once: reading it ends with EOF (or a reset).
+    let mut fourth = tokio::net::TcpStream::connect(&a).await.unwrap();
+    let mut byte = [0u8; 1];
+    let r = tokio::time::timeout(Duration::from_secs(10), fourth.read(&mut byte))
+        .await
+        .expect("closed, not left hanging");
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    // One leaves: a new one is admitted (the slot comes back once the broker sees it go).
+    drop(held.pop());
+    integration_tests::wait_for("a slot to come back", Duration::from_secs(10), || {
+        let a = a.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(&a).await.ok()?;
+            use tokio::io::AsyncWriteExt;
+            let mut out = bytes::BytesMut::new();
+            broker::protocol::frame::encode(
+                &broker::protocol::pb::BaseCommand {
+                    connect: Some(broker::protocol::pb::CommandConnect {
+                        client_version: "raw-test".into(),
+                        protocol_version: Some(19),
+                        ..Default::default()
+                    }),
+                    ..integration_tests::raw::base(
+                        broker::protocol::pb::base_command::Type::Connect,
+                    )
+                },
+                &mut out,
+            );
+            s.write_all(&out).await.ok()?;
+            let mut b = [0u8; 4];
+            match tokio::time::timeout(Duration::from_secs(2), s.read(&mut b)).await {
+                Ok(Ok(n)) if n > 0 => Some(()),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    drop(held);
+    // A client that sends nothing (no CONNECT) is closed by the deadline.
+    let mut silent = tokio::net::TcpStream::connect(&a).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut byte))
+        .await
+        .expect("closed by the CONNECT deadline");
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+}
