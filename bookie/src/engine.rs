@@ -15,6 +15,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+/// Largest entry payload a bookie accepts: what journal replay and ledger-file scans read back
+/// (a record of at most [`crate::format::MAX_RECORD_LEN`]), less room for the record's header
+/// fields.
+pub const MAX_ENTRY_PAYLOAD: usize = crate::format::MAX_RECORD_LEN - 4096;
+
 use bytes::Bytes;
 use common::fs::{File, Fs, OpenOptions};
 use common::{EntryId, LedgerId};
@@ -207,10 +212,33 @@ impl Engine {
                 .collect();
         }
         let read_only = self.is_read_only();
+        // A recovery add may fill a gap, never replace what is stored: recovery passes the
+        // fence, and an entry of a closed ledger must not be rewritten by anyone (its crc32c
+        // is a checksum, not a MAC). The same bytes again are fine (a recovery retried).
+        for (i, it) in items.iter().enumerate() {
+            if !it.recovery {
+                continue;
+            }
+            let storage = self.storage.clone();
+            let (id, entry) = (it.entry.ledger, it.entry.entry);
+            let stored =
+                tokio::task::spawn_blocking(move || storage.read_blocking(id, entry)).await;
+            if let Ok(Ok(stored)) = stored
+                && (stored.payload != it.entry.payload || stored.lac != it.entry.lac)
+            {
+                metrics::counter!("bookie_add_rejected_total", "reason" => "rewrite").increment(1);
+                results[i] = Some(Err(BookieError::BadRequest(format!(
+                    "entry {id}:{entry} is stored already with other content; a recovery add does not replace it"
+                ))));
+            }
+        }
         let mut bytes = 0;
         // Ledgers in first-seen order, each with its items' indices.
         let mut groups: Vec<(LedgerId, Vec<usize>)> = Vec::new();
         for (i, it) in items.iter().enumerate() {
+            if results[i].is_some() {
+                continue;
+            }
             if read_only && !it.recovery {
                 results[i] = Some(Err(BookieError::ReadOnly));
             } else if !it.entry.verify() {
@@ -218,6 +246,24 @@ impl Engine {
                 results[i] = Some(Err(BookieError::BadRequest(format!(
                     "entry {}:{} fails its checksum",
                     it.entry.ledger, it.entry.entry
+                ))));
+            } else if it.entry.payload.len() > MAX_ENTRY_PAYLOAD {
+                // Journal replay and ledger-file scans read records up to MAX_RECORD_LEN:
+                // an entry they could not read back must never be acknowledged.
+                metrics::counter!("bookie_add_rejected_total", "reason" => "size").increment(1);
+                results[i] = Some(Err(BookieError::BadRequest(format!(
+                    "entry {}:{} has {} bytes, more than the limit of {MAX_ENTRY_PAYLOAD}",
+                    it.entry.ledger,
+                    it.entry.entry,
+                    it.entry.payload.len()
+                ))));
+            } else if it.entry.lac >= 0 && it.entry.lac as u64 >= it.entry.entry.0 {
+                // A writer's LAC is always behind the entry it sends; a forged one would make
+                // recovery close the ledger at an entry that does not exist.
+                metrics::counter!("bookie_add_rejected_total", "reason" => "lac").increment(1);
+                results[i] = Some(Err(BookieError::BadRequest(format!(
+                    "entry {}:{} claims last-add-confirmed {}, not before it",
+                    it.entry.ledger, it.entry.entry, it.entry.lac
                 ))));
             } else {
                 bytes += it.entry.footprint();

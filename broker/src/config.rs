@@ -46,6 +46,21 @@ pub struct BrokerConfig {
     /// Most client connections from one IP address (0: no limit). Pulsar:
     /// brokerMaxConnectionsPerIp.
     pub max_connections_per_ip: usize,
+    /// Publishes one connection may have waiting for durability; past it the broker stops
+    /// reading from the connection until some are done. Pulsar:
+    /// maxPendingPublishRequestsPerConnection.
+    pub max_pending_publish_requests_per_connection: usize,
+    /// Bytes of publishes in flight on the whole broker; past it every producer connection
+    /// is read no further until some are durable. Pulsar: maxMessagePublishBufferSizeInMB.
+    pub max_message_publish_buffer: common::config::ByteSize,
+    /// Lookups served at once; past it the client is told TooManyRequests. Pulsar:
+    /// maxConcurrentLookupRequest.
+    pub max_concurrent_lookup_requests: usize,
+    /// Topics loaded at once; more wait. Pulsar: maxConcurrentTopicLoadRequest.
+    pub max_concurrent_topic_loads: usize,
+    /// Subscriptions one topic may have; a new one past it is refused with NotAllowedError
+    /// (0: no limit). Pulsar: maxSubscriptionsPerTopic.
+    pub max_subscriptions_per_topic: usize,
     /// Metadata store.
     pub meta: MetaSection,
     /// Managed ledgers.
@@ -131,6 +146,11 @@ impl Default for BrokerConfig {
             subscription_pattern_max_length: 50,
             max_connections: 0,
             max_connections_per_ip: 0,
+            max_pending_publish_requests_per_connection: 1000,
+            max_message_publish_buffer: common::config::ByteSize(256 << 20),
+            max_concurrent_lookup_requests: 50_000,
+            max_concurrent_topic_loads: 5_000,
+            max_subscriptions_per_topic: 0,
             meta: MetaSection::default(),
             managed_ledger: ManagedLedgerSection::default(),
             ownership: OwnershipSection::default(),

@@ -78,6 +78,8 @@ pub struct Connection {
     pub np_consumers: HashMap<u64, NpConsumer>,
     /// Topic list watchers (WATCH_TOPIC_LIST) by id.
     pub topic_watchers: HashMap<u64, commands::topic_watch::TopicWatcher>,
+    /// Publishes of this connection not durable yet (`max_pending_publish_requests_per_connection`).
+    pub pending_publish: Arc<tokio::sync::Semaphore>,
 }
 
 impl Connection {
@@ -318,6 +320,7 @@ pub async fn serve(stream: TcpStream, service: Arc<BrokerService>, id: u64) {
     // the connection is closed (its consumers' messages go to others), as nothing else would
     // ever end it.
     let stall = service.keepalive * 2;
+    let service_pending_limit = service.max_pending_publish_per_connection.max(1);
     let writer = tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             let mut buf = BytesMut::from(&first[..]);
@@ -353,17 +356,23 @@ pub async fn serve(stream: TcpStream, service: Arc<BrokerService>, id: u64) {
         np_producers: HashMap::new(),
         np_consumers: HashMap::new(),
         topic_watchers: HashMap::new(),
+        pending_publish: Arc::new(tokio::sync::Semaphore::new(service_pending_limit)),
     };
     let mut buf = BytesMut::with_capacity(64 << 10);
     // Keepalive (Pulsar's): a quiet connection gets a PING; one still quiet a period later is
     // closed, which releases its producers and consumers.
     let period = conn.service.keepalive;
     let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    // A connection busy with a long run of buffered commands reaches the tick late: missed
+    // ticks must not fire in a burst (the second would close a client that is talking).
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard = true;
     'read: loop {
         loop {
             match frame::decode(&mut buf, conn.max_message_size + FRAME_PADDING) {
                 Ok(f) => {
+                    // Every command is a sign of life, read now or earlier.
+                    heard = true;
                     // A panic in a handler (a bug) ends this connection only, and still
                     // detaches its producers, consumers and watchers below: left attached,
                     // they would hold Exclusive slots and permits aimed at a dead queue.

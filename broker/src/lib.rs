@@ -24,6 +24,8 @@ pub mod conn_limits;
 pub mod connection;
 pub mod error;
 pub mod evict;
+#[cfg(test)]
+mod fuzz_targets;
 pub mod managed_ledger;
 pub mod nonpersistent;
 pub mod outbound;

@@ -54,6 +54,18 @@ pub struct BrokerService {
     pub subscription_pattern_max_length: usize,
     /// See `max_connections` in `broker.toml` (0: no limit).
     pub max_connections: usize,
+    /// See `max_pending_publish_requests_per_connection` in `broker.toml`.
+    pub max_pending_publish_per_connection: usize,
+    /// Bytes of publishes in flight on the whole broker (`max_message_publish_buffer`):
+    /// a SEND takes its payload's size and gives it back once durable; while none is left,
+    /// connections stop reading from their producers.
+    pub publish_buffer: Arc<tokio::sync::Semaphore>,
+    /// Lookups served at once (`max_concurrent_lookup_requests`); past it, TooManyRequests.
+    pub lookup_permits: Arc<tokio::sync::Semaphore>,
+    /// Topic loads at once (`max_concurrent_topic_loads`); more wait their turn.
+    pub topic_load_permits: Arc<tokio::sync::Semaphore>,
+    /// Subscriptions one topic may have (`max_subscriptions_per_topic`; 0: no limit).
+    pub max_subscriptions_per_topic: usize,
     /// See `max_connections_per_ip` in `broker.toml` (0: no limit).
     pub max_connections_per_ip: usize,
 }
@@ -173,6 +185,11 @@ impl BrokerService {
             subscription_pattern_max_length: 50,
             max_connections: 0,
             max_connections_per_ip: 0,
+            max_pending_publish_per_connection: 1000,
+            publish_buffer: Arc::new(tokio::sync::Semaphore::new(256 << 20)),
+            lookup_permits: Arc::new(tokio::sync::Semaphore::new(50_000)),
+            topic_load_permits: Arc::new(tokio::sync::Semaphore::new(5_000)),
+            max_subscriptions_per_topic: 0,
             schemas: crate::schema::Registry::new(store.clone(), keys.clone()),
             non_persistent: Default::default(),
             store,
@@ -221,6 +238,13 @@ impl BrokerService {
             .clone();
         let loaded = cell
             .get_or_try_init(|| async {
+                // Pulsar's maxConcurrentTopicLoadRequest: a burst of loads waits its turn
+                // instead of sending thousands of metadata reads at once.
+                let _permit = self
+                    .topic_load_permits
+                    .acquire()
+                    .await
+                    .map_err(|_| BrokerError::ShuttingDown)?;
                 self.check_creatable(&name, explicit).await?;
                 // Only the bundle's owner loads a topic (it takes an unowned bundle).
                 if let Some(o) = &self.ownership {
@@ -697,9 +721,39 @@ impl BrokerService {
     }
 }
 
+/// A broker over an embedded store in `dir`, with no bookie (whatever needs a ledger fails),
+/// `public/default` created: for tests of what happens before storage.
+#[cfg(test)]
+pub(crate) async fn test_service(dir: &std::path::Path) -> BrokerService {
+    let store: Arc<dyn MetadataStore> = Arc::new(
+        meta::EmbeddedStore::open(dir, meta::EmbeddedOptions::default())
+            .await
+            .unwrap(),
+    );
+    let keys = KeyLayout::for_cluster("standalone");
+    let client = bookie::client::LedgerClient::new(
+        store.clone(),
+        keys.clone(),
+        bookie::client::ClientConfig::default(),
+    );
+    let service = BrokerService::new(
+        store,
+        keys,
+        client,
+        ManagedLedgerConfig::default(),
+        "pulsar://127.0.0.1:1".into(),
+    );
+    service
+        .namespaces
+        .ensure_defaults("standalone", 4)
+        .await
+        .unwrap();
+    service
+}
+
 #[cfg(test)]
 mod tests {
-    use super::normalize_topic;
+    use super::{BrokerError, normalize_topic, test_service};
 
     #[test]
     fn topic_names() {
@@ -735,5 +789,27 @@ mod tests {
             normalize_topic("persistent://my-tenant/ns.1/topic-with:colons=and.dots").unwrap(),
             "persistent://my-tenant/ns.1/topic-with:colons=and.dots"
         );
+    }
+
+    /// Review finding 7: a load that fails (here: namespaces that do not exist) leaves no
+    /// entry in the topic map, whose keys could be megabytes each.
+    #[tokio::test]
+    async fn failed_topic_loads_leave_no_entry_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = test_service(dir.path()).await;
+        for i in 0..100 {
+            let Err(e) = service.topic(&format!("persistent://ghost-{i}/ns/t")).await else {
+                panic!("no such namespace");
+            };
+            assert!(matches!(e, BrokerError::TopicNotFound(_)), "{e}");
+        }
+        assert_eq!(service.topics.lock().unwrap().len(), 0);
+        let Err(e) = service
+            .topic(&format!("persistent://{}/ns/t", "a".repeat(300)))
+            .await
+        else {
+            panic!("too long");
+        };
+        assert!(matches!(e, BrokerError::InvalidTopic(_)), "{e}");
     }
 }

@@ -13,6 +13,7 @@ pub mod checksum;
 pub mod config;
 pub mod error;
 pub mod fs;
+pub mod fuzz;
 pub mod ids;
 pub mod net;
 pub mod telemetry;

@@ -29,25 +29,33 @@ impl RawConn {
     /// Connects (protocol 19) and waits for CONNECTED.
     pub async fn connect(addr: &str) -> RawConn {
         let s = TcpStream::connect(addr).await.expect("connect");
-        let mut c = RawConn {
+        let mut c = RawConn::from_stream(s);
+        c.try_connect().await.expect("CONNECTED");
+        c
+    }
+
+    /// Over a socket that is connected but has not sent CONNECT.
+    pub fn from_stream(s: TcpStream) -> RawConn {
+        RawConn {
             s,
             buf: BytesMut::new(),
-        };
-        c.send(&BaseCommand {
+        }
+    }
+
+    /// Sends CONNECT; `Some` once CONNECTED came back, `None` if the broker closed instead.
+    pub async fn try_connect(&mut self) -> Option<()> {
+        let connect = BaseCommand {
             connect: Some(pb::CommandConnect {
                 client_version: "raw-test".into(),
                 protocol_version: Some(19),
                 ..Default::default()
             }),
             ..base(Type::Connect)
-        })
-        .await;
-        c.next()
-            .await
-            .expect("CONNECTED")
-            .connected
-            .expect("CONNECTED");
-        c
+        };
+        let mut out = BytesMut::new();
+        encode(&connect, &mut out);
+        self.s.write_all(&out).await.ok()?;
+        self.next().await?.connected.map(|_| ())
     }
 
     /// Sends a command.

@@ -66,6 +66,11 @@ impl StandaloneProcess {
         }
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(ServerProcess::pid)
+    }
+
     /// The log file.
     pub fn log(&self) -> &Path {
         &self.log
@@ -188,5 +193,10 @@ impl BrokerProcess {
         if let Some(p) = &self.proc {
             p.signal(name);
         }
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(ServerProcess::pid)
     }
 }

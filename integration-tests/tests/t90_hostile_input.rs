@@ -267,59 +267,152 @@ async fn t90e_connection_limits_and_the_connect_deadline() {
     let sa = StandaloneProcess::start_with(
         &dir.path(),
         &[
-            ("MAGNETAR_MAX_CONNECTIONS_PER_IP", "3"),
+            ("MAGNETAR_MAX_CONNECTIONS_PER_IP", "4"),
             ("MAGNETAR_KEEPALIVE_INTERVAL", "2s"),
         ],
     )
     .unwrap();
     let a = addr(&sa);
-    let mut held = vec![
+    // A client that never sends CONNECT, then three that do: four connections, the limit.
+    let mut silent = tokio::net::TcpStream::connect(&a).await.unwrap();
+    let held = vec![
         RawConn::connect(&a).await,
         RawConn::connect(&a).await,
         RawConn::connect(&a).await,
     ];
-    // The fourth is closed at once: reading it ends with EOF (or a reset).
-    let mut fourth = tokio::net::TcpStream::connect(&a).await.unwrap();
+    // The fifth is closed as it is accepted: its CONNECT gets no answer. So the silent one
+    // holds a slot.
+    let fifth = tokio::net::TcpStream::connect(&a).await.unwrap();
+    let refused = integration_tests::raw::RawConn::from_stream(fifth)
+        .try_connect()
+        .await;
+    assert!(refused.is_none(), "the fifth connection was served");
     let mut byte = [0u8; 1];
-    let r = tokio::time::timeout(Duration::from_secs(10), fourth.read(&mut byte))
-        .await
-        .expect("closed, not left hanging");
-    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
-    // One leaves: a new one is admitted (the slot comes back once the broker sees it go).
-    drop(held.pop());
-    integration_tests::wait_for("a slot to come back", Duration::from_secs(10), || {
-        let a = a.clone();
-        async move {
-            let mut s = tokio::net::TcpStream::connect(&a).await.ok()?;
-            use tokio::io::AsyncWriteExt;
-            let mut out = bytes::BytesMut::new();
-            broker::protocol::frame::encode(
-                &broker::protocol::pb::BaseCommand {
-                    connect: Some(broker::protocol::pb::CommandConnect {
-                        client_version: "raw-test".into(),
-                        protocol_version: Some(19),
-                        ..Default::default()
-                    }),
-                    ..integration_tests::raw::base(
-                        broker::protocol::pb::base_command::Type::Connect,
-                    )
-                },
-                &mut out,
-            );
-            s.write_all(&out).await.ok()?;
-            let mut b = [0u8; 4];
-            match tokio::time::timeout(Duration::from_secs(2), s.read(&mut b)).await {
-                Ok(Ok(n)) if n > 0 => Some(()),
-                _ => None,
-            }
-        }
-    })
-    .await;
-    drop(held);
-    // A client that sends nothing (no CONNECT) is closed by the deadline.
-    let mut silent = tokio::net::TcpStream::connect(&a).await.unwrap();
-    let r = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut byte))
+    // The silent one is closed by the CONNECT deadline, never having been answered.
+    let r = tokio::time::timeout(Duration::from_secs(20), silent.read(&mut byte))
         .await
         .expect("closed by the CONNECT deadline");
     assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    drop(held);
+    // Slots come back as clients leave: a new client is served again.
+    integration_tests::wait_for("a slot to come back", Duration::from_secs(20), || {
+        let a = a.clone();
+        async move {
+            let s = tokio::net::TcpStream::connect(&a).await.ok()?;
+            let mut c = integration_tests::raw::RawConn::from_stream(s);
+            c.try_connect().await
+        }
+    })
+    .await;
+}
+
+/// Pulsar's maxPendingPublishRequestsPerConnection and maxSubscriptionsPerTopic: a producer
+/// that pipelines far more sends than the limit is paused at its socket (every send still
+/// gets its receipt, in order); a subscription past the topic's limit is refused with
+/// NotAllowedError while the existing ones keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t90f_publish_backpressure_and_subscription_limit() {
+    let dir = KeptDir::new("t90f-");
+    let sa = StandaloneProcess::start_with(
+        &dir.path(),
+        &[
+            ("MAGNETAR_MAX_PENDING_PUBLISH_REQUESTS_PER_CONNECTION", "8"),
+            ("MAGNETAR_MAX_SUBSCRIPTIONS_PER_TOPIC", "2"),
+        ],
+    )
+    .unwrap();
+    let topic = "persistent://public/default/limits";
+    let mut p = RawConn::connect(&addr(&sa)).await;
+    let ids = p.produce(topic, 1, 2_000, &[5u8; 1024]).await;
+    assert_eq!(ids.len(), 2_000);
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "receipts in send order"
+    );
+    let mut c = RawConn::connect(&addr(&sa)).await;
+    for (i, sub) in ["a", "b"].iter().enumerate() {
+        c.send(&subscribe(topic, sub, i as u64, i as u64, SubType::Shared))
+            .await;
+        assert!(c.next().await.unwrap().success.is_some());
+    }
+    c.send(&subscribe(topic, "c", 9, 9, SubType::Shared)).await;
+    let e = c.next().await.unwrap().error.expect("refused");
+    assert_eq!(
+        e.error,
+        broker::protocol::pb::ServerError::NotAllowedError as i32
+    );
+    // An existing subscription takes another consumer.
+    c.send(&subscribe(topic, "a", 10, 10, SubType::Shared))
+        .await;
+    assert!(c.next().await.unwrap().success.is_some());
+}
+
+/// Findings 14, 15 and 21: a non-persistent consumer id used again (on another topic) is
+/// detached first, so a closed connection releases its socket (file descriptors come back);
+/// topic list watchers per connection are capped; a namespace's default partition count is
+/// bounded like a partitioned topic's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t90g_reused_ids_watcher_cap_and_default_partitions() {
+    use broker::protocol::pb::{self, BaseCommand, base_command::Type};
+    let dir = KeptDir::new("t90g-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let pid = sa.pid().unwrap();
+    let fds = || std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let before = fds();
+    for i in 0..100u64 {
+        let mut c = RawConn::connect(&addr(&sa)).await;
+        for (n, t) in ["a", "b"].iter().enumerate() {
+            c.send(&subscribe(
+                &format!("non-persistent://public/default/reuse-{t}"),
+                "s",
+                1,
+                i * 10 + n as u64,
+                SubType::Exclusive,
+            ))
+            .await;
+            assert!(c.next().await.unwrap().success.is_some());
+        }
+    }
+    integration_tests::wait_for(
+        "the broker's sockets to be released",
+        Duration::from_secs(20),
+        || {
+            let n = fds();
+            async move { (n <= before + 10).then_some(()) }
+        },
+    )
+    .await;
+    // Watchers: 100 per connection, the next refused, the connection kept.
+    let mut c = RawConn::connect(&addr(&sa)).await;
+    let watch = |id: u64| BaseCommand {
+        watch_topic_list: Some(pb::CommandWatchTopicList {
+            request_id: id,
+            watcher_id: id,
+            namespace: "public/default".into(),
+            topics_pattern: "persistent://public/default/.*".into(),
+            topics_hash: None,
+        }),
+        ..integration_tests::raw::base(Type::WatchTopicList)
+    };
+    for id in 0..100 {
+        c.send(&watch(id)).await;
+        assert!(c.next().await.unwrap().watch_topic_list_success.is_some());
+    }
+    c.send(&watch(100)).await;
+    let e = c.next().await.unwrap().error.expect("refused");
+    assert_eq!(e.error, pb::ServerError::NotAllowedError as i32);
+    assert_eq!(
+        c.produce("persistent://public/default/w", 1, 1, b"x")
+            .await
+            .len(),
+        1
+    );
+    // defaultNumPartitions past the partition limit.
+    let r = http_json(
+        "POST",
+        &format!("{}/admin/v2/namespaces/public/default/autoTopicCreation", sa.http_url),
+        br#"{"allowAutoTopicCreation":true,"topicType":"partitioned","defaultNumPartitions":4000000000}"#,
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 412"), "{r}");
 }

@@ -486,4 +486,27 @@ mod tests {
             }
         }
     }
+
+    /// Fuzz target: any bytes as a journal file are replayed or refused with an error, never
+    /// a panic or an allocation the file does not justify.
+    #[test]
+    fn fuzz_journal_file() {
+        let mut seed = header(7).to_vec();
+        let mut buf = BytesMut::new();
+        let recs: Vec<_> = (0..3).map(|i| add(1, i)).collect();
+        encode_batch(7, &recs, &mut buf);
+        seed.extend_from_slice(&buf);
+        let dir = tempfile::tempdir().unwrap();
+        let fs = common::fs::real();
+        common::fuzz::run("journal_file", &[seed], |input| {
+            std::fs::write(path_of(dir.path(), 7), input).unwrap();
+            let _ = read_file(
+                fs.as_ref(),
+                dir.path(),
+                7,
+                JOURNAL_HEADER_LEN as u64,
+                |_, _| Ok(()),
+            );
+        });
+    }
 }

@@ -283,4 +283,35 @@ mod tests {
             prop_assert_eq!(decode(&mut partial, 1 << 20), Err(FrameError::Incomplete));
         }
     }
+
+    /// Review finding 17: a batch's claimed message count is clamped to what its body holds.
+    #[test]
+    fn batch_counts_are_clamped_to_the_body() {
+        let meta = |n: i32, compression: Option<i32>, uncompressed: Option<u32>| MessageMetadata {
+            producer_name: "p".into(),
+            num_messages_in_batch: Some(n),
+            compression,
+            uncompressed_size: uncompressed,
+            ..Default::default()
+        };
+        let p = build_payload(&meta(i32::MAX, None, None), &[0u8; 60]);
+        let info = inspect_payload(&p).unwrap();
+        assert_eq!(
+            info.messages(p.len()),
+            10,
+            "60 bytes hold 10 messages at most"
+        );
+        let p = build_payload(&meta(3, None, None), &[0u8; 60]);
+        assert_eq!(inspect_payload(&p).unwrap().messages(p.len()), 3);
+        let p = build_payload(&meta(-7, None, None), b"");
+        assert_eq!(inspect_payload(&p).unwrap().messages(p.len()), 1);
+        // Compressed: by the claimed uncompressed size, itself capped.
+        let p = build_payload(&meta(1000, Some(2), Some(600)), &[0u8; 8]);
+        assert_eq!(inspect_payload(&p).unwrap().messages(p.len()), 100);
+        let p = build_payload(&meta(i32::MAX, Some(2), Some(u32::MAX)), &[0u8; 8]);
+        assert_eq!(
+            inspect_payload(&p).unwrap().messages(p.len()) as usize,
+            MAX_UNCOMPRESSED / MIN_BATCHED_MESSAGE
+        );
+    }
 }

@@ -27,6 +27,13 @@ use crate::protocol::frame::{self, encode_with_payload, inspect_payload};
 use crate::protocol::pb::command_subscribe::SubType;
 use crate::topic::key_shared::{ConsumerKey, Selector};
 
+/// Chunked messages whose first chunk went out and whose last has not, routed per
+/// subscription at most.
+const MAX_CHUNKED_IN_FLIGHT: usize = 10_000;
+
+/// Longest chunked-message uuid routed (Pulsar's are `producer-sequence`).
+const MAX_CHUNK_UUID: usize = 1024;
+
 /// How soon a dispatcher looks again at a consumer whose queue was full.
 const CONGESTED_RETRY: Duration = Duration::from_millis(20);
 
@@ -554,12 +561,23 @@ impl Subscription {
     /// Redelivers a consumer's unacknowledged entries (all of them when `positions` is empty).
     pub fn redeliver(&self, key: (u64, u64), positions: &[Position]) {
         let mut st = self.state();
-        let mine: Vec<(Position, u32)> = st
-            .pending
-            .iter()
-            .filter(|(p, (k, _))| *k == key && (positions.is_empty() || positions.contains(p)))
-            .map(|(p, (_, n))| (*p, *n))
-            .collect();
+        // The named entries are looked up one by one (a client may name 300,000 ids in one
+        // frame: a scan of every pending entry for each would hold the lock for minutes).
+        let mine: Vec<(Position, u32)> = if positions.is_empty() {
+            st.pending
+                .iter()
+                .filter(|(_, (k, _))| *k == key)
+                .map(|(p, (_, n))| (*p, *n))
+                .collect()
+        } else {
+            positions
+                .iter()
+                .filter_map(|p| match st.pending.get(p) {
+                    Some((k, n)) if *k == key => Some((*p, *n)),
+                    _ => None,
+                })
+                .collect()
+        };
         for (p, n) in mine {
             st.pending.remove(&p);
             st.redeliver.insert(p, n + 1);
@@ -995,7 +1013,17 @@ impl Subscription {
         let last = chunk.saturating_add(1) >= chunks;
         if chunk == 0 {
             if !last {
-                st.chunk_owners.insert(uuid.clone(), chosen.key);
+                // Bounded: a producer that starts chunked messages and never ends them
+                // must not grow this without limit (the oldest route is forgotten; its
+                // remaining chunks go to any consumer, which drops the incomplete message).
+                if st.chunk_owners.len() >= MAX_CHUNKED_IN_FLIGHT
+                    && let Some(k) = st.chunk_owners.keys().next().cloned()
+                {
+                    st.chunk_owners.remove(&k);
+                }
+                if uuid.len() <= MAX_CHUNK_UUID {
+                    st.chunk_owners.insert(uuid.clone(), chosen.key);
+                }
             }
             return None;
         }

@@ -111,6 +111,19 @@ async fn serve_broker(
     service.subscription_pattern_max_length = config.subscription_pattern_max_length;
     service.max_connections = config.max_connections;
     service.max_connections_per_ip = config.max_connections_per_ip;
+    service.max_pending_publish_per_connection =
+        config.max_pending_publish_requests_per_connection.max(1);
+    service.publish_buffer = std::sync::Arc::new(tokio::sync::Semaphore::new(
+        (config.max_message_publish_buffer.0 as usize)
+            .max(broker::protocol::commands::send::MIN_PUBLISH_BUFFER),
+    ));
+    service.lookup_permits = std::sync::Arc::new(tokio::sync::Semaphore::new(
+        config.max_concurrent_lookup_requests.max(1),
+    ));
+    service.topic_load_permits = std::sync::Arc::new(tokio::sync::Semaphore::new(
+        config.max_concurrent_topic_loads.max(1),
+    ));
+    service.max_subscriptions_per_topic = config.max_subscriptions_per_topic;
     // One process with its own bookie: there is no other broker to give bundles to.
     if role != "standalone" {
         service.storage_timeout = config.ownership.storage_timeout;

@@ -624,4 +624,13 @@ mod tests {
             }
         }
     }
+
+    /// Fuzz target: any bytes as the embedded metadata log decode to records or an error
+    /// naming an offset, never a panic.
+    #[test]
+    fn fuzz_metadata_log() {
+        common::fuzz::run("metadata_log", &[image(&sample())], |input| {
+            let _ = decode(input);
+        });
+    }
 }

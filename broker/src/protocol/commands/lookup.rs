@@ -3,7 +3,7 @@
 //! for an unowned bundle (authoritative: that broker then takes it, so no redirect loop).
 
 use crate::connection::Connection;
-use crate::error::Result;
+use crate::error::{BrokerError, Result};
 use crate::ownership::LookupAnswer;
 use crate::protocol::pb::base_command::Type;
 use crate::protocol::pb::command_lookup_topic_response::LookupType;
@@ -63,13 +63,25 @@ pub async fn lookup(conn: &mut Connection, c: CommandLookupTopic) -> Result<()> 
             "this broker is shutting down; look up again".to_owned(),
         )),
         Ok(name) => match &conn.service.ownership {
-            Some(o) => o
-                .lookup(&name, c.authoritative.unwrap_or(false))
-                .await
-                .map_err(|e| e.to_string()),
+            Some(o) => match conn.service.lookup_permits.clone().try_acquire_owned() {
+                // Pulsar's maxConcurrentLookupRequest: past it the client backs off.
+                Err(_) => {
+                    metrics::counter!("pulsar_broker_lookup_rejected_total").increment(1);
+                    Err((
+                        ServerError::TooManyRequests,
+                        "Failed due to too many pending lookup requests".to_owned(),
+                    ))
+                }
+                Ok(_permit) => o
+                    .lookup(&name, c.authoritative.unwrap_or(false))
+                    .await
+                    .map_err(|e| match e {
+                        BrokerError::TopicNotFound(m) => (ServerError::TopicNotFound, m),
+                        e => (ServerError::ServiceNotReady, e.to_string()),
+                    }),
+            },
             None => Ok(LookupAnswer::Connect),
-        }
-        .map_err(|m| (ServerError::ServiceNotReady, m)),
+        },
         Err(e) => Err((ServerError::InvalidTopicName, e.to_string())),
     };
     let resp = match answer {

@@ -17,6 +17,10 @@ use crate::protocol::frame::{encode, inspect_payload};
 use crate::protocol::pb::CommandSend;
 use crate::topic::dedup::Verdict;
 
+/// The smallest broker-wide publish buffer: room for the largest frame a client may send,
+/// so a single SEND can always take its share.
+pub const MIN_PUBLISH_BUFFER: usize = 16 << 20;
+
 /// What a producer's receipt task answers, in order.
 pub enum PendingReceipt {
     /// A send waiting for durability: (sequence id, highest sequence id, append result).
@@ -62,13 +66,52 @@ pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes
         );
         return answer_now(&p.receipts, c.sequence_id, highest, Err(fenced)).await;
     }
-    if let Err(e) = inspect_payload(&payload) {
-        tracing::warn!(producer = p.name, error = %e, "rejecting a corrupt message");
-        let rejected = Err(BrokerError::Checksum);
-        return answer_now(&p.receipts, c.sequence_id, highest, rejected).await;
-    }
+    let metadata_producer = match inspect_payload(&payload) {
+        Ok(info) => info.metadata.producer_name,
+        Err(e) => {
+            tracing::warn!(producer = p.name, error = %e, "rejecting a corrupt message");
+            let rejected = Err(BrokerError::Checksum);
+            return answer_now(&p.receipts, c.sequence_id, highest, rejected).await;
+        }
+    };
     let messages = u64::from(c.num_messages.unwrap_or(1).max(1) as u32);
     let bytes = payload.len() as u64;
+    // Backpressure (Pulsar's maxPendingPublishRequestsPerConnection and
+    // maxMessagePublishBufferSizeInMB): waiting here stops this connection's reader, so a
+    // producer faster than storage is paused at its socket, never buffered without bound.
+    // The permits go back once the entry is durable (or failed).
+    let permits = {
+        let conn_permit = match conn.pending_publish.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                metrics::counter!("pulsar_broker_publish_throttled_total", "limit" => "connection")
+                    .increment(1);
+                conn.pending_publish
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| BrokerError::ShuttingDown)?
+            }
+        };
+        let share = payload.len().min(MIN_PUBLISH_BUFFER) as u32;
+        let buffer = &conn.service.publish_buffer;
+        let bytes_permit = match buffer.clone().try_acquire_many_owned(share) {
+            Ok(p) => p,
+            Err(_) => {
+                metrics::counter!("pulsar_broker_publish_throttled_total", "limit" => "buffer")
+                    .increment(1);
+                buffer
+                    .clone()
+                    .acquire_many_owned(share)
+                    .await
+                    .map_err(|_| BrokerError::ShuttingDown)?
+            }
+        };
+        (conn_permit, bytes_permit)
+    };
+    let Some(p) = conn.producers.get(&c.producer_id) else {
+        return Err(BrokerError::Protocol("producer closed".into()));
+    };
     let started = std::time::Instant::now();
     let topic = p.topic.clone();
     // De-duplication: judged by the producer's name and the send's sequence ids.
@@ -90,6 +133,24 @@ pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes
                 "a duplicate of a message still being persisted; send it again".into(),
             ));
             return answer_now(&p.receipts, c.sequence_id, highest, retry).await;
+        }
+        Some(Verdict::New) if metadata_producer != p.name => {
+            // De-duplication state is rebuilt from the stored entries' metadata: an entry
+            // naming another producer would make that producer's later sends look like
+            // duplicates after a reload, and be dropped.
+            if let Some(d) = topic
+                .dedup
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+            {
+                d.failed(&p.name);
+            }
+            let refused = Err(BrokerError::NotAllowed(format!(
+                "the message metadata names producer {:?}, not this producer ({:?})",
+                metadata_producer, p.name
+            )));
+            return answer_now(&p.receipts, c.sequence_id, highest, refused).await;
         }
         Some(Verdict::New) => {
             let (state, name) = (topic.dedup.clone(), p.name.clone());
@@ -125,6 +186,7 @@ pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes
             Ok(f) => Box::pin(async move {
                 use std::sync::atomic::Ordering::Relaxed;
                 let r = f.await;
+                drop(permits);
                 let latency = started.elapsed().as_secs_f64();
                 metrics::histogram!("pulsar_storage_write_latency_seconds").record(latency);
                 if r.is_ok() {

@@ -66,6 +66,16 @@ pub async fn handle(conn: &mut Connection, c: CommandSubscribe) -> Result<()> {
                 limits.consumers_per_topic
             )));
         }
+        let max_subs = conn.service.max_subscriptions_per_topic;
+        if max_subs > 0 {
+            let subs = topic.subscriptions().await;
+            if subs.len() >= max_subs && !subs.iter().any(|s| s.name == c.subscription) {
+                return Err(crate::error::BrokerError::NotAllowed(format!(
+                    "Exceed the maximum number of subscriptions of the topic: {}",
+                    topic.name
+                )));
+            }
+        }
         let sub = topic
             .subscription(&c.subscription, served, initial, durable, start)
             .await?;

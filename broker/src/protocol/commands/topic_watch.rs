@@ -64,6 +64,9 @@ fn success(c: &CommandWatchTopicList, topics: Vec<String>, hash: String) -> Base
     }
 }
 
+/// Topic list watchers one connection may hold (a client has one per regex consumer).
+pub const MAX_WATCHERS_PER_CONNECTION: usize = 100;
+
 /// Handles WATCH_TOPIC_LIST.
 pub async fn watch(conn: &mut Connection, c: CommandWatchTopicList) -> Result<()> {
     let refuse = |error: ServerError, msg: String| cmd::error(c.request_id, error, msg);
@@ -71,6 +74,14 @@ pub async fn watch(conn: &mut Connection, c: CommandWatchTopicList) -> Result<()
         let msg = format!("invalid namespace {:?}", c.namespace);
         return conn.send(refuse(ServerError::MetadataError, msg)).await;
     };
+    if !conn.topic_watchers.contains_key(&c.watcher_id)
+        && conn.topic_watchers.len() >= MAX_WATCHERS_PER_CONNECTION
+    {
+        // Each watcher holds two metadata watches and re-lists its namespace on changes.
+        let msg =
+            format!("a connection may watch at most {MAX_WATCHERS_PER_CONNECTION} topic lists");
+        return conn.send(refuse(ServerError::NotAllowedError, msg)).await;
+    }
     if let Some(w) = conn.topic_watchers.get(&c.watcher_id) {
         // The client timed out and asked again: the same watcher, told again.
         let topics: Vec<String> = w
