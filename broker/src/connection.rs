@@ -78,6 +78,9 @@ pub struct Connection {
     pub np_consumers: HashMap<u64, NpConsumer>,
     /// Topic list watchers (WATCH_TOPIC_LIST) by id.
     pub topic_watchers: HashMap<u64, commands::topic_watch::TopicWatcher>,
+    /// The client reads broker entry metadata in front of messages (its CONNECT's
+    /// `supports_broker_entry_metadata`); other clients get messages without it.
+    pub broker_entry_metadata: bool,
     /// Publishes of this connection not durable yet (`max_pending_publish_requests_per_connection`).
     pub pending_publish: Arc<tokio::sync::Semaphore>,
 }
@@ -356,6 +359,7 @@ pub async fn serve(stream: TcpStream, service: Arc<BrokerService>, id: u64) {
         np_producers: HashMap::new(),
         np_consumers: HashMap::new(),
         topic_watchers: HashMap::new(),
+        broker_entry_metadata: false,
         pending_publish: Arc::new(tokio::sync::Semaphore::new(service_pending_limit)),
     };
     let mut buf = BytesMut::with_capacity(64 << 10);

@@ -310,6 +310,7 @@ mod tests {
             reached_end: Default::default(),
             epoch: std::sync::atomic::AtomicI64::new(-1),
             key_shared: None,
+            broker_entry_metadata: false,
         });
         (c, rx)
     }

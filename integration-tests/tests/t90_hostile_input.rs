@@ -416,3 +416,75 @@ async fn t90g_reused_ids_watcher_cap_and_default_partitions() {
     .await;
     assert!(r.starts_with("HTTP/1.1 412"), "{r}");
 }
+
+/// Finding 12: the producer's `publish_time` (here 1 ms after 1970) does not decide what
+/// expires: the broker stamps each entry with its own time. A consumer that asks for broker
+/// entry metadata gets it in front of the message; others get the client's bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t90h_expiry_goes_by_the_broker_time_not_the_producers() {
+    use broker::protocol::pb::{self, BaseCommand, base_command::Type};
+    let dir = KeptDir::new("t90h-");
+    let sa = StandaloneProcess::start(&dir.path()).unwrap();
+    let topic = "persistent://public/default/stamped";
+    let mut c = RawConn::connect(&addr(&sa)).await;
+    c.send(&subscribe(topic, "s", 1, 1, SubType::Exclusive))
+        .await;
+    assert!(c.next().await.unwrap().success.is_some());
+    let mut p = RawConn::connect(&addr(&sa)).await;
+    let ids = p.produce(topic, 1, 3, b"from 1970").await;
+    // Everything older than a minute expires: nothing, by the broker's clock.
+    let r = http_json(
+        "POST",
+        &format!(
+            "{}/admin/v2/persistent/public/default/stamped/subscription/s/expireMessages/60",
+            sa.http_url
+        ),
+        b"",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 204"), "{r}");
+    c.send(&flow(1, 10)).await;
+    assert_eq!(receive(&mut c, 3).await, ids);
+    // A consumer that supports broker entry metadata.
+    let s = tokio::net::TcpStream::connect(addr(&sa)).await.unwrap();
+    let mut b = RawConn::from_stream(s);
+    b.send(&BaseCommand {
+        connect: Some(pb::CommandConnect {
+            client_version: "raw-test".into(),
+            protocol_version: Some(19),
+            feature_flags: Some(pb::FeatureFlags {
+                supports_broker_entry_metadata: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..integration_tests::raw::base(Type::Connect)
+    })
+    .await;
+    assert!(b.next().await.unwrap().connected.is_some());
+    b.send(&subscribe(topic, "b", 1, 1, SubType::Exclusive))
+        .await;
+    assert!(b.next().await.unwrap().success.is_some());
+    b.send(&flow(1, 10)).await;
+    let f = loop {
+        let f = b.next_frame().await.expect("a message");
+        if f.command.message.is_some() {
+            break f;
+        }
+    };
+    let payload = f.payload.expect("a payload");
+    let info = broker::protocol::frame::inspect_entry(&payload).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let stamped = info.broker_timestamp.expect("the broker's time");
+    assert!(
+        now.abs_diff(stamped) < 600_000,
+        "stamped {stamped}, now {now}"
+    );
+    assert_eq!(
+        info.metadata.publish_time, 1,
+        "the producer's time is kept as sent"
+    );
+}

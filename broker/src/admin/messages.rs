@@ -23,7 +23,7 @@ use common::{EntryId, LedgerId, Position};
 use super::subscriptions::{plain_topic, topic_and_sub};
 use super::{either, error, reason};
 use crate::managed_ledger::ack_set::AckSet;
-use crate::protocol::frame::inspect_payload;
+use crate::protocol::frame::inspect_entry;
 use crate::protocol::pb::CompressionType;
 use crate::service::BrokerService;
 use crate::topic::Topic;
@@ -71,7 +71,7 @@ fn not_found() -> Response {
 /// The answer for the entry at `p`: Pulsar's headers and the body.
 async fn entry_response(t: &Topic, p: Position) -> Result<Response, Response> {
     let payload = t.ml.read(p).await.map_err(|e| error(&e))?;
-    let info = inspect_payload(&payload).map_err(|e| {
+    let info = inspect_entry(&payload).map_err(|e| {
         reason(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("stored entry {p} is unreadable: {e}"),

@@ -115,6 +115,11 @@ pub struct PayloadInfo {
     pub checksummed: bool,
     /// Where the body (after the metadata) starts in the payload section.
     pub body_offset: usize,
+    /// When the broker stored the entry (its broker entry metadata), for stored entries that
+    /// have one: the time TTL, time-based quotas and seek-by-time go by.
+    pub broker_timestamp: Option<u64>,
+    /// Where the client's payload section starts (after the broker entry metadata).
+    pub client_offset: usize,
 }
 
 /// Smallest encoding of one message of a batch: its 4-byte metadata size and a
@@ -175,7 +180,63 @@ pub fn inspect_payload(payload: &[u8]) -> Result<PayloadInfo, FrameError> {
         metadata,
         checksummed,
         body_offset: payload.len() - p.len() + 4 + meta_size,
+        broker_timestamp: None,
+        client_offset: 0,
     })
+}
+
+/// Parses a stored entry: the broker entry metadata the broker put in front of it, if any
+/// (entries stored before brokers stamped them have none), then the client's payload section
+/// as [`inspect_payload`] does. Offsets in the answer are from the start of the entry.
+pub fn inspect_entry(entry: &[u8]) -> Result<PayloadInfo, FrameError> {
+    let (broker, offset) = split_broker_entry_metadata(entry)?;
+    let mut info = inspect_payload(&entry[offset..])?;
+    info.body_offset += offset;
+    info.client_offset = offset;
+    info.broker_timestamp = broker.and_then(|b| b.broker_timestamp);
+    Ok(info)
+}
+
+/// The broker entry metadata at the start of a stored entry, and where the client's payload
+/// section starts (0 when there is none).
+pub fn split_broker_entry_metadata(
+    entry: &[u8],
+) -> Result<(Option<super::pb::BrokerEntryMetadata>, usize), FrameError> {
+    if entry.len() < 2 || u16::from_be_bytes([entry[0], entry[1]]) != MAGIC_BROKER_ENTRY_METADATA {
+        return Ok((None, 0));
+    }
+    let Some(size) = entry.get(2..6) else {
+        return Err(FrameError::Malformed(
+            "truncated broker entry metadata".into(),
+        ));
+    };
+    let size = u32::from_be_bytes([size[0], size[1], size[2], size[3]]) as usize;
+    let Some(meta) = entry.get(6..6 + size) else {
+        return Err(FrameError::Malformed(format!(
+            "broker entry metadata size {size} exceeds the entry"
+        )));
+    };
+    let meta = super::pb::BrokerEntryMetadata::decode(meta).map_err(|e| {
+        FrameError::Malformed(format!("broker entry metadata does not decode: {e}"))
+    })?;
+    Ok((Some(meta), 6 + size))
+}
+
+/// What the broker stores for a client's payload section: broker entry metadata with the
+/// time it received it, then the section as the client sent it (Pulsar's layout, so a
+/// consumer that supports broker entry metadata reads it as is).
+pub fn stamp_entry(payload: &[u8], broker_timestamp: u64) -> Bytes {
+    let meta = super::pb::BrokerEntryMetadata {
+        broker_timestamp: Some(broker_timestamp),
+        index: None,
+    }
+    .encode_to_vec();
+    let mut out = BytesMut::with_capacity(6 + meta.len() + payload.len());
+    out.put_u16(MAGIC_BROKER_ENTRY_METADATA);
+    out.put_u32(meta.len() as u32);
+    out.put_slice(&meta);
+    out.put_slice(payload);
+    out.freeze()
 }
 
 /// Builds a checksummed payload section (what clients send; for tests and tools).
@@ -313,5 +374,29 @@ mod tests {
             inspect_payload(&p).unwrap().messages(p.len()) as usize,
             MAX_UNCOMPRESSED / MIN_BATCHED_MESSAGE
         );
+    }
+
+    /// Finding 12: a stored entry carries the broker's time in front of the client's section;
+    /// entries stored before (no prefix) still parse; a client may not send one.
+    #[test]
+    fn stored_entries_carry_the_broker_timestamp() {
+        let p = build_payload(
+            &MessageMetadata {
+                producer_name: "p".into(),
+                publish_time: 5,
+                ..Default::default()
+            },
+            b"body",
+        );
+        let stored = stamp_entry(&p, 1_700_000_000_000);
+        assert!(inspect_payload(&stored).is_err(), "not from a client");
+        let info = inspect_entry(&stored).unwrap();
+        assert_eq!(info.broker_timestamp, Some(1_700_000_000_000));
+        assert_eq!(info.metadata.publish_time, 5);
+        assert_eq!(&stored[info.body_offset..], b"body");
+        assert_eq!(&stored[info.client_offset..], &p[..]);
+        let old = inspect_entry(&p).unwrap();
+        assert_eq!((old.broker_timestamp, old.client_offset), (None, 0));
+        assert!(inspect_entry(&stored[..8]).is_err());
     }
 }

@@ -22,7 +22,7 @@ use proto::meta::{CompactionInfo, PositionInfo};
 
 use super::Topic;
 use crate::error::{BrokerError, Result};
-use crate::protocol::frame::{build_payload, inspect_payload};
+use crate::protocol::frame::{build_payload, inspect_entry};
 use crate::protocol::pb::{CompressionType, SingleMessageMetadata};
 
 /// What `GET …/compaction` reports.
@@ -136,7 +136,7 @@ type Keyed = (Option<String>, bool);
 
 /// The messages of an entry: one for a plain entry, one per message of a batch.
 fn messages_of(payload: &[u8]) -> Result<(Vec<Keyed>, Option<Vec<SingleMessageMetadata>>)> {
-    let info = inspect_payload(payload)
+    let info = inspect_entry(payload)
         .map_err(|e| BrokerError::Protocol(format!("stored entry unreadable: {e}")))?;
     let m = &info.metadata;
     // A compressed batch is one message for compaction: kept or dropped whole by its key.
@@ -193,7 +193,7 @@ pub(crate) fn fuzz_batch(payload: &[u8]) {
 
 /// A batch entry with the messages not in `keep` marked `compacted_out`.
 fn rewrite_batch(payload: &[u8], keep: &[bool]) -> Result<Bytes> {
-    let info = inspect_payload(payload)
+    let info = inspect_entry(payload)
         .map_err(|e| BrokerError::Protocol(format!("stored entry unreadable: {e}")))?;
     let declared = info.metadata.num_messages_in_batch.unwrap_or(1);
     let messages = split_batch(&payload[info.body_offset..], declared)?;

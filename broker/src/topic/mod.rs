@@ -446,7 +446,7 @@ impl Topic {
         let mut replayed = 0u64;
         while let Some(p) = self.ml.next_position(at) {
             let payload = self.ml.read(p).await?;
-            if let Ok(info) = crate::protocol::frame::inspect_payload(&payload) {
+            if let Ok(info) = crate::protocol::frame::inspect_entry(&payload) {
                 let m = &info.metadata;
                 let highest = sequence_range(m).1;
                 d.replay(&m.producer_name, highest, p);

@@ -23,7 +23,7 @@ use crate::error::{BrokerError, Result};
 use crate::managed_ledger::ManagedLedger;
 use crate::managed_ledger::cursor::Cursor;
 use crate::protocol::cmd;
-use crate::protocol::frame::{self, encode_with_payload, inspect_payload};
+use crate::protocol::frame::{self, encode_with_payload, inspect_entry};
 use crate::protocol::pb::command_subscribe::SubType;
 use crate::topic::key_shared::{ConsumerKey, Selector};
 
@@ -64,6 +64,8 @@ pub struct ConsumerHandle {
     pub epoch: AtomicI64,
     /// Key_Shared: the mode, sticky ranges and ordering it asked for.
     pub key_shared: Option<crate::protocol::pb::KeySharedMeta>,
+    /// Its client reads broker entry metadata (else it is cut off the messages it gets).
+    pub broker_entry_metadata: bool,
 }
 
 impl ConsumerHandle {
@@ -83,6 +85,7 @@ impl ConsumerHandle {
             reached_end: Default::default(),
             epoch: AtomicI64::new(c.consumer_epoch.map_or(-1, |e| e as i64)),
             key_shared: c.key_shared_meta.clone(),
+            broker_entry_metadata: conn.broker_entry_metadata,
         })
     }
 }
@@ -868,7 +871,7 @@ impl Subscription {
                         for p in positions {
                             match self.ml.read(p).await {
                                 Ok(payload) => {
-                                    let (hash, messages) = match inspect_payload(&payload) {
+                                    let (hash, messages) = match inspect_entry(&payload) {
                                         Ok(i) => (
                                             crate::sticky_key::key_hash(&i.metadata),
                                             i.messages(payload.len()),
@@ -1057,7 +1060,7 @@ impl Subscription {
             Some(p) => p,
             None => self.ml.read(pos).await?,
         };
-        let info = inspect_payload(&payload).ok();
+        let info = inspect_entry(&payload).ok();
         // Delayed delivery (Shared and Key_Shared, as in Pulsar): not before its time.
         if let Some(info) = &info
             && let Some(at) = info.metadata.deliver_at_time
@@ -1092,7 +1095,12 @@ impl Subscription {
             m.consumer_epoch = u64::try_from(epoch).ok();
         }
         let mut buf = BytesMut::new();
-        encode_with_payload(&command, &payload, &mut buf);
+        // The broker entry metadata only for clients that asked for it (Pulsar's rule).
+        let sent = match &info {
+            Some(i) if !c.broker_entry_metadata => &payload[i.client_offset..],
+            _ => &payload[..],
+        };
+        encode_with_payload(&command, sent, &mut buf);
         // Never wait on a consumer's queue: one that stopped reading would stall every other
         // consumer of the subscription. A full queue sends the entry back to be redelivered.
         match c.out.try_send(buf.freeze()) {
@@ -1306,6 +1314,7 @@ mod tests {
             reached_end: Default::default(),
             epoch: AtomicI64::new(-1),
             key_shared: None,
+            broker_entry_metadata: false,
         })
     }
 

@@ -12,6 +12,11 @@ pub async fn handle(conn: &mut Connection, c: CommandConnect) -> Result<()> {
         .unwrap_or(0)
         .clamp(1, MAX_PROTOCOL_VERSION);
     conn.protocol_version = version;
+    conn.broker_entry_metadata = c
+        .feature_flags
+        .as_ref()
+        .and_then(|f| f.supports_broker_entry_metadata)
+        .unwrap_or(false);
     tracing::debug!(
         conn = conn.id,
         client = c.client_version,

@@ -10,7 +10,7 @@ use crate::connection::Connection;
 use crate::error::{BrokerError, Result};
 use crate::managed_ledger::ManagedLedger;
 use crate::protocol::cmd;
-use crate::protocol::frame::inspect_payload;
+use crate::protocol::frame::inspect_entry;
 use crate::protocol::pb::{CommandSeek, ServerError};
 use crate::topic::before;
 
@@ -25,12 +25,15 @@ fn position_at(ledgers: &[(common::LedgerId, u64)], mut i: u64) -> Option<Positi
     None
 }
 
-/// The publish time (ms) of the entry at `p`.
+/// When the entry at `p` was published (ms), as TTL, time-based backlog quotas and
+/// seek-by-time count it: the broker's own time of receipt (its broker entry metadata), so no
+/// producer's clock or forged `publish_time` decides what expires; the producer's
+/// `publish_time` only for entries stored before brokers stamped them.
 pub async fn publish_time(ml: &ManagedLedger, p: Position) -> Result<u64> {
     let payload = ml.read(p).await?;
-    let info = inspect_payload(&payload)
+    let info = inspect_entry(&payload)
         .map_err(|e| BrokerError::Protocol(format!("stored entry {p} unreadable: {e}")))?;
-    Ok(info.metadata.publish_time)
+    Ok(info.broker_timestamp.unwrap_or(info.metadata.publish_time))
 }
 
 /// The first entry published at or after `t` (ms), if any. Publish times grow along a topic

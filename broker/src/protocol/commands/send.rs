@@ -182,7 +182,18 @@ pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes
         None => {}
     }
     let fut: Pin<Box<dyn Future<Output = Result<Position>> + Send>> =
-        match p.topic.ml.append_with(payload, hook).await {
+        // Stored with the broker's time of receipt in front (broker entry metadata): TTL,
+        // time-based quotas and seek-by-time go by it, not by the producer's clock. The copy
+        // also frees the connection's read buffer, which a cached slice would pin.
+        match p
+            .topic
+            .ml
+            .append_with(
+                crate::protocol::frame::stamp_entry(&payload, crate::managed_ledger::now_ms()),
+                hook,
+            )
+            .await
+        {
             Ok(f) => Box::pin(async move {
                 use std::sync::atomic::Ordering::Relaxed;
                 let r = f.await;
