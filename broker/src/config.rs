@@ -61,6 +61,21 @@ pub struct BrokerConfig {
     /// Subscriptions one topic may have; a new one past it is refused with NotAllowedError
     /// (0: no limit). Pulsar: maxSubscriptionsPerTopic.
     pub max_subscriptions_per_topic: usize,
+    /// Topics one namespace may have; a new one past it is refused with NotAllowedError
+    /// (0: no limit). Pulsar: maxTopicsPerNamespace.
+    pub max_topics_per_namespace: usize,
+    /// Topics with no producer, consumer or subscription for `inactive_topic_max_age` are
+    /// deleted (their ledgers too). Pulsar: brokerDeleteInactiveTopicsEnabled (true there;
+    /// false here until set: a deleted topic's data is gone).
+    pub delete_inactive_topics: bool,
+    /// How long a topic may stay inactive before it is deleted. Pulsar:
+    /// brokerDeleteInactiveTopicsMaxInactiveDurationSeconds.
+    #[serde(with = "duration")]
+    pub inactive_topic_max_age: Duration,
+    /// How often inactive topics are looked for. Pulsar:
+    /// brokerDeleteInactiveTopicsFrequencySeconds.
+    #[serde(with = "duration")]
+    pub inactive_topic_check_interval: Duration,
     /// Metadata store.
     pub meta: MetaSection,
     /// Managed ledgers.
@@ -151,6 +166,10 @@ impl Default for BrokerConfig {
             max_concurrent_lookup_requests: 50_000,
             max_concurrent_topic_loads: 5_000,
             max_subscriptions_per_topic: 0,
+            max_topics_per_namespace: 0,
+            delete_inactive_topics: false,
+            inactive_topic_max_age: Duration::from_secs(60),
+            inactive_topic_check_interval: Duration::from_secs(60),
             meta: MetaSection::default(),
             managed_ledger: ManagedLedgerSection::default(),
             ownership: OwnershipSection::default(),

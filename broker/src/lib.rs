@@ -26,6 +26,7 @@ pub mod error;
 pub mod evict;
 #[cfg(test)]
 mod fuzz_targets;
+pub mod inactive;
 pub mod managed_ledger;
 pub mod nonpersistent;
 pub mod outbound;

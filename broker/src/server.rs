@@ -127,6 +127,14 @@ pub fn start(
         service.clone(),
         stop.clone(),
     )));
+    if let Some((period, max_age)) = service.delete_inactive_topics {
+        tasks.push(tokio::spawn(crate::inactive::run(
+            service.clone(),
+            period,
+            max_age,
+            stop.clone(),
+        )));
+    }
     let lookup_svc = service.clone();
     let metrics_svc = service.clone();
     let app = crate::admin::routes(service.clone())

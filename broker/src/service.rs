@@ -66,6 +66,10 @@ pub struct BrokerService {
     pub topic_load_permits: Arc<tokio::sync::Semaphore>,
     /// Subscriptions one topic may have (`max_subscriptions_per_topic`; 0: no limit).
     pub max_subscriptions_per_topic: usize,
+    /// Topics one namespace may have (`max_topics_per_namespace`; 0: no limit).
+    pub max_topics_per_namespace: usize,
+    /// Inactive-topic deletion: (check period, max inactive age), when enabled.
+    pub delete_inactive_topics: Option<(std::time::Duration, std::time::Duration)>,
     /// See `max_connections_per_ip` in `broker.toml` (0: no limit).
     pub max_connections_per_ip: usize,
 }
@@ -190,6 +194,8 @@ impl BrokerService {
             lookup_permits: Arc::new(tokio::sync::Semaphore::new(50_000)),
             topic_load_permits: Arc::new(tokio::sync::Semaphore::new(5_000)),
             max_subscriptions_per_topic: 0,
+            max_topics_per_namespace: 0,
+            delete_inactive_topics: None,
             schemas: crate::schema::Registry::new(store.clone(), keys.clone()),
             non_persistent: Default::default(),
             store,
@@ -313,20 +319,27 @@ impl BrokerService {
                 "namespace {ns} of {name} does not exist (create it with `magnetar admin namespaces create {ns}`)"
             )));
         };
-        if explicit
-            || self.auto_creation(&policies).0
-            || self.is_partition_of_existing(name).await?
-        {
-            return Ok(());
-        }
-        if self
+        let exists = self
             .store
             .get(&self.keys.managed_ledger(name))
             .await?
-            .is_none()
+            .is_some();
+        if exists {
+            return Ok(());
+        }
+        if !(explicit
+            || self.auto_creation(&policies).0
+            || self.is_partition_of_existing(name).await?)
         {
             return Err(BrokerError::TopicNotFound(format!(
                 "topic {name} does not exist and auto topic creation is off for {ns}"
+            )));
+        }
+        // Pulsar's maxTopicsPerNamespace: a new topic past it is refused.
+        let limit = self.max_topics_per_namespace;
+        if limit > 0 && self.namespaces.topics(ns).await?.len() >= limit {
+            return Err(BrokerError::NotAllowed(format!(
+                "Exceed maximum number of topics in namespace {ns} ({limit})"
             )));
         }
         Ok(())

@@ -488,3 +488,61 @@ async fn t90h_expiry_goes_by_the_broker_time_not_the_producers() {
         "the producer's time is kept as sent"
     );
 }
+
+/// Pulsar's maxTopicsPerNamespace and inactive-topic deletion: a namespace takes no topic past
+/// its limit (NotAllowedError), and a topic left with no producer and no subscription is
+/// deleted after the inactive age, which makes room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t90i_topics_per_namespace_and_inactive_topic_deletion() {
+    let dir = KeptDir::new("t90i-");
+    let sa = StandaloneProcess::start_with(
+        &dir.path(),
+        &[
+            ("MAGNETAR_MAX_TOPICS_PER_NAMESPACE", "3"),
+            ("MAGNETAR_DELETE_INACTIVE_TOPICS", "true"),
+            ("MAGNETAR_INACTIVE_TOPIC_MAX_AGE", "1s"),
+            ("MAGNETAR_INACTIVE_TOPIC_CHECK_INTERVAL", "200ms"),
+        ],
+    )
+    .unwrap();
+    let mut c = RawConn::connect(&addr(&sa)).await;
+    for i in 0..3u64 {
+        c.produce(&format!("persistent://public/default/n{i}"), i, 1, b"x")
+            .await;
+    }
+    c.send(&integration_tests::raw::producer(
+        "persistent://public/default/n3",
+        3,
+        3,
+    ))
+    .await;
+    let e = c.next().await.unwrap().error.expect("refused");
+    assert_eq!(
+        e.error,
+        broker::protocol::pb::ServerError::NotAllowedError as i32
+    );
+    // n0's producer leaves: n0 is deleted once inactive, and n3 fits.
+    c.send(&broker::protocol::pb::BaseCommand {
+        close_producer: Some(broker::protocol::pb::CommandCloseProducer {
+            producer_id: 0,
+            request_id: 50,
+            ..Default::default()
+        }),
+        ..integration_tests::raw::base(broker::protocol::pb::base_command::Type::CloseProducer)
+    })
+    .await;
+    assert!(c.next().await.unwrap().success.is_some());
+    let list = format!("{}/admin/v2/persistent/public/default", sa.http_url);
+    integration_tests::wait_for("n0 to be deleted", Duration::from_secs(30), || {
+        let list = list.clone();
+        async move {
+            let topics = integration_tests::http_body(&list).await;
+            (!topics.contains("/n0\"") && topics.contains("/n1\"")).then_some(())
+        }
+    })
+    .await;
+    let ids = c
+        .produce("persistent://public/default/n3", 4, 1, b"x")
+        .await;
+    assert_eq!(ids.len(), 1);
+}

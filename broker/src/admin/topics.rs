@@ -413,12 +413,16 @@ async fn create_partitioned(
                     "a partitioned topic's name may not contain `-partition-`",
                 ));
             }
-            if s.namespaces
-                .topics(&ns)
-                .await
-                .map_err(meta_error)?
-                .contains(&topic)
-            {
+            let topics = s.namespaces.topics(&ns).await.map_err(meta_error)?;
+            let limit = s.max_topics_per_namespace;
+            if limit > 0 && topics.len() + n as usize > limit {
+                // Pulsar counts a partitioned topic as its partitions.
+                return Err(reason(
+                    StatusCode::PRECONDITION_FAILED,
+                    "Exceed maximum number of topics in namespace.",
+                ));
+            }
+            if topics.contains(&topic) {
                 return Err(reason(
                     StatusCode::CONFLICT,
                     format!("{name} already exists as a non-partitioned topic"),

@@ -124,6 +124,11 @@ async fn serve_broker(
         config.max_concurrent_topic_loads.max(1),
     ));
     service.max_subscriptions_per_topic = config.max_subscriptions_per_topic;
+    service.max_topics_per_namespace = config.max_topics_per_namespace;
+    service.delete_inactive_topics = config.delete_inactive_topics.then_some((
+        config.inactive_topic_check_interval,
+        config.inactive_topic_max_age,
+    ));
     // One process with its own bookie: there is no other broker to give bundles to.
     if role != "standalone" {
         service.storage_timeout = config.ownership.storage_timeout;
