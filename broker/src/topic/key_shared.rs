@@ -115,6 +115,13 @@ impl Selector {
                         "Ranges for KeyShared policy must not be empty.".into(),
                     ));
                 }
+                if asked.len() > RANGE as usize {
+                    // More ranges than hashes: some overlap; refused before any work.
+                    return Err(Refusal::Assign(format!(
+                        "{} hash ranges: more than the {RANGE} hashes they divide",
+                        asked.len()
+                    )));
+                }
                 let mut mine: Vec<(u32, u32)> = Vec::with_capacity(asked.len());
                 for r in asked {
                     if r.start > r.end {
@@ -132,19 +139,24 @@ impl Selector {
                         )));
                     }
                     let (s, e) = (r.start as u32, r.end as u32);
-                    if let Some((_, _, other)) =
-                        self.ranges.iter().find(|(os, oe, _)| s <= *oe && *os <= e)
+                    // The held ranges are sorted and disjoint: only the last one starting
+                    // at or before `e` can overlap [s, e] (a binary search, not a scan).
+                    let i = self.ranges.partition_point(|(os, _, _)| *os <= e);
+                    if let Some((_, oe, other)) = i.checked_sub(1).map(|i| &self.ranges[i])
+                        && *oe >= s
                     {
                         return Err(Refusal::Assign(format!(
                             "Range conflict with consumer {other:?}: [{s}, {e}] overlaps its ranges"
                         )));
                     }
-                    if mine.iter().any(|(ms, me)| s <= *me && *ms <= e) {
-                        return Err(Refusal::Assign(format!(
-                            "the consumer's own ranges overlap at [{s}, {e}]"
-                        )));
-                    }
                     mine.push((s, e));
+                }
+                mine.sort_unstable();
+                if let Some(w) = mine.windows(2).find(|w| w[1].0 <= w[0].1) {
+                    return Err(Refusal::Assign(format!(
+                        "the consumer's own ranges overlap at [{}, {}]",
+                        w[1].0, w[1].1
+                    )));
                 }
                 self.ranges
                     .extend(mine.into_iter().map(|(s, e)| (s, e, key)));
@@ -380,6 +392,38 @@ mod tests {
                 .unwrap_err()
                 .reason()
                 .contains("allowOutOfOrderDelivery")
+        );
+    }
+
+    /// Review finding 11: range checks are O(n log n). 65,536 one-hash ranges for one
+    /// consumer, then another asking for the same 65,536, then one asking for more ranges than
+    /// there are hashes: each answered at once.
+    #[test]
+    fn many_sticky_ranges_are_checked_without_quadratic_work() {
+        let all: Vec<(i32, i32)> = (0..RANGE as i32).map(|h| (h, h)).collect();
+        let m = sticky(&all);
+        let mut s = Selector::new(Some(&m));
+        s.add((1, 1), "a", Some(&m)).unwrap();
+        assert_eq!(s.select(RANGE - 1), Some((1, 1)));
+        let e = s.add((1, 2), "b", Some(&m)).unwrap_err();
+        assert!(
+            matches!(&e, Refusal::Assign(r) if r.contains("Range conflict")),
+            "{e:?}"
+        );
+        let mut too_many = all.clone();
+        too_many.push((0, 0));
+        let e = s.add((1, 3), "c", Some(&sticky(&too_many))).unwrap_err();
+        assert!(
+            matches!(&e, Refusal::Assign(r) if r.contains("more than")),
+            "{e:?}"
+        );
+        let mut fresh = Selector::new(Some(&m));
+        let e = fresh
+            .add((1, 4), "d", Some(&sticky(&[(10, 20), (0, 5), (15, 30)])))
+            .unwrap_err();
+        assert!(
+            matches!(&e, Refusal::Assign(r) if r.contains("own ranges overlap")),
+            "{e:?}"
         );
     }
 }

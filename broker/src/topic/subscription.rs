@@ -266,11 +266,17 @@ impl Subscription {
     /// A snapshot for stats.
     pub fn view(&self) -> SubscriptionView {
         let st = self.state();
+        // One pass over the pending entries for all consumers (a stats request per consumer
+        // per pending entry would hold the lock for seconds with a large backlog).
+        let mut held: std::collections::HashMap<ConsumerKey, u64> = Default::default();
+        for (k, _) in st.pending.values() {
+            *held.entry(*k).or_default() += 1;
+        }
         let consumers = st
             .consumers
             .iter()
             .map(|c| {
-                let unacked = st.pending.values().filter(|(k, _)| *k == c.key).count() as u64;
+                let unacked = held.get(&c.key).copied().unwrap_or(0);
                 (
                     c.key,
                     c.name.clone(),
