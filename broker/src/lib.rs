@@ -32,6 +32,7 @@ pub mod nonpersistent;
 pub mod outbound;
 pub mod ownership;
 pub mod protocol;
+pub mod pulsar_conf;
 pub mod schema;
 pub mod server;
 pub mod service;

@@ -33,6 +33,21 @@ pub fn load<T>(
 where
     T: DeserializeOwned + Serialize + Default,
 {
+    load_layers(file, &[], env, overrides)
+}
+
+/// [`load`] with `base` (dotted key, value as typed) between the file and the environment:
+/// settings read from another format (Pulsar's `broker.conf`), which `MAGNETAR_*` variables
+/// and flags still override.
+pub fn load_layers<T>(
+    file: Option<&Path>,
+    base: &[(String, String)],
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &[(&str, String)],
+) -> Result<T>
+where
+    T: DeserializeOwned + Serialize + Default,
+{
     let defaults = Value::try_from(T::default()).map_err(|e| Error::ConfigValue {
         key: "<defaults>".into(),
         message: e.to_string(),
@@ -41,6 +56,9 @@ where
         Some(path) => read_file(path)?,
         None => Table::new(),
     };
+    for (key, value) in base {
+        set(&mut merged, key, scalar(&defaults, key, value))?;
+    }
     for (name, value) in env {
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
             continue;

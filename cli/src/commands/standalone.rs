@@ -17,18 +17,22 @@ pub struct StandaloneArgs {
     /// Where metadata, journal and ledgers live.
     #[arg(long, default_value = "./data")]
     data_dir: PathBuf,
-    /// Pulsar protocol listen address.
-    #[arg(long, default_value = "127.0.0.1:6650")]
-    bind: String,
-    /// HTTP listen address (/metrics, /status).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    http_bind: String,
+    /// Pulsar protocol listen address [default: 127.0.0.1:6650, or the Pulsar file's].
+    #[arg(long)]
+    bind: Option<String>,
+    /// HTTP listen address (/metrics, /status) [default: 127.0.0.1:8080, or the Pulsar file's].
+    #[arg(long)]
+    http_bind: Option<String>,
     /// Host clients are told to connect to; default: the host of --bind.
     #[arg(long)]
     advertised_address: Option<String>,
     /// Broker TOML config (see broker/config/broker.toml); quorums are forced to 1/1/1.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Pulsar's own standalone.conf / broker.conf (`key=value`): the keys Magnetar supports
+    /// apply over --config (docs/operations.md lists them); flags and MAGNETAR_* still win.
+    #[arg(long)]
+    pulsar_conf: Option<PathBuf>,
     /// Producer de-duplication for namespaces without a policy (deduplication_enabled).
     #[arg(long)]
     deduplication_enabled: bool,
@@ -61,6 +65,10 @@ pub struct BrokerArgs {
     /// TOML config file; see broker/config/broker.toml for every key.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Pulsar's own broker.conf (`key=value`): the keys Magnetar supports apply over
+    /// --config (docs/operations.md lists them); flags and MAGNETAR_* still win.
+    #[arg(long)]
+    pulsar_conf: Option<PathBuf>,
     /// Producer de-duplication for namespaces without a policy (deduplication_enabled).
     #[arg(long)]
     deduplication_enabled: bool,
@@ -154,26 +162,54 @@ async fn serve_broker(
 
 fn load_config(
     file: Option<&std::path::Path>,
+    pulsar: &[(String, String)],
     overrides: &[(&str, String)],
 ) -> anyhow::Result<BrokerConfig> {
-    let config: BrokerConfig = common::config::load(file, std::env::vars(), overrides)?;
+    let config: BrokerConfig =
+        common::config::load_layers(file, pulsar, std::env::vars(), overrides)?;
     config.validate().map_err(|e| anyhow::anyhow!(e))?;
     Ok(config)
 }
 
+/// The settings of a Pulsar configuration file (none without one); the keys it ignores are
+/// named in one warning.
+fn pulsar_settings(path: Option<&std::path::Path>) -> anyhow::Result<Vec<(String, String)>> {
+    let Some(path) = path else {
+        return Ok(Vec::new());
+    };
+    let conf = broker::pulsar_conf::read(path)?;
+    if !conf.ignored.is_empty() {
+        tracing::warn!(
+            file = %path.display(),
+            keys = conf.ignored.join(","),
+            "ignoring Pulsar settings Magnetar does not use"
+        );
+    }
+    Ok(conf.settings)
+}
+
 /// Runs `magnetar standalone` until SIGTERM/SIGINT.
 pub fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
-    let mut overrides = vec![
-        ("bind", args.bind.clone()),
-        ("http_bind", args.http_bind.clone()),
-    ];
+    let pulsar = pulsar_settings(args.pulsar_conf.as_deref())?;
+    let from_pulsar = |key: &str| pulsar.iter().any(|(k, _)| k == key);
+    let mut overrides = Vec::new();
+    for (key, flag, default) in [
+        ("bind", &args.bind, "127.0.0.1:6650"),
+        ("http_bind", &args.http_bind, "127.0.0.1:8080"),
+    ] {
+        match flag {
+            Some(v) => overrides.push((key, v.clone())),
+            None if !from_pulsar(key) => overrides.push((key, default.to_owned())),
+            None => {}
+        }
+    }
     if let Some(a) = &args.advertised_address {
         overrides.push(("advertised_address", a.clone()));
     }
     if args.deduplication_enabled {
         overrides.push(("deduplication_enabled", "true".into()));
     }
-    let config = load_config(args.config.as_deref(), &overrides)?;
+    let config = load_config(args.config.as_deref(), &pulsar, &overrides)?;
     let metrics = common::telemetry::install_prometheus();
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
@@ -237,7 +273,8 @@ pub fn broker(args: BrokerArgs) -> anyhow::Result<()> {
             overrides.push((key, v.to_string()));
         }
     }
-    let config = load_config(args.config.as_deref(), &overrides)?;
+    let pulsar = pulsar_settings(args.pulsar_conf.as_deref())?;
+    let config = load_config(args.config.as_deref(), &pulsar, &overrides)?;
     if config.meta.url.is_empty() {
         anyhow::bail!("`meta.url`: required (--meta-url etcd://HOST:PORT)");
     }
