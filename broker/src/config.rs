@@ -76,6 +76,28 @@ pub struct BrokerConfig {
     /// brokerDeleteInactiveTopicsFrequencySeconds.
     #[serde(with = "duration")]
     pub inactive_topic_check_interval: Duration,
+    /// Clients must authenticate (binary CONNECT and every HTTP request but `/metrics`,
+    /// `/status` and the health checks). Pulsar: authenticationEnabled.
+    pub authentication_enabled: bool,
+    /// Providers, comma-separated: `token`, `basic`. Pulsar: authenticationProviders (its
+    /// class names are read from Pulsar files).
+    pub authentication_providers: String,
+    /// The role of a client that authenticates with no known method (empty: refused).
+    /// Pulsar: anonymousUserRole.
+    pub anonymous_user_role: String,
+    /// The HMAC key tokens are signed with: `data:;base64,…`, `file:///…`, a path, or
+    /// base64. Pulsar: tokenSecretKey.
+    pub token_secret_key: crate::auth::Secret,
+    /// The claim that holds a token's role. Pulsar: tokenAuthClaim.
+    pub token_auth_claim: String,
+    /// A claim every token must hold `token_audience` in (both or neither). Pulsar:
+    /// tokenAudienceClaim, tokenAudience.
+    pub token_audience_claim: String,
+    /// See `token_audience_claim`.
+    pub token_audience: String,
+    /// The htpasswd file of the `basic` provider (`$apr1$` or DES crypt hashes), in the same
+    /// forms as `token_secret_key`. Pulsar: basicAuthConf.
+    pub basic_auth_conf: crate::auth::Secret,
     /// Metadata store.
     pub meta: MetaSection,
     /// Managed ledgers.
@@ -147,6 +169,34 @@ pub struct ManagedLedgerSection {
     pub cache_eviction_age: Duration,
 }
 
+impl BrokerConfig {
+    /// What authentication needs.
+    pub fn auth_settings(&self) -> crate::auth::AuthSettings {
+        crate::auth::AuthSettings {
+            enabled: self.authentication_enabled,
+            providers: self
+                .authentication_providers
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            anonymous_role: self.anonymous_user_role.clone(),
+            token_secret_key: self.token_secret_key.clone(),
+            token_auth_claim: self.token_auth_claim.clone(),
+            token_audience: (!self.token_audience_claim.is_empty()
+                && !self.token_audience.is_empty())
+            .then(|| {
+                (
+                    self.token_audience_claim.clone(),
+                    self.token_audience.clone(),
+                )
+            }),
+            basic_auth_conf: self.basic_auth_conf.clone(),
+        }
+    }
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
@@ -170,6 +220,14 @@ impl Default for BrokerConfig {
             delete_inactive_topics: false,
             inactive_topic_max_age: Duration::from_secs(60),
             inactive_topic_check_interval: Duration::from_secs(60),
+            authentication_enabled: false,
+            authentication_providers: String::new(),
+            anonymous_user_role: String::new(),
+            token_secret_key: Default::default(),
+            token_auth_claim: "sub".into(),
+            token_audience_claim: String::new(),
+            token_audience: String::new(),
+            basic_auth_conf: Default::default(),
             meta: MetaSection::default(),
             managed_ledger: ManagedLedgerSection::default(),
             ownership: OwnershipSection::default(),

@@ -78,6 +78,10 @@ pub struct Connection {
     pub np_consumers: HashMap<u64, NpConsumer>,
     /// Topic list watchers (WATCH_TOPIC_LIST) by id.
     pub topic_watchers: HashMap<u64, commands::topic_watch::TopicWatcher>,
+    /// The role the client authenticated as (`None`: authentication is off).
+    pub role: Option<String>,
+    /// The client's address.
+    pub peer: Option<std::net::SocketAddr>,
     /// The client reads broker entry metadata in front of messages (its CONNECT's
     /// `supports_broker_entry_metadata`); other clients get messages without it.
     pub broker_entry_metadata: bool,
@@ -359,6 +363,8 @@ pub async fn serve(stream: TcpStream, service: Arc<BrokerService>, id: u64) {
         np_producers: HashMap::new(),
         np_consumers: HashMap::new(),
         topic_watchers: HashMap::new(),
+        role: None,
+        peer,
         broker_entry_metadata: false,
         pending_publish: Arc::new(tokio::sync::Semaphore::new(service_pending_limit)),
     };

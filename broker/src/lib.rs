@@ -19,6 +19,7 @@
 //! permits; ACKs move the cursor, persisted by CAS at most once a second.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod conn_limits;
 pub mod connection;

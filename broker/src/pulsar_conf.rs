@@ -4,7 +4,7 @@
 //!
 //! Every key Magnetar supports becomes the setting of the same meaning in `broker.toml`
 //! (table below, [`MAPPED`]); keys of features Magnetar does not have yet are refused when
-//! they would turn the feature on (a file asking for TLS or authentication must never start
+//! they would turn the feature on (a file asking for TLS or authorization must never start
 //! a broker without them); every other key is listed once, in a warning, as ignored. A line
 //! that is not a property, or a value that does not fit its key, is an error naming the line.
 //! Paths stay as written: like Pulsar's, relative ones resolve against the working directory.
@@ -37,29 +37,124 @@ enum Kind {
 const MAPPED: &[Mapping] = &[
     m("advertisedAddress", "advertised_address", Kind::Same),
     m("clusterName", "meta.cluster", Kind::Same),
-    m("keepAliveIntervalSeconds", "keepalive_interval", Kind::Seconds),
-    m("allowAutoTopicCreation", "allow_auto_topic_creation", Kind::Bool),
-    m("brokerDeduplicationEnabled", "deduplication_enabled", Kind::Bool),
+    m(
+        "keepAliveIntervalSeconds",
+        "keepalive_interval",
+        Kind::Seconds,
+    ),
+    m(
+        "allowAutoTopicCreation",
+        "allow_auto_topic_creation",
+        Kind::Bool,
+    ),
+    m(
+        "brokerDeduplicationEnabled",
+        "deduplication_enabled",
+        Kind::Bool,
+    ),
     m("ttlDurationDefaultInSeconds", "message_ttl", Kind::Seconds),
-    m("messageExpiryCheckIntervalInMinutes", "message_expiry_check_interval", Kind::Minutes),
-    m("subscriptionPatternMaxLength", "subscription_pattern_max_length", Kind::Count),
+    m(
+        "messageExpiryCheckIntervalInMinutes",
+        "message_expiry_check_interval",
+        Kind::Minutes,
+    ),
+    m(
+        "subscriptionPatternMaxLength",
+        "subscription_pattern_max_length",
+        Kind::Count,
+    ),
     m("brokerMaxConnections", "max_connections", Kind::Count),
-    m("brokerMaxConnectionsPerIp", "max_connections_per_ip", Kind::Count),
-    m("maxPendingPublishRequestsPerConnection", "max_pending_publish_requests_per_connection", Kind::Count),
-    m("maxMessagePublishBufferSizeInMB", "max_message_publish_buffer", Kind::Megabytes),
-    m("maxConcurrentLookupRequest", "max_concurrent_lookup_requests", Kind::Count),
-    m("maxConcurrentTopicLoadRequest", "max_concurrent_topic_loads", Kind::Count),
-    m("maxSubscriptionsPerTopic", "max_subscriptions_per_topic", Kind::Count),
-    m("maxTopicsPerNamespace", "max_topics_per_namespace", Kind::Count),
-    m("brokerDeleteInactiveTopicsEnabled", "delete_inactive_topics", Kind::Bool),
-    m("brokerDeleteInactiveTopicsMaxInactiveDurationSeconds", "inactive_topic_max_age", Kind::Seconds),
-    m("brokerDeleteInactiveTopicsFrequencySeconds", "inactive_topic_check_interval", Kind::Seconds),
-    m("managedLedgerDefaultEnsembleSize", "managed_ledger.ensemble", Kind::Count),
-    m("managedLedgerDefaultWriteQuorum", "managed_ledger.write_quorum", Kind::Count),
-    m("managedLedgerDefaultAckQuorum", "managed_ledger.ack_quorum", Kind::Count),
-    m("managedLedgerMaxEntriesPerLedger", "managed_ledger.max_entries_per_ledger", Kind::Count),
-    m("managedLedgerMaxLedgerRolloverTimeMinutes", "managed_ledger.max_ledger_age", Kind::Minutes),
-    m("managedLedgerCacheSizeMB", "managed_ledger.cache_size", Kind::Megabytes),
+    m(
+        "brokerMaxConnectionsPerIp",
+        "max_connections_per_ip",
+        Kind::Count,
+    ),
+    m(
+        "maxPendingPublishRequestsPerConnection",
+        "max_pending_publish_requests_per_connection",
+        Kind::Count,
+    ),
+    m(
+        "maxMessagePublishBufferSizeInMB",
+        "max_message_publish_buffer",
+        Kind::Megabytes,
+    ),
+    m(
+        "maxConcurrentLookupRequest",
+        "max_concurrent_lookup_requests",
+        Kind::Count,
+    ),
+    m(
+        "maxConcurrentTopicLoadRequest",
+        "max_concurrent_topic_loads",
+        Kind::Count,
+    ),
+    m(
+        "maxSubscriptionsPerTopic",
+        "max_subscriptions_per_topic",
+        Kind::Count,
+    ),
+    m(
+        "maxTopicsPerNamespace",
+        "max_topics_per_namespace",
+        Kind::Count,
+    ),
+    m(
+        "brokerDeleteInactiveTopicsEnabled",
+        "delete_inactive_topics",
+        Kind::Bool,
+    ),
+    m(
+        "brokerDeleteInactiveTopicsMaxInactiveDurationSeconds",
+        "inactive_topic_max_age",
+        Kind::Seconds,
+    ),
+    m(
+        "brokerDeleteInactiveTopicsFrequencySeconds",
+        "inactive_topic_check_interval",
+        Kind::Seconds,
+    ),
+    m(
+        "managedLedgerDefaultEnsembleSize",
+        "managed_ledger.ensemble",
+        Kind::Count,
+    ),
+    m(
+        "managedLedgerDefaultWriteQuorum",
+        "managed_ledger.write_quorum",
+        Kind::Count,
+    ),
+    m(
+        "managedLedgerDefaultAckQuorum",
+        "managed_ledger.ack_quorum",
+        Kind::Count,
+    ),
+    m(
+        "managedLedgerMaxEntriesPerLedger",
+        "managed_ledger.max_entries_per_ledger",
+        Kind::Count,
+    ),
+    m(
+        "managedLedgerMaxLedgerRolloverTimeMinutes",
+        "managed_ledger.max_ledger_age",
+        Kind::Minutes,
+    ),
+    m(
+        "managedLedgerCacheSizeMB",
+        "managed_ledger.cache_size",
+        Kind::Megabytes,
+    ),
+    m(
+        "authenticationEnabled",
+        "authentication_enabled",
+        Kind::Bool,
+    ),
+    m("anonymousUserRole", "anonymous_user_role", Kind::Same),
+    m("tokenSecretKey", "token_secret_key", Kind::Same),
+    m("tokenAuthClaim", "token_auth_claim", Kind::Same),
+    m("tokenAudienceClaim", "token_audience_claim", Kind::Same),
+    m("tokenAudience", "token_audience", Kind::Same),
+    m("basicAuthConf", "basic_auth_conf", Kind::Same),
 ];
 
 const fn m(pulsar: &'static str, magnetar: &'static str, kind: Kind) -> Mapping {
@@ -71,13 +166,12 @@ const fn m(pulsar: &'static str, magnetar: &'static str, kind: Kind) -> Mapping 
 }
 
 /// Keys of features Magnetar does not have yet, and the value that leaves them off. A file
-/// that sets one otherwise is refused: starting without the TLS or authentication it asks
+/// that sets one otherwise is refused: starting without the TLS or authorization it asks
 /// for would expose what its operator meant to protect.
 const NOT_YET: &[(&str, &str)] = &[
     ("tlsEnabled", "false"),
     ("brokerServicePortTls", ""),
     ("webServicePortTls", ""),
-    ("authenticationEnabled", "false"),
     ("authorizationEnabled", "false"),
     ("tlsRequireTrustedClientCertOnConnect", "false"),
 ];
@@ -149,12 +243,18 @@ pub fn parse(text: &str, name: &str) -> Result<PulsarConf, PulsarConfError> {
                 None => break,
             }
         }
-        let split = line.find(['=', ':']).or_else(|| line.find(char::is_whitespace));
+        let split = line
+            .find(['=', ':'])
+            .or_else(|| line.find(char::is_whitespace));
         let (key, value) = match split {
             Some(at) => (line[..at].trim(), line[at + 1..].trim()),
             None => (line.trim(), ""),
         };
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
             return Err(err(number, format!("not a `key=value` line: {raw:?}")));
         }
         if !props.contains_key(key) {
@@ -165,13 +265,18 @@ pub fn parse(text: &str, name: &str) -> Result<PulsarConf, PulsarConfError> {
     let mut conf = PulsarConf::default();
     let get = |k: &str| props.get(k).map(|(l, v)| (*l, v.as_str()));
     // Listen addresses: bindAddress with each port.
-    let host = get("bindAddress").map_or("0.0.0.0", |(_, v)| if v.is_empty() { "0.0.0.0" } else { v });
-    for (port_key, setting) in [("brokerServicePort", "bind"), ("webServicePort", "http_bind")] {
+    let host =
+        get("bindAddress").map_or("0.0.0.0", |(_, v)| if v.is_empty() { "0.0.0.0" } else { v });
+    for (port_key, setting) in [
+        ("brokerServicePort", "bind"),
+        ("webServicePort", "http_bind"),
+    ] {
         if let Some((line, v)) = get(port_key).filter(|(_, v)| !v.is_empty()) {
             let port: u16 = v
                 .parse()
                 .map_err(|_| err(line, format!("{port_key}: {v:?} is not a port number")))?;
-            conf.settings.push((setting.to_owned(), format!("{host}:{port}")));
+            conf.settings
+                .push((setting.to_owned(), format!("{host}:{port}")));
         }
     }
     for (key, off) in NOT_YET {
@@ -182,7 +287,7 @@ pub fn parse(text: &str, name: &str) -> Result<PulsarConf, PulsarConfError> {
             return Err(err(
                 line,
                 format!(
-                    "{key}={v}: TLS, authentication and authorization are not supported by this Magnetar yet; refusing to start without them"
+                    "{key}={v}: TLS and authorization are not supported by this Magnetar yet; refusing to start without them"
                 ),
             ));
         }
@@ -195,14 +300,23 @@ pub fn parse(text: &str, name: &str) -> Result<PulsarConf, PulsarConfError> {
             continue;
         }
         let number = || {
-            v.parse::<u64>()
-                .map_err(|_| err(line, format!("{}: {v:?} is not a whole number", mapping.pulsar)))
+            v.parse::<u64>().map_err(|_| {
+                err(
+                    line,
+                    format!("{}: {v:?} is not a whole number", mapping.pulsar),
+                )
+            })
         };
         let value = match mapping.kind {
             Kind::Same => v.to_owned(),
             Kind::Bool => match v.to_ascii_lowercase().as_str() {
                 b @ ("true" | "false") => b.to_owned(),
-                _ => return Err(err(line, format!("{}: {v:?} is not true or false", mapping.pulsar))),
+                _ => {
+                    return Err(err(
+                        line,
+                        format!("{}: {v:?} is not true or false", mapping.pulsar),
+                    ));
+                }
             },
             Kind::Count => number()?.to_string(),
             Kind::Seconds => format!("{}s", number()?),
@@ -211,8 +325,30 @@ pub fn parse(text: &str, name: &str) -> Result<PulsarConf, PulsarConfError> {
         };
         conf.settings.push((mapping.magnetar.to_owned(), value));
     }
+    // Providers are Java class names in Pulsar's files; Magnetar names them by method.
+    if let Some((line, v)) = get("authenticationProviders").filter(|(_, v)| !v.is_empty()) {
+        let mut methods = Vec::new();
+        for class in v.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            let method = match class.rsplit('.').next().unwrap_or(class) {
+                "AuthenticationProviderToken" => "token",
+                "AuthenticationProviderBasic" => "basic",
+                other => {
+                    return Err(err(
+                        line,
+                        format!(
+                            "authenticationProviders: {other} is not supported by this Magnetar yet (AuthenticationProviderToken, AuthenticationProviderBasic)"
+                        ),
+                    ));
+                }
+            };
+            methods.push(method);
+        }
+        conf.settings
+            .push(("authentication_providers".into(), methods.join(",")));
+    }
     let used = |k: &str| {
-        MAPPED.iter().any(|m| m.pulsar == k)
+        k == "authenticationProviders"
+            || MAPPED.iter().any(|m| m.pulsar == k)
             || NOT_YET.iter().any(|(n, _)| *n == k)
             || matches!(k, "bindAddress" | "brokerServicePort" | "webServicePort")
     };
@@ -232,7 +368,12 @@ mod tests {
             loadBalancerEnabled=false\nauthenticationEnabled=false\ntlsEnabled=false\n\
             superUserRoles=a,\\\n  b\n";
         let c = parse(text, "t.conf").unwrap();
-        let get = |k: &str| c.settings.iter().find(|(s, _)| s == k).map(|(_, v)| v.as_str());
+        let get = |k: &str| {
+            c.settings
+                .iter()
+                .find(|(s, _)| s == k)
+                .map(|(_, v)| v.as_str())
+        };
         assert_eq!(get("bind"), Some("127.0.0.1:6650"));
         assert_eq!(get("http_bind"), Some("127.0.0.1:8080"));
         assert_eq!(get("meta.cluster"), Some("standalone"));
@@ -240,28 +381,61 @@ mod tests {
         assert_eq!(get("message_expiry_check_interval"), Some("5m"));
         assert_eq!(get("max_connections_per_ip"), Some("10"));
         assert_eq!(get("max_message_publish_buffer"), Some("64MiB"));
-        assert_eq!(c.ignored, ["zookeeperServers", "loadBalancerEnabled", "superUserRoles"]);
+        assert_eq!(
+            c.ignored,
+            ["zookeeperServers", "loadBalancerEnabled", "superUserRoles"]
+        );
         // The settings load into a BrokerConfig.
         let cfg: crate::config::BrokerConfig =
             common::config::load_layers(None, &c.settings, Vec::new(), &[]).unwrap();
         assert_eq!(cfg.bind, "127.0.0.1:6650");
         assert_eq!(cfg.managed_ledger.ensemble, 2);
-        assert_eq!(cfg.message_expiry_check_interval, std::time::Duration::from_secs(300));
+        assert_eq!(
+            cfg.message_expiry_check_interval,
+            std::time::Duration::from_secs(300)
+        );
     }
 
     #[test]
     fn bad_lines_values_and_unsupported_security_are_errors_naming_the_line() {
         let e = parse("a=1\n=oops\n", "x.conf").unwrap_err().to_string();
         assert!(e.starts_with("x.conf:2:"), "{e}");
-        let e = parse("brokerServicePort=sixty\n", "x.conf").unwrap_err().to_string();
+        let e = parse("brokerServicePort=sixty\n", "x.conf")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("x.conf:1:") && e.contains("port"), "{e}");
         let e = parse("\nmanagedLedgerDefaultAckQuorum=-1\n", "x.conf")
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("x.conf:2:"), "{e}");
-        for on in ["tlsEnabled=true", "authenticationEnabled=true", "brokerServicePortTls=6651"] {
+        for on in [
+            "tlsEnabled=true",
+            "authorizationEnabled=true",
+            "brokerServicePortTls=6651",
+            "authenticationProviders=org.apache.pulsar.broker.authentication.AuthenticationProviderTls",
+        ] {
             let e = parse(on, "s.conf").unwrap_err().to_string();
-            assert!(e.contains("not supported") && e.starts_with("s.conf:1:"), "{e}");
+            assert!(
+                e.contains("not supported") && e.starts_with("s.conf:1:"),
+                "{e}"
+            );
         }
+        let c = parse(
+            "authenticationEnabled=true\nauthenticationProviders=org.apache.pulsar.broker.authentication.AuthenticationProviderToken, org.apache.pulsar.broker.authentication.AuthenticationProviderBasic\ntokenSecretKey=file:///k\n",
+            "a.conf",
+        )
+        .unwrap();
+        assert!(
+            c.settings
+                .contains(&("authentication_providers".into(), "token,basic".into()))
+        );
+        assert!(
+            c.settings
+                .contains(&("authentication_enabled".into(), "true".into()))
+        );
+        assert!(
+            c.settings
+                .contains(&("token_secret_key".into(), "file:///k".into()))
+        );
     }
 }

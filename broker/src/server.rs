@@ -154,12 +154,19 @@ pub fn start(
                     text
                 }
             }),
-        );
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            crate::auth::http::authenticate,
+        ));
     let token = stop.clone();
     tasks.push(tokio::spawn(async move {
-        let _ = axum::serve(http, app)
-            .with_graceful_shutdown(token.cancelled_owned())
-            .await;
+        let _ = axum::serve(
+            http,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(token.cancelled_owned())
+        .await;
     }));
     Ok(RunningBroker {
         service_addr,

@@ -68,6 +68,8 @@ pub struct BrokerService {
     pub max_subscriptions_per_topic: usize,
     /// Topics one namespace may have (`max_topics_per_namespace`; 0: no limit).
     pub max_topics_per_namespace: usize,
+    /// Who may connect (authentication; disabled unless configured).
+    pub authenticator: Arc<crate::auth::Authenticator>,
     /// Inactive-topic deletion: (check period, max inactive age), when enabled.
     pub delete_inactive_topics: Option<(std::time::Duration, std::time::Duration)>,
     /// See `max_connections_per_ip` in `broker.toml` (0: no limit).
@@ -196,6 +198,7 @@ impl BrokerService {
             max_subscriptions_per_topic: 0,
             max_topics_per_namespace: 0,
             delete_inactive_topics: None,
+            authenticator: Arc::new(crate::auth::Authenticator::disabled()),
             schemas: crate::schema::Registry::new(store.clone(), keys.clone()),
             non_persistent: Default::default(),
             store,

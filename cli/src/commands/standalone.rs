@@ -133,6 +133,10 @@ async fn serve_broker(
     ));
     service.max_subscriptions_per_topic = config.max_subscriptions_per_topic;
     service.max_topics_per_namespace = config.max_topics_per_namespace;
+    service.authenticator = std::sync::Arc::new(
+        broker::auth::Authenticator::new(&config.auth_settings())
+            .map_err(|e| anyhow::anyhow!("authentication: {e}"))?,
+    );
     service.delete_inactive_topics = config.delete_inactive_topics.then_some((
         config.inactive_topic_check_interval,
         config.inactive_topic_max_age,

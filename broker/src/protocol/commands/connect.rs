@@ -5,12 +5,45 @@ use crate::error::Result;
 use crate::protocol::pb::CommandConnect;
 use crate::protocol::{MAX_PROTOCOL_VERSION, cmd};
 
+/// The method name of the legacy `auth_method` enum (Pulsar's AuthMethod: 2 = athenz).
+fn legacy_method(m: Option<i32>) -> Option<String> {
+    match m {
+        Some(2) => Some("athens".into()),
+        _ => None,
+    }
+}
+
 /// Handles CONNECT.
 pub async fn handle(conn: &mut Connection, c: CommandConnect) -> Result<()> {
     let version = c
         .protocol_version
         .unwrap_or(0)
         .clamp(1, MAX_PROTOCOL_VERSION);
+    // Authentication (Pulsar's ServerCnx.handleConnect): a known method whose data does not
+    // verify, or no credential without an anonymous role, is refused and the connection
+    // closed; the credential itself is never logged.
+    let method = c
+        .auth_method_name
+        .clone()
+        .or_else(|| legacy_method(c.auth_method))
+        .unwrap_or_default();
+    let data = c.auth_data.clone().unwrap_or_default();
+    match conn.service.authenticator.connect(&method, &data) {
+        Ok(role) => conn.role = role,
+        Err(e) => {
+            tracing::warn!(conn = conn.id, peer = ?conn.peer, method, reason = %e, "authentication failed");
+            let _ = conn
+                .send(cmd::error(
+                    u64::MAX,
+                    crate::protocol::pb::ServerError::AuthenticationError,
+                    "Failed to authenticate".into(),
+                ))
+                .await;
+            return Err(crate::error::BrokerError::Protocol(format!(
+                "authentication failed: {e}"
+            )));
+        }
+    }
     conn.protocol_version = version;
     conn.broker_entry_metadata = c
         .feature_flags
