@@ -131,6 +131,12 @@ pub fn check_client_name(what: &str, name: &str, required: bool) -> Result<()> {
     Ok(())
 }
 
+/// The names a SUBSCRIBE gives: its subscription's (required) and its consumer's.
+pub fn check_subscribe_names(c: &crate::protocol::pb::CommandSubscribe) -> Result<()> {
+    check_client_name("subscription", &c.subscription, true)?;
+    check_client_name("consumer", c.consumer_name.as_deref().unwrap_or(""), false)
+}
+
 /// Whether `s` is a valid tenant, namespace or cluster name (Pulsar's rule:
 /// `[A-Za-z0-9_.:=-]+`, at most [`MAX_ENTITY_NAME`] bytes).
 pub fn is_valid_entity(s: &str) -> bool {

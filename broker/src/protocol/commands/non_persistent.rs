@@ -135,12 +135,7 @@ pub async fn subscribe(conn: &mut Connection, c: CommandSubscribe) -> Result<()>
     // alive after the client leaves).
     detach(conn, c.consumer_id);
     let result = async {
-        crate::service::check_client_name("subscription", &c.subscription, true)?;
-        crate::service::check_client_name(
-            "consumer",
-            c.consumer_name.as_deref().unwrap_or(""),
-            false,
-        )?;
+        crate::service::check_subscribe_names(&c)?;
         let name = normalize_topic(&c.topic)?;
         check(conn, &name).await?;
         let topic = conn.service.non_persistent.get_or_create(&name);

@@ -49,6 +49,18 @@ async fn answer_now(
         .map_err(|_| BrokerError::Protocol("producer closed".into()))
 }
 
+/// Forgets a send de-duplication counted as pushed that will not be stored.
+fn undo_dedup(topic: &crate::topic::Topic, producer: &str) {
+    if let Some(d) = topic
+        .dedup
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+    {
+        d.failed(producer);
+    }
+}
+
 /// Handles SEND.
 pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes>) -> Result<()> {
     let Some(p) = conn.producers.get(&c.producer_id) else {
@@ -138,14 +150,7 @@ pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes
             // De-duplication state is rebuilt from the stored entries' metadata: an entry
             // naming another producer would make that producer's later sends look like
             // duplicates after a reload, and be dropped.
-            if let Some(d) = topic
-                .dedup
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_mut()
-            {
-                d.failed(&p.name);
-            }
+            undo_dedup(&topic, &p.name);
             let refused = Err(BrokerError::NotAllowed(format!(
                 "the message metadata names producer {:?}, not this producer ({:?})",
                 metadata_producer, p.name
@@ -217,14 +222,7 @@ pub async fn handle(conn: &mut Connection, c: CommandSend, payload: Option<Bytes
             }),
             Err(e) => {
                 // The hook was dropped unheard: undo the push.
-                if let Some(d) = topic
-                    .dedup
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .as_mut()
-                {
-                    d.failed(&p.name);
-                }
+                undo_dedup(&topic, &p.name);
                 Box::pin(async move { Err(e) })
             }
         };

@@ -28,12 +28,7 @@ pub async fn handle(conn: &mut Connection, c: CommandSubscribe) -> Result<()> {
     let initial = InitialPosition::try_from(c.initial_position.unwrap_or(0))
         .unwrap_or(InitialPosition::Latest);
     let result = async {
-        crate::service::check_client_name("subscription", &c.subscription, true)?;
-        crate::service::check_client_name(
-            "consumer",
-            c.consumer_name.as_deref().unwrap_or(""),
-            false,
-        )?;
+        crate::service::check_subscribe_names(&c)?;
         let topic = conn.service.topic(&c.topic).await?;
         // A reader: non-durable, from its start message id. Pulsar's "earliest" is -1:-1
         // (u64::MAX on the wire) and "latest" i64::MAX: both mean "use the initial position".
