@@ -13,6 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     tonic_prost_build::configure()
         .bytes(".")
+        .btree_map(".magnetar.meta.NamespacePolicies")
+        .btree_map(".magnetar.meta.RoleActions")
         .compile_protos(&protos, &["protos"])?;
     Ok(())
 }

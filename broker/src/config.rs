@@ -76,6 +76,28 @@ pub struct BrokerConfig {
     /// brokerDeleteInactiveTopicsFrequencySeconds.
     #[serde(with = "duration")]
     pub inactive_topic_check_interval: Duration,
+    /// Pulsar protocol over TLS listen address (empty: none). Pulsar: brokerServicePortTls.
+    pub tls_bind: String,
+    /// HTTPS listen address (empty: none). Pulsar: webServicePortTls.
+    pub https_bind: String,
+    /// The broker's PEM certificate chain. Pulsar: tlsCertificateFilePath.
+    pub tls_certificate_file: String,
+    /// Its PEM private key (PKCS#1, PKCS#8, SEC1). Pulsar: tlsKeyFilePath.
+    pub tls_key_file: String,
+    /// CA certificates client certificates must chain to (empty: none asked for). Pulsar:
+    /// tlsTrustCertsFilePath.
+    pub tls_trust_certs_file: String,
+    /// A client without a trusted certificate fails the handshake. Pulsar:
+    /// tlsRequireTrustedClientCertOnConnect.
+    pub tls_require_trusted_client_cert_on_connect: bool,
+    /// Client certificates that do not verify are accepted. Pulsar: tlsAllowInsecureConnection.
+    pub tls_allow_insecure_connection: bool,
+    /// How often the certificate files are checked for changes (0: each new connection).
+    /// Pulsar: tlsCertRefreshCheckDurationSec.
+    #[serde(with = "duration")]
+    pub tls_cert_refresh_check_interval: Duration,
+    /// `TLSv1.2`, `TLSv1.3`, comma-separated (empty: both). Pulsar: tlsProtocols.
+    pub tls_protocols: String,
     /// Clients must authenticate (binary CONNECT and every HTTP request but `/metrics`,
     /// `/status` and the health checks). Pulsar: authenticationEnabled.
     pub authentication_enabled: bool,
@@ -98,6 +120,12 @@ pub struct BrokerConfig {
     /// The htpasswd file of the `basic` provider (`$apr1$` or DES crypt hashes), in the same
     /// forms as `token_secret_key`. Pulsar: basicAuthConf.
     pub basic_auth_conf: crate::auth::Secret,
+    /// Roles are checked against grants (needs authentication). Pulsar: authorizationEnabled.
+    pub authorization_enabled: bool,
+    /// Roles that may do anything, comma-separated. Pulsar: superUserRoles.
+    pub super_user_roles: String,
+    /// Roles that connect on behalf of others (proxies), comma-separated. Pulsar: proxyRoles.
+    pub proxy_roles: String,
     /// Metadata store.
     pub meta: MetaSection,
     /// Managed ledgers.
@@ -169,18 +197,46 @@ pub struct ManagedLedgerSection {
     pub cache_eviction_age: Duration,
 }
 
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 impl BrokerConfig {
+    /// What authorization needs.
+    pub fn authorizer(&self) -> crate::auth::authorization::Authorizer {
+        crate::auth::authorization::Authorizer {
+            enabled: self.authorization_enabled,
+            super_users: list(&self.super_user_roles),
+            proxy_roles: list(&self.proxy_roles),
+        }
+    }
+
+    /// What the TLS listeners need; none when neither is configured.
+    pub fn tls_settings(&self) -> Option<crate::tls::TlsSettings> {
+        if self.tls_bind.is_empty() && self.https_bind.is_empty() {
+            return None;
+        }
+        Some(crate::tls::TlsSettings {
+            certificate_file: self.tls_certificate_file.clone().into(),
+            key_file: self.tls_key_file.clone().into(),
+            trust_certs_file: (!self.tls_trust_certs_file.is_empty())
+                .then(|| self.tls_trust_certs_file.clone().into()),
+            allow_insecure: self.tls_allow_insecure_connection,
+            require_client_cert: self.tls_require_trusted_client_cert_on_connect,
+            refresh: self.tls_cert_refresh_check_interval,
+            protocols: list(&self.tls_protocols),
+        })
+    }
+
     /// What authentication needs.
     pub fn auth_settings(&self) -> crate::auth::AuthSettings {
         crate::auth::AuthSettings {
             enabled: self.authentication_enabled,
-            providers: self
-                .authentication_providers
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            providers: list(&self.authentication_providers),
             anonymous_role: self.anonymous_user_role.clone(),
             token_secret_key: self.token_secret_key.clone(),
             token_auth_claim: self.token_auth_claim.clone(),
@@ -228,6 +284,18 @@ impl Default for BrokerConfig {
             token_audience_claim: String::new(),
             token_audience: String::new(),
             basic_auth_conf: Default::default(),
+            authorization_enabled: false,
+            super_user_roles: String::new(),
+            proxy_roles: String::new(),
+            tls_bind: String::new(),
+            https_bind: String::new(),
+            tls_certificate_file: String::new(),
+            tls_key_file: String::new(),
+            tls_trust_certs_file: String::new(),
+            tls_require_trusted_client_cert_on_connect: false,
+            tls_allow_insecure_connection: false,
+            tls_cert_refresh_check_interval: Duration::from_secs(300),
+            tls_protocols: String::new(),
             meta: MetaSection::default(),
             managed_ledger: ManagedLedgerSection::default(),
             ownership: OwnershipSection::default(),
@@ -268,6 +336,19 @@ impl BrokerConfig {
             .map_err(|e| format!("`managed_ledger`: {e}"))?;
         if m.max_entries_per_ledger == 0 {
             return Err("`managed_ledger.max_entries_per_ledger`: must be > 0".into());
+        }
+        // As Pulsar refuses it: authorization without authentication would judge no one.
+        if self.authorization_enabled && !self.authentication_enabled {
+            return Err(
+                "`authorization_enabled`: needs `authentication_enabled` (roles come from authentication)"
+                    .into(),
+            );
+        }
+        let tls_port = !self.tls_bind.is_empty() || !self.https_bind.is_empty();
+        if tls_port && (self.tls_certificate_file.is_empty() || self.tls_key_file.is_empty()) {
+            return Err(
+                "`tls_bind`/`https_bind`: need `tls_certificate_file` and `tls_key_file`".into(),
+            );
         }
         Ok(())
     }

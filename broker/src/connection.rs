@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use futures_util::FutureExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -82,6 +82,9 @@ pub struct Connection {
     pub role: Option<String>,
     /// The client's address.
     pub peer: Option<std::net::SocketAddr>,
+    /// The client's certificate (DER), verified in the TLS handshake; none on the plain port
+    /// or when the client presented none.
+    pub peer_cert: Option<Arc<[u8]>>,
     /// The client reads broker entry metadata in front of messages (its CONNECT's
     /// `supports_broker_entry_metadata`); other clients get messages without it.
     pub broker_entry_metadata: bool,
@@ -116,6 +119,9 @@ impl Connection {
             return Err(BrokerError::Protocol(format!("{t:?} before CONNECT")));
         }
         let c = f.command;
+        if let Some(denial) = crate::auth::binary::check(self, t, &c).await {
+            return self.send(denial).await;
+        }
         let missing = || BrokerError::Protocol(format!("{t:?} without its body"));
         // Non-persistent topics, producers and consumers are served apart.
         {
@@ -317,11 +323,41 @@ impl Connection {
     }
 }
 
-/// Serves one client connection until it closes.
+/// Serves one plain client connection until it closes.
 pub async fn serve(stream: TcpStream, service: Arc<BrokerService>, id: u64) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
-    let (mut rd, mut wr) = stream.into_split();
+    let (rd, wr) = stream.into_split();
+    serve_halves(rd, wr, peer, None, service, id).await;
+}
+
+/// Serves one client connection over TLS (the handshake done) until it closes.
+pub async fn serve_tls(
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    service: Arc<BrokerService>,
+    id: u64,
+) {
+    let (tcp, session) = stream.get_ref();
+    let peer = tcp.peer_addr().ok();
+    let cert = session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| Arc::<[u8]>::from(c.as_ref()));
+    let (rd, wr) = tokio::io::split(stream);
+    serve_halves(rd, wr, peer, cert, service, id).await;
+}
+
+async fn serve_halves<R, W>(
+    mut rd: R,
+    mut wr: W,
+    peer: Option<std::net::SocketAddr>,
+    peer_cert: Option<Arc<[u8]>>,
+    service: Arc<BrokerService>,
+    id: u64,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (out, mut rx) = crate::outbound::channel(OUTBOUND_QUEUE);
     // A socket that takes no bytes for this long belongs to a client that stopped reading:
     // the connection is closed (its consumers' messages go to others), as nothing else would
@@ -337,7 +373,12 @@ pub async fn serve(stream: TcpStream, service: Arc<BrokerService>, id: u64) {
                     break;
                 }
             }
-            match tokio::time::timeout(stall, wr.write_all(&buf)).await {
+            // Flushed too: TLS holds records back until asked (plain TCP: a no-op).
+            let write = async {
+                wr.write_all(&buf).await?;
+                wr.flush().await
+            };
+            match tokio::time::timeout(stall, write).await {
                 Ok(Ok(())) => rx.written(buf.len()),
                 Ok(Err(_)) => return,
                 Err(_) => {
@@ -365,6 +406,7 @@ pub async fn serve(stream: TcpStream, service: Arc<BrokerService>, id: u64) {
         topic_watchers: HashMap::new(),
         role: None,
         peer,
+        peer_cert,
         broker_entry_metadata: false,
         pending_publish: Arc::new(tokio::sync::Semaphore::new(service_pending_limit)),
     };

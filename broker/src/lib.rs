@@ -9,6 +9,8 @@
 //! - [`managed_ledger`]: the ledger list (CAS), rollover, recovery of a previous owner's
 //!   ledgers, durable cursors (runs of acknowledged entries), the broker-wide entry cache;
 //! - [`admin`]: the `/admin/v2` REST calls (unload of topics and bundles);
+//! - [`auth`]: authentication (`tls`, `token`, `basic`) and authorization; [`tls`]: the
+//!   TLS listeners' certificates and client-certificate check;
 //! - [`server`]: listeners, HTTP, shutdown; [`stats`]: Pulsar-named rates and backlogs, and
 //!   trimming of consumed ledgers; [`evict`]: the broker-wide entry cache kept to what
 //!   tailing readers need.
@@ -39,6 +41,7 @@ pub mod server;
 pub mod service;
 pub mod stats;
 pub mod sticky_key;
+pub mod tls;
 pub mod topic;
 pub mod topic_metrics;
 

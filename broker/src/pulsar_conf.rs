@@ -155,6 +155,28 @@ const MAPPED: &[Mapping] = &[
     m("tokenAudienceClaim", "token_audience_claim", Kind::Same),
     m("tokenAudience", "token_audience", Kind::Same),
     m("basicAuthConf", "basic_auth_conf", Kind::Same),
+    m("authorizationEnabled", "authorization_enabled", Kind::Bool),
+    m("superUserRoles", "super_user_roles", Kind::Same),
+    m("proxyRoles", "proxy_roles", Kind::Same),
+    m("tlsCertificateFilePath", "tls_certificate_file", Kind::Same),
+    m("tlsKeyFilePath", "tls_key_file", Kind::Same),
+    m("tlsTrustCertsFilePath", "tls_trust_certs_file", Kind::Same),
+    m(
+        "tlsRequireTrustedClientCertOnConnect",
+        "tls_require_trusted_client_cert_on_connect",
+        Kind::Bool,
+    ),
+    m(
+        "tlsAllowInsecureConnection",
+        "tls_allow_insecure_connection",
+        Kind::Bool,
+    ),
+    m(
+        "tlsCertRefreshCheckDurationSec",
+        "tls_cert_refresh_check_interval",
+        Kind::Seconds,
+    ),
+    m("tlsProtocols", "tls_protocols", Kind::Same),
 ];
 
 const fn m(pulsar: &'static str, magnetar: &'static str, kind: Kind) -> Mapping {
@@ -165,15 +187,13 @@ const fn m(pulsar: &'static str, magnetar: &'static str, kind: Kind) -> Mapping 
     }
 }
 
-/// Keys of features Magnetar does not have yet, and the value that leaves them off. A file
-/// that sets one otherwise is refused: starting without the TLS or authorization it asks
-/// for would expose what its operator meant to protect.
+/// Keys of security features Magnetar does not have yet, and the value that leaves them off.
+/// A file that sets one otherwise is refused: starting without the protection it asks for
+/// would expose what its operator meant to protect.
 const NOT_YET: &[(&str, &str)] = &[
-    ("tlsEnabled", "false"),
-    ("brokerServicePortTls", ""),
-    ("webServicePortTls", ""),
-    ("authorizationEnabled", "false"),
-    ("tlsRequireTrustedClientCertOnConnect", "false"),
+    ("tokenPublicKey", ""),
+    ("tlsEnabledWithKeyStore", "false"),
+    ("authenticateOriginalAuthData", "false"),
 ];
 
 /// What a Pulsar file sets: Magnetar settings (dotted key, value as typed) and the keys
@@ -270,6 +290,8 @@ pub fn parse(text: &str, name: &str) -> Result<PulsarConf, PulsarConfError> {
     for (port_key, setting) in [
         ("brokerServicePort", "bind"),
         ("webServicePort", "http_bind"),
+        ("brokerServicePortTls", "tls_bind"),
+        ("webServicePortTls", "https_bind"),
     ] {
         if let Some((line, v)) = get(port_key).filter(|(_, v)| !v.is_empty()) {
             let port: u16 = v
@@ -287,7 +309,7 @@ pub fn parse(text: &str, name: &str) -> Result<PulsarConf, PulsarConfError> {
             return Err(err(
                 line,
                 format!(
-                    "{key}={v}: TLS and authorization are not supported by this Magnetar yet; refusing to start without them"
+                    "{key}={v}: not supported by this Magnetar yet; refusing to start without it"
                 ),
             ));
         }
@@ -330,13 +352,14 @@ pub fn parse(text: &str, name: &str) -> Result<PulsarConf, PulsarConfError> {
         let mut methods = Vec::new();
         for class in v.split(',').map(str::trim).filter(|c| !c.is_empty()) {
             let method = match class.rsplit('.').next().unwrap_or(class) {
+                "AuthenticationProviderTls" => "tls",
                 "AuthenticationProviderToken" => "token",
                 "AuthenticationProviderBasic" => "basic",
                 other => {
                     return Err(err(
                         line,
                         format!(
-                            "authenticationProviders: {other} is not supported by this Magnetar yet (AuthenticationProviderToken, AuthenticationProviderBasic)"
+                            "authenticationProviders: {other} is not supported by this Magnetar yet (AuthenticationProviderTls, AuthenticationProviderToken, AuthenticationProviderBasic)"
                         ),
                     ));
                 }
@@ -350,7 +373,16 @@ pub fn parse(text: &str, name: &str) -> Result<PulsarConf, PulsarConfError> {
         k == "authenticationProviders"
             || MAPPED.iter().any(|m| m.pulsar == k)
             || NOT_YET.iter().any(|(n, _)| *n == k)
-            || matches!(k, "bindAddress" | "brokerServicePort" | "webServicePort")
+            || matches!(
+                k,
+                "bindAddress"
+                    | "brokerServicePort"
+                    | "webServicePort"
+                    | "brokerServicePortTls"
+                    | "webServicePortTls"
+                    // Deprecated in Pulsar: the TLS ports turn TLS on.
+                    | "tlsEnabled"
+            )
     };
     conf.ignored = order.into_iter().filter(|k| !used(k)).collect();
     Ok(conf)
@@ -381,10 +413,8 @@ mod tests {
         assert_eq!(get("message_expiry_check_interval"), Some("5m"));
         assert_eq!(get("max_connections_per_ip"), Some("10"));
         assert_eq!(get("max_message_publish_buffer"), Some("64MiB"));
-        assert_eq!(
-            c.ignored,
-            ["zookeeperServers", "loadBalancerEnabled", "superUserRoles"]
-        );
+        assert_eq!(c.ignored, ["zookeeperServers", "loadBalancerEnabled"]);
+        assert_eq!(get("super_user_roles"), Some("a,b"));
         // The settings load into a BrokerConfig.
         let cfg: crate::config::BrokerConfig =
             common::config::load_layers(None, &c.settings, Vec::new(), &[]).unwrap();
@@ -394,6 +424,32 @@ mod tests {
             cfg.message_expiry_check_interval,
             std::time::Duration::from_secs(300)
         );
+    }
+
+    #[test]
+    fn tls_and_authorization_keys() {
+        let c = parse(
+            "bindAddress=0.0.0.0\nbrokerServicePortTls=6651\nwebServicePortTls=8443\ntlsEnabled=true\n\
+             tlsCertificateFilePath=test-conf/broker-cert.pem\ntlsKeyFilePath=k.pem\n\
+             tlsTrustCertsFilePath=ca.pem\ntlsAllowInsecureConnection=false\n\
+             authorizationEnabled=true\nsuperUserRoles=localhost,superUser,admin\n\
+             authenticationProviders=org.apache.pulsar.broker.authentication.AuthenticationProviderTls\n",
+            "ssl.conf",
+        )
+        .unwrap();
+        let cfg: crate::config::BrokerConfig =
+            common::config::load_layers(None, &c.settings, Vec::new(), &[]).unwrap();
+        assert_eq!(cfg.tls_bind, "0.0.0.0:6651");
+        assert_eq!(cfg.https_bind, "0.0.0.0:8443");
+        assert_eq!(cfg.tls_certificate_file, "test-conf/broker-cert.pem");
+        assert_eq!(cfg.tls_trust_certs_file, "ca.pem");
+        assert!(cfg.authorization_enabled);
+        assert_eq!(
+            cfg.authorizer().super_users,
+            ["localhost", "superUser", "admin"]
+        );
+        assert_eq!(cfg.authentication_providers, "tls");
+        assert!(c.ignored.is_empty(), "{:?}", c.ignored);
     }
 
     #[test]
@@ -409,10 +465,9 @@ mod tests {
             .to_string();
         assert!(e.starts_with("x.conf:2:"), "{e}");
         for on in [
-            "tlsEnabled=true",
-            "authorizationEnabled=true",
-            "brokerServicePortTls=6651",
-            "authenticationProviders=org.apache.pulsar.broker.authentication.AuthenticationProviderTls",
+            "tokenPublicKey=file:///k.pub",
+            "tlsEnabledWithKeyStore=true",
+            "authenticationProviders=org.apache.pulsar.broker.authentication.AuthenticationProviderSasl",
         ] {
             let e = parse(on, "s.conf").unwrap_err().to_string();
             assert!(

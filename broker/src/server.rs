@@ -23,6 +23,10 @@ pub struct RunningBroker {
     pub http_addr: SocketAddr,
     /// `pulsar://host:port` as advertised.
     pub service_url: String,
+    /// Pulsar protocol over TLS address, when enabled.
+    pub tls_addr: Option<SocketAddr>,
+    /// HTTPS address, when enabled.
+    pub https_addr: Option<SocketAddr>,
     service: Arc<BrokerService>,
     stop: CancellationToken,
     /// Ends the registration (revoking the lease) once the topics are closed.
@@ -37,13 +41,39 @@ pub async fn bind(addr: &str, key: &str) -> Result<TcpListener> {
         .map_err(|e| BrokerError::Protocol(format!("`{key}`: cannot listen on {addr}: {e}")))
 }
 
+/// The TLS listeners (both need `service.tls`).
+#[derive(Debug, Default)]
+pub struct TlsListeners {
+    /// `pulsar+ssl://` (Pulsar's brokerServicePortTls).
+    pub pulsar: Option<TcpListener>,
+    /// `https://` (webServicePortTls).
+    pub https: Option<TcpListener>,
+}
+
 /// Starts serving `service` on the given listeners.
 pub fn start(
     service: Arc<BrokerService>,
     pulsar: TcpListener,
     http: TcpListener,
+    tls: TlsListeners,
     metrics: Option<PrometheusHandle>,
 ) -> Result<RunningBroker> {
+    let local = |l: &Option<TcpListener>| -> Result<Option<SocketAddr>> {
+        l.as_ref()
+            .map(|l| l.local_addr())
+            .transpose()
+            .map_err(|e| BrokerError::Protocol(e.to_string()))
+    };
+    let (tls_addr, https_addr) = (local(&tls.pulsar)?, local(&tls.https)?);
+    let tls_config = match (&service.tls, tls_addr.or(https_addr)) {
+        (Some(c), _) => Some(c.clone()),
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(BrokerError::Protocol(
+                "a TLS port is set but no certificate (tls_certificate_file, tls_key_file)".into(),
+            ));
+        }
+    };
     let service_addr = pulsar
         .local_addr()
         .map_err(|e| BrokerError::Protocol(e.to_string()))?;
@@ -85,13 +115,58 @@ pub fn start(
             }
         }));
     }
+    // One id sequence and one set of connection limits for both binary listeners.
+    let next_id = Arc::new(AtomicU64::new(1));
+    let limits = Arc::new(crate::conn_limits::ConnectionLimits::new(
+        service.max_connections,
+        service.max_connections_per_ip,
+    ));
+    if let (Some(listener), Some(config)) = (tls.pulsar, tls_config.clone()) {
+        let (svc, token, next_id, limits) = (
+            service.clone(),
+            stop.clone(),
+            next_id.clone(),
+            limits.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let (stream, peer) = tokio::select! {
+                    () = token.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            continue;
+                        }
+                    },
+                };
+                let Ok(slot) = limits.admit(peer.ip()) else {
+                    tracing::warn!(%peer, "connection limit reached; connection closed");
+                    metrics::counter!("pulsar_broker_connections_refused_total").increment(1);
+                    continue;
+                };
+                let id = next_id.fetch_add(1, Ordering::Relaxed);
+                let (svc, config) = (svc.clone(), config.clone());
+                tokio::spawn(async move {
+                    let deadline = svc.keepalive;
+                    if let Some(s) = crate::tls::listener::handshake(
+                        &config,
+                        stream,
+                        peer,
+                        deadline,
+                        "pulsar+ssl",
+                    )
+                    .await
+                    {
+                        crate::connection::serve_tls(s, svc, id).await;
+                    }
+                    drop(slot);
+                });
+            }
+        }));
+    }
     let (svc, token) = (service.clone(), stop.clone());
     tasks.push(tokio::spawn(async move {
-        let next_id = AtomicU64::new(1);
-        let limits = crate::conn_limits::ConnectionLimits::new(
-            svc.max_connections,
-            svc.max_connections_per_ip,
-        );
         loop {
             tokio::select! {
                 () = token.cancelled() => return,
@@ -155,23 +230,43 @@ pub fn start(
                 }
             }),
         )
+        // Authorization runs inside authentication (the outer layer is added last).
+        .layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            crate::admin::access::authorize,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             service.clone(),
             crate::auth::http::authenticate,
         ));
+    use crate::tls::listener::HttpPeer;
+    if let (Some(listener), Some(config)) = (tls.https, tls_config) {
+        let https = crate::tls::listener::HttpsListener::new(
+            listener,
+            config,
+            service.keepalive,
+            stop.clone(),
+        )
+        .map_err(|e| BrokerError::Protocol(e.to_string()))?;
+        let (token, app) = (stop.clone(), app.clone());
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(https, app.into_make_service_with_connect_info::<HttpPeer>())
+                .with_graceful_shutdown(token.cancelled_owned())
+                .await;
+        }));
+    }
     let token = stop.clone();
     tasks.push(tokio::spawn(async move {
-        let _ = axum::serve(
-            http,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(token.cancelled_owned())
-        .await;
+        let _ = axum::serve(http, app.into_make_service_with_connect_info::<HttpPeer>())
+            .with_graceful_shutdown(token.cancelled_owned())
+            .await;
     }));
     Ok(RunningBroker {
         service_addr,
         http_addr,
         service_url: service.service_url.clone(),
+        tls_addr,
+        https_addr,
         service,
         stop,
         release,
@@ -219,29 +314,40 @@ async fn http_lookup(
         Ok(n) => n,
         Err(e) => return (StatusCode::PRECONDITION_FAILED, e.to_string()).into_response(),
     };
-    let own_http = service
+    let own = service
         .ownership
         .as_ref()
-        .map(|o| o.http_url().to_owned())
-        .unwrap_or_default();
+        .map(|o| o.urls().clone())
+        .unwrap_or_else(|| crate::ownership::owner::BrokerUrls {
+            service_url: service.service_url.clone(),
+            service_url_tls: service.service_url_tls.clone(),
+            ..Default::default()
+        });
     let answer = match &service.ownership {
         Some(o) => o.lookup(&name, false).await,
         None => Ok(crate::ownership::LookupAnswer::Connect),
     };
-    let (broker_url, http_url) = match answer {
-        Ok(crate::ownership::LookupAnswer::Connect) => (service.service_url.clone(), own_http),
+    let urls = match answer {
+        Ok(crate::ownership::LookupAnswer::Connect) => own,
         Ok(crate::ownership::LookupAnswer::Redirect {
             service_url,
             http_url,
-        }) => (service_url, http_url),
+            service_url_tls,
+            http_url_tls,
+        }) => crate::ownership::owner::BrokerUrls {
+            service_url,
+            http_url,
+            service_url_tls,
+            http_url_tls,
+        },
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     };
     axum::Json(serde_json::json!({
-        "brokerUrl": broker_url,
-        "httpUrl": http_url,
-        "nativeUrl": broker_url,
-        "brokerUrlTls": "",
-        "httpUrlTls": "",
+        "brokerUrl": urls.service_url,
+        "httpUrl": urls.http_url,
+        "nativeUrl": urls.service_url,
+        "brokerUrlTls": urls.service_url_tls,
+        "httpUrlTls": urls.http_url_tls,
     }))
     .into_response()
 }

@@ -70,6 +70,12 @@ pub struct BrokerService {
     pub max_topics_per_namespace: usize,
     /// Who may connect (authentication; disabled unless configured).
     pub authenticator: Arc<crate::auth::Authenticator>,
+    /// What each role may do (authorization; disabled unless configured).
+    pub authorizer: Arc<crate::auth::authorization::Authorizer>,
+    /// `pulsar+ssl://host:port` when the broker has a TLS listener (empty otherwise).
+    pub service_url_tls: String,
+    /// The TLS listeners' configuration (none: no TLS listener).
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
     /// Inactive-topic deletion: (check period, max inactive age), when enabled.
     pub delete_inactive_topics: Option<(std::time::Duration, std::time::Duration)>,
     /// See `max_connections_per_ip` in `broker.toml` (0: no limit).
@@ -176,6 +182,13 @@ pub fn normalize_topic(name: &str) -> Result<String> {
     Ok(format!("{domain}://{tenant}/{ns}/{local}"))
 }
 
+/// `persistent://t/ns/x-partition-3` → `persistent://t/ns/x`; none for a name that is not a
+/// partition's.
+pub fn partitioned_parent(topic: &str) -> Option<String> {
+    let (base, i) = topic.rsplit_once("-partition-")?;
+    (!i.is_empty() && i.bytes().all(|b| b.is_ascii_digit())).then(|| base.to_owned())
+}
+
 impl BrokerService {
     /// A broker over `store` and the bookies its ledger client finds there.
     pub fn new(
@@ -205,6 +218,9 @@ impl BrokerService {
             max_topics_per_namespace: 0,
             delete_inactive_topics: None,
             authenticator: Arc::new(crate::auth::Authenticator::disabled()),
+            authorizer: Default::default(),
+            service_url_tls: String::new(),
+            tls: None,
             schemas: crate::schema::Registry::new(store.clone(), keys.clone()),
             non_persistent: Default::default(),
             store,
@@ -398,6 +414,32 @@ impl BrokerService {
         policy.map_or(self.message_ttl, |s| {
             std::time::Duration::from_secs(u64::from(s))
         })
+    }
+
+    /// Whether `role` may do `op` on `topic` (a full name): super-user, tenant admin, or the
+    /// grants of its namespace (reference §3). Reads the tenant and namespace records; an
+    /// unreadable record grants nothing.
+    pub async fn authorize_topic(
+        &self,
+        role: &str,
+        topic: &str,
+        op: crate::auth::authorization::TopicOp<'_>,
+    ) -> std::result::Result<(), crate::auth::authorization::Denied> {
+        let a = &self.authorizer;
+        if !a.enabled || a.is_super_user(role) {
+            return Ok(());
+        }
+        let ns = crate::ownership::bundles::namespace_of(topic);
+        let tenant_name = ns.split('/').next().unwrap_or_default();
+        let tenant = self.namespaces.tenant(tenant_name).await.ok().flatten();
+        let policies = self.namespaces.namespace(ns).await.ok().flatten();
+        a.allow_topic(
+            role,
+            tenant.as_ref().map(|(t, _)| t),
+            policies.as_ref().map(|(p, _)| p),
+            topic,
+            op,
+        )
     }
 
     /// The producer and consumer limits and backlog quotas of `topic`'s namespace (0:

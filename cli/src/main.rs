@@ -44,10 +44,13 @@ enum Command {
     Perf(commands::perf::Perf),
     /// Health probe for containers: GET a URL, exit 0 on a 2xx answer.
     Probe(commands::probe::Args),
+    /// Secret keys and tokens for token authentication (Pulsar's `bin/pulsar tokens`).
+    #[command(subcommand)]
+    Tokens(commands::tokens::Tokens),
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(commands::tokens::rewrite_args(std::env::args().collect()));
     common::telemetry::init_tracing(&cli.log, common::telemetry::LogFormat::Text);
     if matches!(
         cli.command,
@@ -63,6 +66,7 @@ fn main() -> std::process::ExitCode {
         Command::Ledgers(args) => commands::ledgers::run(args),
         Command::Admin(args) => commands::admin::run(args),
         Command::Probe(args) => commands::probe::run(args),
+        Command::Tokens(cmd) => commands::tokens::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

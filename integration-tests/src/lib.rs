@@ -10,7 +10,8 @@
 //! - [`golden`]: golden-file comparison;
 //! - [`cluster`]: `TestCluster`, etcd plus N bookies, and ledger clients for it;
 //! - [`standalone`]: a `magnetar standalone` process and the official Python client;
-//! - [`raw`]: a hand-built Pulsar-protocol client, for misbehaving on purpose.
+//! - [`raw`]: a hand-built Pulsar-protocol client, for misbehaving on purpose;
+//! - [`tls`]: certificates made at test time (rcgen) and TLS connections to a broker.
 
 pub mod admin;
 pub mod bin;
@@ -20,6 +21,7 @@ pub mod golden;
 pub mod process;
 pub mod raw;
 pub mod standalone;
+pub mod tls;
 
 pub use bookie::{BookieClient, BookieProcess};
 pub use cluster::TestCluster;

@@ -7,13 +7,17 @@ use broker::protocol::frame::{self, build_payload, encode, encode_with_payload};
 use broker::protocol::pb::base_command::Type;
 use broker::protocol::pb::{self, BaseCommand};
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// A byte stream to a broker: plain TCP or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// One connection and its read buffer.
 pub struct RawConn {
-    /// The socket.
-    pub s: TcpStream,
+    /// The socket (or TLS session).
+    pub s: Box<dyn Io>,
     buf: BytesMut,
 }
 
@@ -36,8 +40,13 @@ impl RawConn {
 
     /// Over a socket that is connected but has not sent CONNECT.
     pub fn from_stream(s: TcpStream) -> RawConn {
+        RawConn::from_io(s)
+    }
+
+    /// Over any connected stream (a TLS session) that has not sent CONNECT.
+    pub fn from_io(s: impl Io + 'static) -> RawConn {
         RawConn {
-            s,
+            s: Box::new(s),
             buf: BytesMut::new(),
         }
     }
@@ -55,6 +64,7 @@ impl RawConn {
         let mut out = BytesMut::new();
         encode(&connect, &mut out);
         self.s.write_all(&out).await.ok()?;
+        self.s.flush().await.ok()?;
         self.next().await?.connected.map(|_| ())
     }
 
@@ -63,6 +73,7 @@ impl RawConn {
         let mut out = BytesMut::new();
         encode(c, &mut out);
         self.s.write_all(&out).await.expect("write");
+        self.s.flush().await.expect("flush");
     }
 
     /// Sends a command with a payload section.
@@ -70,6 +81,7 @@ impl RawConn {
         let mut out = BytesMut::new();
         encode_with_payload(c, payload, &mut out);
         self.s.write_all(&out).await.expect("write");
+        self.s.flush().await.expect("flush");
     }
 
     /// The next frame's command (`None`: closed, or nothing for 10 s). PINGs are answered.
@@ -215,4 +227,27 @@ impl RawConn {
         }
         ids
     }
+}
+
+/// Sends CONNECT with `method` and `data` over `io`: the connection and the broker's answer
+/// (CONNECTED, or an ERROR; `None` if it closed first).
+pub async fn connect_as(
+    io: impl Io + 'static,
+    method: &str,
+    data: &[u8],
+) -> (RawConn, Option<BaseCommand>) {
+    let mut c = RawConn::from_io(io);
+    c.send(&BaseCommand {
+        connect: Some(pb::CommandConnect {
+            client_version: "raw-test".into(),
+            protocol_version: Some(19),
+            auth_method_name: Some(method.into()),
+            auth_data: Some(data.to_vec().into()),
+            ..Default::default()
+        }),
+        ..base(Type::Connect)
+    })
+    .await;
+    let answer = c.next().await;
+    (c, answer)
 }

@@ -17,6 +17,10 @@ pub struct StandaloneProcess {
     pub service_url: String,
     /// `http://host:port` of the running process.
     pub http_url: String,
+    /// `pulsar+ssl://host:port`, when it has a TLS listener (else empty).
+    pub tls_url: String,
+    /// `https://host:port`, when it has one (else empty).
+    pub https_url: String,
     env: Vec<(String, String)>,
 }
 
@@ -34,6 +38,8 @@ impl StandaloneProcess {
             proc: None,
             service_url: String::new(),
             http_url: String::new(),
+            tls_url: String::new(),
+            https_url: String::new(),
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -55,6 +61,8 @@ impl StandaloneProcess {
         let p = ServerProcess::spawn(cmd, &self.log, Duration::from_secs(60))?;
         self.service_url = ready_field(&p.ready_line, "service").unwrap_or_default();
         self.http_url = ready_field(&p.ready_line, "http").unwrap_or_default();
+        self.tls_url = ready_field(&p.ready_line, "tls").unwrap_or_default();
+        self.https_url = ready_field(&p.ready_line, "https").unwrap_or_default();
         self.proc = Some(p);
         Ok(())
     }

@@ -11,12 +11,14 @@
 // request and handed straight to axum, so its size costs nothing worth boxing for.
 #![allow(clippy::result_large_err)]
 
+pub mod access;
 mod brokers;
 mod clusters;
 mod compaction;
 mod messages;
 mod namespace_policies;
 mod namespaces;
+mod permissions;
 mod schemas;
 mod subscriptions;
 mod tenants;
@@ -40,6 +42,7 @@ pub fn routes(service: Arc<BrokerService>) -> Router {
         .merge(clusters::routes())
         .merge(tenants::routes())
         .merge(namespaces::routes())
+        .merge(permissions::routes())
         .merge(topics::routes())
         .merge(subscriptions::routes())
         .merge(messages::routes())

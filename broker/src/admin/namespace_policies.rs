@@ -424,7 +424,7 @@ async fn remove_number(
 }
 
 /// Changes a namespace's policies by compare-and-set, re-reading on a conflict.
-async fn update_policies(
+pub(super) async fn update_policies(
     s: &BrokerService,
     ns: &str,
     change: impl Fn(&mut NamespacePolicies),

@@ -114,11 +114,19 @@ async fn create(
                     format!("cluster {c} does not exist (this one is {})", s.cluster),
                 ));
             }
-            let policies = NamespacePolicies {
+            let mut policies = NamespacePolicies {
                 bundles,
                 replication_clusters: clusters,
                 ..Default::default()
             };
+            // Pulsar's Policies body may carry grants (`auth_policies`) and the mode.
+            if let Some(auth) = body.get("auth_policies") {
+                super::permissions::read_auth_policies(auth, &mut policies)
+                    .map_err(|e| reason(StatusCode::BAD_REQUEST, e))?;
+            }
+            if body.get("subscription_auth_mode").and_then(|m| m.as_str()) == Some("Prefix") {
+                policies.subscription_auth_mode = 1;
+            }
             let ns = format!("{tenant}/{namespace}");
             match s.namespaces.create_namespace(&ns, policies).await {
                 Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
@@ -155,6 +163,8 @@ async fn policies(
                 "max_unacked_messages_per_consumer": p.max_unacked_messages_per_consumer,
                 "schema_compatibility_strategy": if p.schema_compatibility_strategy.is_empty() { "UNDEFINED" } else { p.schema_compatibility_strategy.as_str() },
                 "autoTopicCreationOverride": p.auto_topic_creation.as_ref().map(auto_creation_json),
+                "auth_policies": super::permissions::auth_policies_json(&p),
+                "subscription_auth_mode": super::permissions::mode_name(p.subscription_auth_mode),
             }))
             .into_response())
         }

@@ -2,7 +2,6 @@
 //! ones probes and scrapers call (`/metrics`, `/status`, the health checks), answering 401
 //! "Authentication required" as Pulsar's AuthenticationFilter does.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -33,10 +32,17 @@ pub async fn authenticate(
     if !s.authenticator.enabled() || OPEN.contains(&req.uri().path()) {
         return next.run(req).await;
     }
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<crate::tls::listener::HttpPeer>>()
+        .map(|ConnectInfo(p)| p.clone());
     let verdict = {
         let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-        s.authenticator
-            .http(header("x-pulsar-auth-method-name"), header("authorization"))
+        s.authenticator.http(
+            header("x-pulsar-auth-method-name"),
+            header("authorization"),
+            peer.as_ref().and_then(|p| p.cert.as_deref()),
+        )
     };
     match verdict {
         Ok(role) => {
@@ -44,12 +50,8 @@ pub async fn authenticate(
             next.run(req).await
         }
         Err(e) => {
-            let peer = req
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(p)| *p);
             tracing::warn!(
-                ?peer,
+                peer = ?peer.map(|p| p.addr),
                 path = req.uri().path(),
                 reason = %e,
                 "HTTP authentication failed"

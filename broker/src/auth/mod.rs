@@ -1,15 +1,19 @@
 //! Authentication, as Pulsar's brokers do it (`../shared/reference/security.md` §2): each
-//! client proves who it is with one of the configured providers — `token` (a JWT) or `basic`
-//! (a user and password from an htpasswd file) — on the binary protocol's CONNECT and on every
+//! client proves who it is with one of the configured providers — `tls` (its certificate's
+//! common name), `token` (a JWT) or `basic` (a user and password from an htpasswd file) — on
+//! the binary protocol's CONNECT and on every
 //! HTTP request; the role it gets is its identity. A client of an unknown method, or with no
 //! credentials, gets `anonymousUserRole` when one is set, else it is refused. Failed attempts
 //! are WARN lines with the peer and the reason, and counted; no credential ever reaches a log.
 //!
-//! Not here yet: TLS and the `tls` provider, authorization (roles are checked by no rule
-//! yet: with authentication on and authorization off any authenticated role may do anything,
-//! as in Pulsar), credential refresh (PIP-55), public-key tokens.
+//! What a role may do is [`authorization`]'s business (with authentication on and
+//! authorization off, any authenticated role may do anything, as in Pulsar).
+//!
+//! Not here yet: credential refresh (PIP-55), public-key tokens.
 
+pub mod authorization;
 pub mod basic;
+pub mod binary;
 pub mod http;
 pub mod key;
 pub mod token;
@@ -72,6 +76,7 @@ pub struct AuthSettings {
 #[derive(Default)]
 pub struct Authenticator {
     enabled: bool,
+    tls: bool,
     token: Option<token::TokenProvider>,
     basic: Option<basic::BasicProvider>,
     anonymous: Option<Role>,
@@ -81,6 +86,7 @@ impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Authenticator")
             .field("enabled", &self.enabled)
+            .field("tls", &self.tls)
             .field("token", &self.token.is_some())
             .field("basic", &self.basic.is_some())
             .field("anonymous", &self.anonymous)
@@ -107,16 +113,17 @@ impl Authenticator {
         };
         for p in &settings.providers {
             match p.as_str() {
+                "tls" => a.tls = true,
                 "token" => a.token = Some(token::TokenProvider::new(settings)?),
                 "basic" => a.basic = Some(basic::BasicProvider::new(&settings.basic_auth_conf)?),
                 other => {
                     return Err(AuthError::Config(format!(
-                        "authentication provider {other:?} is not supported (token, basic)"
+                        "authentication provider {other:?} is not supported (tls, token, basic)"
                     )));
                 }
             }
         }
-        if a.token.is_none() && a.basic.is_none() {
+        if !a.tls && a.token.is_none() && a.basic.is_none() {
             return Err(AuthError::Config(
                 "authentication is enabled but no provider is configured".into(),
             ));
@@ -129,13 +136,19 @@ impl Authenticator {
         self.enabled
     }
 
-    /// A binary CONNECT: `method` (`auth_method_name`) and `data` (`auth_data`). `Ok(None)`
-    /// when authentication is off.
-    pub fn connect(&self, method: &str, data: &[u8]) -> Result<Option<Role>, AuthError> {
+    /// A binary CONNECT: `method` (`auth_method_name`), `data` (`auth_data`) and the client's
+    /// certificate, when it connected over TLS with one. `Ok(None)` when authentication is off.
+    pub fn connect(
+        &self,
+        method: &str,
+        data: &[u8],
+        cert: Option<&[u8]>,
+    ) -> Result<Option<Role>, AuthError> {
         if !self.enabled {
             return Ok(None);
         }
         let result = match (method, &self.token, &self.basic) {
+            ("tls", _, _) if self.tls => by_certificate(cert),
             ("token", Some(t), _) => t.authenticate(data),
             ("basic", _, Some(b)) => b.authenticate(data),
             // An unknown method, `none` or none at all: the anonymous role, if there is one.
@@ -152,6 +165,7 @@ impl Authenticator {
         &self,
         method_header: Option<&str>,
         authorization: Option<&str>,
+        cert: Option<&[u8]>,
     ) -> Result<Option<Role>, AuthError> {
         if !self.enabled {
             return Ok(None);
@@ -171,6 +185,7 @@ impl Authenticator {
             None => Err(AuthError::Required),
         };
         let result = match method_header {
+            Some("tls") if self.tls => by_certificate(cert),
             Some("token") => self
                 .token
                 .as_ref()
@@ -183,12 +198,19 @@ impl Authenticator {
             None => {
                 let mut first_error = None;
                 let mut found = None;
-                if let Some(t) = &self.token
+                if self.tls && cert.is_some() {
+                    match by_certificate(cert) {
+                        Ok(r) => found = Some(r),
+                        Err(e) => first_error = Some(e),
+                    }
+                }
+                if found.is_none()
+                    && let Some(t) = &self.token
                     && bearer.is_some()
                 {
                     match by_token(t) {
                         Ok(r) => found = Some(r),
-                        Err(e) => first_error = Some(e),
+                        Err(e) => first_error = first_error.or(Some(e)),
                     }
                 }
                 if found.is_none()
@@ -213,9 +235,18 @@ impl Authenticator {
     }
 }
 
+/// The `tls` provider: the first common name of the client certificate's subject (Pulsar's
+/// AuthenticationProviderTls). The certificate itself was verified in the handshake.
+fn by_certificate(cert: Option<&[u8]>) -> Result<Role, AuthError> {
+    let cert = cert.ok_or_else(|| AuthError::Invalid("no client certificate".into()))?;
+    crate::tls::common_name(cert)
+        .filter(|cn| !cn.is_empty())
+        .ok_or_else(|| AuthError::Invalid("the client certificate has no common name".into()))
+}
+
 fn count(result: &Result<Role, AuthError>, method: &str) {
     let method = match method {
-        "token" | "basic" => method.to_owned(),
+        "tls" | "token" | "basic" => method.to_owned(),
         _ => "other".to_owned(),
     };
     match result {
@@ -257,34 +288,41 @@ mod tests {
     fn binary_connect_by_method() {
         let a = Authenticator::new(&settings("")).unwrap();
         assert_eq!(
-            a.connect("token", TOKEN.as_bytes()).unwrap().as_deref(),
+            a.connect("token", TOKEN.as_bytes(), None)
+                .unwrap()
+                .as_deref(),
             Some("token-principal")
         );
         assert!(matches!(
-            a.connect("token", b"garbage"),
+            a.connect("token", b"garbage", None),
             Err(AuthError::Invalid(_))
         ));
         assert_eq!(
-            a.connect("basic", b"admin:123456").unwrap().as_deref(),
+            a.connect("basic", b"admin:123456", None)
+                .unwrap()
+                .as_deref(),
             Some("admin")
         );
         assert_eq!(
-            a.connect("basic", b"superUser:supepass")
+            a.connect("basic", b"superUser:supepass", None)
                 .unwrap()
                 .as_deref(),
             Some("superUser")
         );
         assert!(matches!(
-            a.connect("basic", b"admin:wrong"),
+            a.connect("basic", b"admin:wrong", None),
             Err(AuthError::Invalid(_))
         ));
-        assert_eq!(a.connect("none", b""), Err(AuthError::Required));
+        assert_eq!(a.connect("none", b"", None), Err(AuthError::Required));
         let anon = Authenticator::new(&settings("anonymous")).unwrap();
-        assert_eq!(anon.connect("", b"").unwrap().as_deref(), Some("anonymous"));
-        // A known method with bad data is refused even with an anonymous role (Pulsar's rule).
-        assert!(anon.connect("token", b"x.y.z").is_err());
         assert_eq!(
-            Authenticator::disabled().connect("token", b"whatever"),
+            anon.connect("", b"", None).unwrap().as_deref(),
+            Some("anonymous")
+        );
+        // A known method with bad data is refused even with an anonymous role (Pulsar's rule).
+        assert!(anon.connect("token", b"x.y.z", None).is_err());
+        assert_eq!(
+            Authenticator::disabled().connect("token", b"whatever", None),
             Ok(None)
         );
     }
@@ -294,28 +332,32 @@ mod tests {
         let a = Authenticator::new(&settings("")).unwrap();
         let bearer = format!("Bearer {TOKEN}");
         assert_eq!(
-            a.http(None, Some(&bearer)).unwrap().as_deref(),
+            a.http(None, Some(&bearer), None).unwrap().as_deref(),
             Some("token-principal")
         );
         let basic = format!("basic {}", key::encode_base64(b"admin:123456"));
         assert_eq!(
-            a.http(None, Some(&basic)).unwrap().as_deref(),
+            a.http(None, Some(&basic), None).unwrap().as_deref(),
             Some("admin")
         );
         assert_eq!(
-            a.http(Some("basic"), Some(&basic)).unwrap().as_deref(),
+            a.http(Some("basic"), Some(&basic), None)
+                .unwrap()
+                .as_deref(),
             Some("admin")
         );
         assert_eq!(
-            a.http(Some("token"), Some(&basic)),
+            a.http(Some("token"), Some(&basic), None),
             Err(AuthError::Required)
         );
-        assert_eq!(a.http(None, None), Err(AuthError::Required));
-        assert!(a.http(None, Some("Bearer nope")).is_err());
-        assert!(a.http(None, Some("Basic !!!")).is_err());
+        assert_eq!(a.http(None, None, None), Err(AuthError::Required));
+        assert!(a.http(None, Some("Bearer nope"), None).is_err());
+        assert!(a.http(None, Some("Basic !!!"), None).is_err());
         let anon = Authenticator::new(&settings("anonymous")).unwrap();
         assert_eq!(
-            anon.http(None, Some("Bearer nope")).unwrap().as_deref(),
+            anon.http(None, Some("Bearer nope"), None)
+                .unwrap()
+                .as_deref(),
             Some("anonymous")
         );
     }

@@ -2,7 +2,8 @@
 //! `tokenSecretKey`), its role the `tokenAuthClaim` claim (a string, or the first string of a
 //! list), `exp` checked when present (no leeway), and the audience when one is configured.
 
-use jsonwebtoken::{Algorithm, DecodingKey};
+pub use jsonwebtoken::Algorithm;
+use jsonwebtoken::DecodingKey;
 use serde_json::Value;
 
 use super::{AuthError, AuthSettings, Role};
@@ -39,6 +40,21 @@ impl TokenProvider {
 
     /// The role of a token (its bytes as the client sent them).
     pub fn authenticate(&self, data: &[u8]) -> Result<Role, AuthError> {
+        let fail =
+            |why: String| AuthError::Invalid(format!("Failed to authentication token: {why}"));
+        let claims = self.claims(data)?;
+        match claims.get(&self.claim) {
+            Some(Value::String(r)) if !r.is_empty() => Ok(r.clone()),
+            Some(Value::Array(list)) => list
+                .iter()
+                .find_map(|r| r.as_str().map(str::to_owned))
+                .ok_or_else(|| fail(format!("the {} claim holds no role", self.claim))),
+            _ => Err(fail(format!("no {} claim", self.claim))),
+        }
+    }
+
+    /// The claims of a token whose signature, expiry and audience verify.
+    pub fn claims(&self, data: &[u8]) -> Result<Value, AuthError> {
         let fail =
             |why: String| AuthError::Invalid(format!("Failed to authentication token: {why}"));
         let token = std::str::from_utf8(data)
@@ -99,15 +115,64 @@ impl TokenProvider {
                 return Err(fail(format!("the {claim} claim does not hold {audience}")));
             }
         }
-        match claims.get(&self.claim) {
-            Some(Value::String(r)) if !r.is_empty() => Ok(r.clone()),
-            Some(Value::Array(list)) => list
-                .iter()
-                .find_map(|r| r.as_str().map(str::to_owned))
-                .ok_or_else(|| fail(format!("the {} claim holds no role", self.claim))),
-            _ => Err(fail(format!("no {} claim", self.claim))),
-        }
+        Ok(claims)
     }
+}
+
+/// Signs `claims` with a secret key as Pulsar's `bin/pulsar tokens create` does: a compact
+/// JWT whose header is exactly `{"alg":"HS256"}` (no `typ`), so tokens made by either tool
+/// are byte-for-byte alike.
+/// `claims` keep their order (`sub` before `exp`, as Pulsar writes them).
+pub fn sign_with_secret(
+    secret: &[u8],
+    claims: &[(&str, Value)],
+    alg: Algorithm,
+) -> Result<String, AuthError> {
+    use base64::Engine;
+    let name = match alg {
+        Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        other => {
+            return Err(AuthError::Config(format!(
+                "{other:?} is not a secret-key algorithm (HS256, HS384, HS512)"
+            )));
+        }
+    };
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(format!("{{\"alg\":\"{name}\"}}"));
+    let fields: Vec<String> = claims
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", Value::from(*k)))
+        .collect();
+    let payload = b64.encode(format!("{{{}}}", fields.join(",")));
+    let signed = format!("{header}.{payload}");
+    let key = jsonwebtoken::EncodingKey::from_secret(secret)
+        .map_err(|e| AuthError::Config(e.to_string()))?;
+    let signature = jsonwebtoken::crypto::sign(signed.as_bytes(), &key, alg)
+        .map_err(|e| AuthError::Config(e.to_string()))?;
+    Ok(format!("{signed}.{signature}"))
+}
+
+/// A token's header and payload as JSON text, unverified (`tokens show`).
+pub fn show(token: &str) -> Result<(String, String), AuthError> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts = token.trim().split('.');
+    let (Some(h), Some(p), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AuthError::Invalid(
+            "not a compact JWT (header.payload.signature)".into(),
+        ));
+    };
+    let text = |part: &str| {
+        b64.decode(part)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| AuthError::Invalid("a part is not base64url text".into()))
+    };
+    Ok((text(h)?, text(p)?))
 }
 
 #[cfg(test)]
@@ -152,6 +217,36 @@ mod tests {
         forged.pop();
         forged.push('x');
         assert!(p.authenticate(forged.as_bytes()).is_err());
+    }
+
+    /// Tokens we sign are byte-for-byte Pulsar's (the reference's vectors).
+    #[test]
+    fn signing_matches_pulsar() {
+        let key: Vec<u8> = (0..32).collect();
+        let t =
+            sign_with_secret(&key, &[("sub", "token-principal".into())], Algorithm::HS256).unwrap();
+        assert_eq!(
+            t,
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0b2tlbi1wcmluY2lwYWwifQ.41DwdfALedR7gRdB5FUikoIlpD9Mnf-L52VdRvKEuXc"
+        );
+        let expired = sign_with_secret(
+            &key,
+            &[
+                ("sub", "token-principal".into()),
+                ("exp", 1_000_000_000.into()),
+            ],
+            Algorithm::HS256,
+        )
+        .unwrap();
+        assert_eq!(
+            expired,
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0b2tlbi1wcmluY2lwYWwiLCJleHAiOjEwMDAwMDAwMDB9.XBChExL2gaCx1Pr66mRhcNbVlDPp8Hi_92WMNf1AHWE"
+        );
+        let (h, p) = show(&t).unwrap();
+        assert_eq!(h, r#"{"alg":"HS256"}"#);
+        assert_eq!(p, r#"{"sub":"token-principal"}"#);
+        assert!(show("a.b").is_err());
+        assert!(sign_with_secret(&key, &[], Algorithm::RS256).is_err());
     }
 
     #[test]

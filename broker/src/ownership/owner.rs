@@ -24,7 +24,24 @@ pub enum LookupAnswer {
         service_url: String,
         /// Its `http://host:port`.
         http_url: String,
+        /// Its `pulsar+ssl://host:port` (empty: no TLS listener).
+        service_url_tls: String,
+        /// Its `https://host:port` (empty: no TLS listener).
+        http_url_tls: String,
     },
+}
+
+/// Where a broker is reached: plain and TLS URLs (the TLS ones empty without TLS).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerUrls {
+    /// `pulsar://host:port`.
+    pub service_url: String,
+    /// `http://host:port`.
+    pub http_url: String,
+    /// `pulsar+ssl://host:port`, or empty.
+    pub service_url_tls: String,
+    /// `https://host:port`, or empty.
+    pub http_url_tls: String,
 }
 
 /// This broker's side of bundle ownership.
@@ -33,8 +50,7 @@ pub struct Ownership {
     store: Arc<dyn MetadataStore>,
     keys: KeyLayout,
     broker_id: String,
-    service_url: String,
-    http_url: String,
+    urls: BrokerUrls,
     bundles: u32,
     lease_ttl: Duration,
     /// The live lease (`None`: none yet, or lost).
@@ -55,8 +71,7 @@ impl Ownership {
         store: Arc<dyn MetadataStore>,
         keys: KeyLayout,
         broker_id: String,
-        service_url: String,
-        http_url: String,
+        urls: BrokerUrls,
         bundles: u32,
         lease_ttl: Duration,
     ) -> Arc<Self> {
@@ -64,8 +79,7 @@ impl Ownership {
             store,
             keys,
             broker_id,
-            service_url,
-            http_url,
+            urls,
             bundles: bundles.max(1),
             lease_ttl,
             lease: watch::channel(None).0,
@@ -92,12 +106,17 @@ impl Ownership {
 
     /// This broker's `pulsar://` URL.
     pub fn service_url(&self) -> &str {
-        &self.service_url
+        &self.urls.service_url
     }
 
     /// This broker's `http://` URL.
     pub fn http_url(&self) -> &str {
-        &self.http_url
+        &self.urls.http_url
+    }
+
+    /// All of this broker's URLs.
+    pub fn urls(&self) -> &BrokerUrls {
+        &self.urls
     }
 
     /// Bundles per namespace.
@@ -221,8 +240,10 @@ impl Ownership {
             let lease = self.current_lease().await?;
             let mut info = OwnershipInfo {
                 broker_id: self.broker_id.clone(),
-                service_url: self.service_url.clone(),
-                http_url: self.http_url.clone(),
+                service_url: self.urls.service_url.clone(),
+                http_url: self.urls.http_url.clone(),
+                service_url_tls: self.urls.service_url_tls.clone(),
+                http_url_tls: self.urls.http_url_tls.clone(),
                 ..Default::default()
             };
             match self
@@ -266,6 +287,8 @@ impl Ownership {
                 LookupAnswer::Redirect {
                     service_url: info.service_url,
                     http_url: info.http_url,
+                    service_url_tls: info.service_url_tls,
+                    http_url_tls: info.http_url_tls,
                 }
             });
         }
@@ -280,6 +303,8 @@ impl Ownership {
                 return Ok(LookupAnswer::Redirect {
                     service_url: b.service_url.clone(),
                     http_url: b.http_url.clone(),
+                    service_url_tls: b.service_url_tls.clone(),
+                    http_url_tls: b.http_url_tls.clone(),
                 });
             }
         }
@@ -289,6 +314,8 @@ impl Ownership {
                 Some((info, false)) => Ok(LookupAnswer::Redirect {
                     service_url: info.service_url,
                     http_url: info.http_url,
+                    service_url_tls: info.service_url_tls,
+                    http_url_tls: info.http_url_tls,
                 }),
                 Some((_, true)) => Ok(LookupAnswer::Connect),
                 None => Err(BrokerError::NotOwner(format!("no owner for {topic} yet"))),

@@ -87,6 +87,8 @@ pub async fn run(
                         broker_id: ownership.broker_id().to_owned(),
                         service_url: ownership.service_url().to_owned(),
                         http_url: ownership.http_url().to_owned(),
+                        service_url_tls: ownership.urls().service_url_tls.clone(),
+                        http_url_tls: ownership.urls().http_url_tls.clone(),
                         load: Some(report),
                         ..Default::default()
                     };

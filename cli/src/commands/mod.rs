@@ -9,6 +9,7 @@ pub mod perf_pulsar;
 mod perf_report;
 pub mod probe;
 pub mod standalone;
+pub mod tokens;
 
 use tokio_util::sync::CancellationToken;
 

@@ -100,12 +100,41 @@ async fn serve_broker(
     let keys = KeyLayout::for_cluster(&config.meta.cluster);
     let client = LedgerClient::new(store.clone(), keys.clone(), ClientConfig::default());
     let http_url = format!("http://{host}:{}", http.local_addr()?.port());
+    // TLS listeners (Pulsar's brokerServicePortTls / webServicePortTls), when configured.
+    let tls_config = config
+        .tls_settings()
+        .map(broker::tls::ServerTls::new)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("TLS: {e}"))?
+        .map(Arc::new);
+    let mut tls = broker::server::TlsListeners::default();
+    if !config.tls_bind.is_empty() {
+        tls.pulsar = Some(broker::server::bind(&config.tls_bind, "tls_bind").await?);
+    }
+    if !config.https_bind.is_empty() {
+        tls.https = Some(broker::server::bind(&config.https_bind, "https_bind").await?);
+    }
+    let port = |l: &Option<tokio::net::TcpListener>| -> anyhow::Result<Option<u16>> {
+        Ok(l.as_ref()
+            .map(|l| l.local_addr())
+            .transpose()?
+            .map(|a| a.port()))
+    };
+    let urls = broker::ownership::owner::BrokerUrls {
+        service_url: service_url.clone(),
+        http_url,
+        service_url_tls: port(&tls.pulsar)?
+            .map(|p| format!("pulsar+ssl://{host}:{p}"))
+            .unwrap_or_default(),
+        http_url_tls: port(&tls.https)?
+            .map(|p| format!("https://{host}:{p}"))
+            .unwrap_or_default(),
+    };
     let ownership = broker::ownership::Ownership::new(
         store.clone(),
         keys.clone(),
         format!("{host}:{}", addr.port()),
-        service_url.clone(),
-        http_url,
+        urls.clone(),
         config.ownership.bundles,
         config.ownership.lease_ttl,
     );
@@ -137,6 +166,9 @@ async fn serve_broker(
         broker::auth::Authenticator::new(&config.auth_settings())
             .map_err(|e| anyhow::anyhow!("authentication: {e}"))?,
     );
+    service.authorizer = Arc::new(config.authorizer());
+    service.service_url_tls = urls.service_url_tls.clone();
+    service.tls = tls_config;
     service.delete_inactive_topics = config.delete_inactive_topics.then_some((
         config.inactive_topic_check_interval,
         config.inactive_topic_max_age,
@@ -153,12 +185,21 @@ async fn serve_broker(
         .context("creating the public/default namespace")?;
     service.ownership = Some(ownership);
     let service = Arc::new(service);
-    let running = broker::server::start(service, pulsar, http, metrics)?;
+    let running = broker::server::start(service, pulsar, http, tls, metrics)?;
     let mut out = std::io::stdout();
+    let mut secure = String::new();
+    for (key, url) in [
+        ("tls", &urls.service_url_tls),
+        ("https", &urls.http_url_tls),
+    ] {
+        if !url.is_empty() {
+            secure.push_str(&format!(" {key}={url}"));
+        }
+    }
     writeln!(
         out,
-        "magnetar {role} ready: service={service_url} http=http://{host}:{}",
-        running.http_addr.port()
+        "magnetar {role} ready: service={service_url} http=http://{host}:{}{secure}",
+        running.http_addr.port(),
     )?;
     out.flush()?;
     Ok(running)

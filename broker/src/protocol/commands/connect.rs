@@ -28,7 +28,12 @@ pub async fn handle(conn: &mut Connection, c: CommandConnect) -> Result<()> {
         .or_else(|| legacy_method(c.auth_method))
         .unwrap_or_default();
     let data = c.auth_data.clone().unwrap_or_default();
-    match conn.service.authenticator.connect(&method, &data) {
+    let cert = conn.peer_cert.clone();
+    match conn
+        .service
+        .authenticator
+        .connect(&method, &data, cert.as_deref())
+    {
         Ok(role) => conn.role = role,
         Err(e) => {
             tracing::warn!(conn = conn.id, peer = ?conn.peer, method, reason = %e, "authentication failed");
@@ -43,6 +48,30 @@ pub async fn handle(conn: &mut Connection, c: CommandConnect) -> Result<()> {
                 "authentication failed: {e}"
             )));
         }
+    }
+    // A proxy must say whom it connects for, and no one else may (Pulsar's
+    // isValidOriginalPrincipal).
+    if let Some(role) = &conn.role
+        && let Err(denied) = conn
+            .service
+            .authorizer
+            .check_proxy(role, c.original_principal.as_deref())
+    {
+        tracing::warn!(conn = conn.id, peer = ?conn.peer, role, reason = denied.0, "connection refused");
+        let _ = conn
+            .send(cmd::error(
+                u64::MAX,
+                crate::protocol::pb::ServerError::AuthorizationError,
+                denied.0.clone(),
+            ))
+            .await;
+        return Err(crate::error::BrokerError::Protocol(denied.0));
+    }
+    // A proxy's client is authorized as itself: the proxy vouched for it.
+    if conn.role.as_ref().is_some_and(|r| {
+        conn.service.authorizer.enabled && conn.service.authorizer.proxy_roles.contains(r)
+    }) {
+        conn.role = c.original_principal.clone();
     }
     conn.protocol_version = version;
     conn.broker_entry_metadata = c

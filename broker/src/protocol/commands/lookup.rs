@@ -87,13 +87,21 @@ pub async fn lookup(conn: &mut Connection, c: CommandLookupTopic) -> Result<()> 
     let resp = match answer {
         Ok(LookupAnswer::Connect) => CommandLookupTopicResponse {
             broker_service_url: Some(conn.service.service_url.clone()),
+            // A client on TLS connects to this one (`brokerServiceUrlTls`).
+            broker_service_url_tls: Some(conn.service.service_url_tls.clone())
+                .filter(|u| !u.is_empty()),
             response: Some(LookupType::Connect as i32),
             request_id: c.request_id,
             authoritative: Some(true),
             ..Default::default()
         },
-        Ok(LookupAnswer::Redirect { service_url, .. }) => CommandLookupTopicResponse {
+        Ok(LookupAnswer::Redirect {
+            service_url,
+            service_url_tls,
+            ..
+        }) => CommandLookupTopicResponse {
             broker_service_url: Some(service_url),
+            broker_service_url_tls: Some(service_url_tls).filter(|u| !u.is_empty()),
             response: Some(LookupType::Redirect as i32),
             request_id: c.request_id,
             authoritative: Some(true),
