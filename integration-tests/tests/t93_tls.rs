@@ -245,6 +245,51 @@ async fn t93_tls_listeners_certificates_and_the_tls_provider() {
     assert_eq!(v["brokerUrlTls"], sa.tls_url.as_str());
     assert_eq!(v["httpUrlTls"], sa.https_url.as_str());
 
+    // `magnetar admin` over HTTPS: trusting the CA, authenticated by certificate or token.
+    let trust_flag = ca.display().to_string();
+    let tls_params = format!(
+        "tlsCertFile:{},tlsKeyFile:{}",
+        root.cert.display(),
+        root.key.display()
+    );
+    let tenants = integration_tests::admin::ok(
+        &sa.https_url,
+        &[
+            "--tls-trust-cert-path",
+            &trust_flag,
+            "--auth-plugin",
+            "org.apache.pulsar.client.impl.auth.AuthenticationTls",
+            "--auth-params",
+            &tls_params,
+            "tenants",
+            "list",
+        ],
+    );
+    assert!(tenants.lines().any(|l| l == "public"), "{tenants}");
+    let root_token = token("root");
+    integration_tests::admin::ok(
+        &sa.https_url,
+        &[
+            "--tls-trust-cert-path",
+            &trust_flag,
+            "--token",
+            &root_token,
+            "tenants",
+            "list",
+        ],
+    );
+    let e = integration_tests::admin::fails(
+        &sa.https_url,
+        &["--tls-trust-cert-path", &trust_flag, "tenants", "list"],
+    );
+    assert!(e.contains("HTTP 401"), "{e}");
+    // A broker certificate the client does not trust: refused by the client.
+    let e = integration_tests::admin::fails(
+        &sa.https_url,
+        &["--token", &root_token, "tenants", "list"],
+    );
+    assert!(e.contains("cannot reach"), "{e}");
+
     // A new certificate from another CA replaces the files: the next connection gets it.
     let renewed = other.issue("localhost", false);
     std::fs::copy(&renewed.key, &key_file).unwrap();

@@ -427,6 +427,92 @@ async fn t94_roles_commands_and_admin_routes() {
     assert_eq!(v["one"], serde_json::json!(["produce"]), "{b}");
     assert_eq!(v["reader"], serde_json::json!(["consume"]), "{b}");
 
+    // The same grants through `magnetar admin`, authenticated with a token.
+    let boss = token("boss");
+    let admin = |args: &[&str]| {
+        let mut all = vec!["--token", boss.as_str()];
+        all.extend_from_slice(args);
+        integration_tests::admin::ok(&sa.http_url, &all)
+    };
+    admin(&[
+        "namespaces",
+        "grant-permission",
+        NS,
+        "--role",
+        "cli",
+        "--actions",
+        "produce,consume",
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&admin(&["namespaces", "permissions", NS])).unwrap();
+    assert_eq!(v["cli"], serde_json::json!(["consume", "produce"]));
+    admin(&["namespaces", "revoke-permission", NS, "--role", "cli"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&admin(&["namespaces", "permissions", NS])).unwrap();
+    assert!(v.get("cli").is_none(), "{v}");
+    admin(&["namespaces", "set-subscription-auth-mode", NS, "-m", "None"]);
+    assert_eq!(
+        admin(&["namespaces", "get-subscription-auth-mode", NS]).trim(),
+        "\"None\""
+    );
+    admin(&[
+        "namespaces",
+        "grant-subscription-permission",
+        NS,
+        "-s",
+        "audit",
+        "--roles",
+        "reader,auditor",
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&admin(&["namespaces", "subscription-permission", NS])).unwrap();
+    assert_eq!(v["audit"], serde_json::json!(["auditor", "reader"]));
+    admin(&[
+        "namespaces",
+        "revoke-subscription-permission",
+        NS,
+        "-s",
+        "audit",
+        "--role",
+        "auditor",
+    ]);
+    let only = format!("persistent://{NS}/only");
+    admin(&[
+        "topics",
+        "grant-permission",
+        &only,
+        "--role",
+        "cli",
+        "--actions",
+        "consume",
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&admin(&["topics", "permissions", &only])).unwrap();
+    assert_eq!(v["cli"], serde_json::json!(["consume"]));
+    admin(&["topics", "revoke-permission", &only, "--role", "cli"]);
+    // A role that may not: one line, Pulsar's reason and status.
+    let stranger = token("stranger");
+    let e = integration_tests::admin::fails(
+        &sa.http_url,
+        &["--token", &stranger, "namespaces", "permissions", NS],
+    );
+    assert!(e.contains("HTTP 401") && e.contains("tenant"), "{e}");
+    let e = integration_tests::admin::fails(
+        &sa.http_url,
+        &[
+            "--token",
+            &boss,
+            "namespaces",
+            "grant-permission",
+            NS,
+            "--role",
+            "x",
+            "--actions",
+            "own",
+        ],
+    );
+    assert!(e.contains("HTTP 400"), "{e}");
+
     // Denials are WARN lines; no token reaches the log.
     let log = std::fs::read_to_string(sa.log()).unwrap();
     assert!(log.contains("command not authorized"));

@@ -10,13 +10,12 @@ use broker::service::normalize_topic;
 /// Flags of `magnetar admin`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A broker's HTTP address (any broker: calls are redirected to the owner).
-    #[arg(
-        long,
-        env = "MAGNETAR_ADMIN_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    admin_url: String,
+    /// A broker's HTTP(S) address (any broker: calls are redirected to the owner)
+    /// [default: client.conf's webServiceUrl, else http://127.0.0.1:8080].
+    #[arg(long, env = "MAGNETAR_ADMIN_URL")]
+    admin_url: Option<String>,
+    #[command(flatten)]
+    client: super::client_auth::ClientArgs,
     #[command(subcommand)]
     group: Group,
 }
@@ -310,6 +309,8 @@ enum Namespaces {
         #[arg(short = 'b', long)]
         bundle: Option<String>,
     },
+    #[command(flatten)]
+    Permissions(super::admin_permissions::NamespaceVerbs),
 }
 
 // Verb names are pulsar-admin's (`list-partitioned-topics`), so some end in the group's name.
@@ -388,12 +389,16 @@ enum Topics {
     RemoveMaxUnackedMessagesPerConsumer { topic: String },
     #[command(flatten)]
     Messages(super::admin_messages::Verbs),
+    #[command(flatten)]
+    Permissions(super::admin_permissions::TopicVerbs),
 }
 
 /// The REST client.
 pub(super) struct Admin {
     base: String,
     agent: ureq::Agent,
+    /// The `Authorization` header of every call (never printed).
+    authorization: Option<String>,
 }
 
 /// A successful answer: its headers and body.
@@ -403,15 +408,17 @@ pub(super) struct Answer {
 }
 
 impl Admin {
-    fn new(base: &str) -> Self {
+    fn new(base: &str, client: &super::client_auth::Client) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
+            .tls_config(client.tls.clone())
             .build()
             .into();
         Admin {
             base: base.trim_end_matches('/').to_owned(),
             agent,
+            authorization: client.authorization.clone(),
         }
     }
 
@@ -424,10 +431,14 @@ impl Admin {
     ) -> anyhow::Result<Answer> {
         let mut url = format!("{}{path}", self.base);
         for _ in 0..5 {
-            let req = ureq::http::Request::builder()
+            let mut req = ureq::http::Request::builder()
                 .method(method)
                 .uri(&url)
-                .header("Content-Type", "application/json")
+                .header("Content-Type", "application/json");
+            if let Some(a) = &self.authorization {
+                req = req.header("Authorization", a);
+            }
+            let req = req
                 .body(body.clone().unwrap_or_default())
                 .context("building the request")?;
             let mut resp = self
@@ -561,7 +572,12 @@ fn tenant_body(roles: Vec<String>, clusters: Vec<String>) -> String {
 
 /// Runs `magnetar admin`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let a = Admin::new(&args.admin_url);
+    let client = args.client.resolve()?;
+    let url = args
+        .admin_url
+        .or_else(|| client.web_service_url.clone())
+        .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    let a = Admin::new(&url, &client);
     match args.group {
         Group::Brokers(Brokers::List { cluster }) => {
             print_list(&a.get(&format!("/admin/v2/brokers/{cluster}"))?)
@@ -682,6 +698,7 @@ fn number_policy(
 
 fn namespaces(a: &Admin, n: Namespaces) -> anyhow::Result<()> {
     match n {
+        Namespaces::Permissions(v) => super::admin_permissions::namespace_verb(a, v)?,
         Namespaces::List { tenant } => {
             print_list(&a.get(&format!("/admin/v2/namespaces/{tenant}"))?)
         }
@@ -1020,6 +1037,7 @@ fn topics(a: &Admin, t: Topics) -> anyhow::Result<()> {
             println!("{}", v.get("brokerUrl").unwrap_or(&v));
         }
         Topics::Messages(v) => super::admin_messages::run(a, v)?,
+        Topics::Permissions(v) => super::admin_permissions::topic_verb(a, v)?,
         Topics::Compact { topic } => {
             a.call(
                 "PUT",

@@ -2,7 +2,9 @@
 
 pub mod admin;
 mod admin_messages;
+mod admin_permissions;
 pub mod bookie;
+mod client_auth;
 pub mod ledgers;
 pub mod perf;
 pub mod perf_pulsar;
