@@ -27,6 +27,16 @@ pub struct BookieConfig {
     pub http_bind: String,
     /// Host advertised to clients; empty = host of `bind`.
     pub advertised_address: String,
+    /// gRPC over TLS: the bookie's PEM certificate chain (empty: plain gRPC).
+    pub tls_certificate_file: String,
+    /// Its PEM private key.
+    pub tls_key_file: String,
+    /// CA certificates every caller's certificate must chain to (empty: callers are not
+    /// asked for one).
+    pub tls_trust_certs_file: String,
+    /// Roles (a caller certificate's CN or an OU) allowed to call, comma-separated; required
+    /// with `tls_trust_certs_file`.
+    pub authorized_roles: String,
     /// Metadata store.
     pub meta: MetaSection,
     /// Journal.
@@ -151,6 +161,10 @@ impl Default for BookieConfig {
             bind: "127.0.0.1:3181".into(),
             http_bind: "127.0.0.1:8000".into(),
             advertised_address: String::new(),
+            tls_certificate_file: String::new(),
+            tls_key_file: String::new(),
+            tls_trust_certs_file: String::new(),
+            authorized_roles: String::new(),
             meta: MetaSection::default(),
             journal: JournalSection::default(),
             ledger_storage: LedgerStorageSection::default(),
@@ -228,6 +242,22 @@ impl BookieConfig {
     /// The checks that do not involve the metadata store (used when it is given in-process).
     pub fn validate_local(&self) -> Result<()> {
         let bad = |key: &str, why: &str| Err(BookieError::Config(format!("`{key}`: {why}")));
+        if self.tls_certificate_file.is_empty() != self.tls_key_file.is_empty() {
+            return bad(
+                "tls_certificate_file",
+                "needs `tls_key_file` (and the other way round)",
+            );
+        }
+        if !self.tls_trust_certs_file.is_empty() {
+            if self.tls_certificate_file.is_empty() {
+                return bad("tls_trust_certs_file", "needs `tls_certificate_file`");
+            }
+            if self.authorized_roles.trim().is_empty() {
+                // As BookKeeper's BookieAuthZFactory: a trust file with nobody authorized is
+                // a mistake, not "everyone".
+                return bad("authorized_roles", "required with `tls_trust_certs_file`");
+            }
+        }
         if !(0.0..=1.0).contains(&self.disk.usage_threshold) {
             return bad("disk.usage_threshold", "must be between 0 and 1");
         }

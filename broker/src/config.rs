@@ -120,6 +120,14 @@ pub struct BrokerConfig {
     /// The htpasswd file of the `basic` provider (`$apr1$` or DES crypt hashes), in the same
     /// forms as `token_secret_key`. Pulsar: basicAuthConf.
     pub basic_auth_conf: crate::auth::Secret,
+    /// CA certificates the bookies' certificates chain to: set, the broker calls bookies over
+    /// TLS. Pulsar: bookkeeperTLSTrustCertsFilePath.
+    pub bookkeeper_tls_trust_certs_file: String,
+    /// The broker's certificate for bookies that require one (its CN or an OU must be in
+    /// their `authorized_roles`). Pulsar: bookkeeperTLSCertificateFilePath.
+    pub bookkeeper_tls_certificate_file: String,
+    /// Its key. Pulsar: bookkeeperTLSKeyFilePath.
+    pub bookkeeper_tls_key_file: String,
     /// Roles are checked against grants (needs authentication). Pulsar: authorizationEnabled.
     pub authorization_enabled: bool,
     /// Roles that may do anything, comma-separated. Pulsar: superUserRoles.
@@ -206,6 +214,20 @@ fn list(s: &str) -> Vec<String> {
 }
 
 impl BrokerConfig {
+    /// TLS to bookies, with the files read now; none when not configured.
+    pub fn bookie_tls(&self) -> Result<Option<bookie::client::ClientTls>, String> {
+        if self.bookkeeper_tls_trust_certs_file.is_empty() {
+            return Ok(None);
+        }
+        bookie::client::ClientTls::from_files(
+            &self.bookkeeper_tls_trust_certs_file,
+            &self.bookkeeper_tls_certificate_file,
+            &self.bookkeeper_tls_key_file,
+        )
+        .map(Some)
+        .map_err(|e| format!("`bookkeeper_tls_*`: {e}"))
+    }
+
     /// What authorization needs.
     pub fn authorizer(&self) -> crate::auth::authorization::Authorizer {
         crate::auth::authorization::Authorizer {
@@ -284,6 +306,9 @@ impl Default for BrokerConfig {
             token_audience_claim: String::new(),
             token_audience: String::new(),
             basic_auth_conf: Default::default(),
+            bookkeeper_tls_trust_certs_file: String::new(),
+            bookkeeper_tls_certificate_file: String::new(),
+            bookkeeper_tls_key_file: String::new(),
             authorization_enabled: false,
             super_user_roles: String::new(),
             proxy_roles: String::new(),

@@ -177,6 +177,21 @@ const MAPPED: &[Mapping] = &[
         Kind::Seconds,
     ),
     m("tlsProtocols", "tls_protocols", Kind::Same),
+    m(
+        "bookkeeperTLSTrustCertsFilePath",
+        "bookkeeper_tls_trust_certs_file",
+        Kind::Same,
+    ),
+    m(
+        "bookkeeperTLSCertificateFilePath",
+        "bookkeeper_tls_certificate_file",
+        Kind::Same,
+    ),
+    m(
+        "bookkeeperTLSKeyFilePath",
+        "bookkeeper_tls_key_file",
+        Kind::Same,
+    ),
 ];
 
 const fn m(pulsar: &'static str, magnetar: &'static str, kind: Kind) -> Mapping {

@@ -290,6 +290,17 @@ async fn t93_tls_listeners_certificates_and_the_tls_provider() {
     );
     assert!(e.contains("cannot reach"), "{e}");
 
+    // `magnetar perf produce` over pulsar+ssl:// with a token.
+    let out = std::process::Command::new(integration_tests::bin::magnetar())
+        .args(["perf", "produce", "--service-url", &sa.tls_url])
+        .args(["--tls-trust-cert-path", &trust_flag, "--token", &root_token])
+        .args(["--duration", "1s", "--stats-interval", "0s", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(v["produced"]["messages"].as_u64().unwrap() > 0, "{v}");
+
     // A new certificate from another CA replaces the files: the next connection gets it.
     let renewed = other.issue("localhost", false);
     std::fs::copy(&renewed.key, &key_file).unwrap();

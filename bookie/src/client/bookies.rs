@@ -18,6 +18,7 @@ pub struct Bookies {
     registry: BookieRegistry,
     channels: Mutex<HashMap<String, Channel>>,
     connect_timeout: Duration,
+    tls: Option<super::ClientTls>,
 }
 
 impl Bookies {
@@ -27,7 +28,14 @@ impl Bookies {
             registry,
             channels: Mutex::new(HashMap::new()),
             connect_timeout,
+            tls: None,
         }
+    }
+
+    /// Calls bookies over TLS (mutual, with an identity).
+    pub fn with_tls(mut self, tls: Option<super::ClientTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The registry.
@@ -66,11 +74,30 @@ impl Bookies {
                         message: "not registered (down?)".into(),
                     }
                 })?;
-                let channel = Endpoint::from_shared(format!("http://{}", info.grpc_address))
-                    .map_err(|e| ClientError::Invalid(e.to_string()))?
-                    .tcp_nodelay(true)
-                    .connect_timeout(self.connect_timeout)
-                    .connect_lazy();
+                let scheme = if self.tls.is_some() { "https" } else { "http" };
+                let mut endpoint =
+                    Endpoint::from_shared(format!("{scheme}://{}", info.grpc_address))
+                        .map_err(|e| ClientError::Invalid(e.to_string()))?
+                        .tcp_nodelay(true)
+                        .connect_timeout(self.connect_timeout);
+                if let Some(tls) = &self.tls {
+                    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+                    let host = info
+                        .grpc_address
+                        .rsplit_once(':')
+                        .map_or(info.grpc_address.as_str(), |(h, _)| h)
+                        .trim_matches(['[', ']']);
+                    let mut config = ClientTlsConfig::new()
+                        .ca_certificate(Certificate::from_pem(&tls.ca))
+                        .domain_name(host);
+                    if let Some((cert, key)) = &tls.identity {
+                        config = config.identity(Identity::from_pem(cert, key));
+                    }
+                    endpoint = endpoint
+                        .tls_config(config)
+                        .map_err(|e| ClientError::Invalid(format!("TLS to bookies: {e}")))?;
+                }
+                let channel = endpoint.connect_lazy();
                 self.channels
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())

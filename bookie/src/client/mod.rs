@@ -50,6 +50,43 @@ pub struct ClientConfig {
     /// doubling up to 2 s — before the pending adds fail with `NotEnoughBookies`, so the
     /// caller can move on (a broker rolls to a new ledger).
     pub same_bookie_retries: u32,
+    /// gRPC over TLS to the bookies (none: plain gRPC).
+    pub tls: Option<ClientTls>,
+}
+
+/// TLS to bookies: the CA their certificates chain to, and this client's own certificate
+/// for bookies that require one (PEM). Pulsar: bookkeeperTLSTrustCertsFilePath,
+/// bookkeeperTLSCertificateFilePath, bookkeeperTLSKeyFilePath.
+#[derive(Clone)]
+pub struct ClientTls {
+    /// CA certificates, PEM.
+    pub ca: Vec<u8>,
+    /// This client's certificate chain and key, PEM.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key never reaches a log.
+        f.debug_struct("ClientTls")
+            .field("identity", &self.identity.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientTls {
+    /// Reads the files (`cert` and `key` both or neither).
+    pub fn from_files(ca: &str, cert: &str, key: &str) -> std::io::Result<Self> {
+        let identity = if cert.is_empty() {
+            None
+        } else {
+            Some((std::fs::read(cert)?, std::fs::read(key)?))
+        };
+        Ok(ClientTls {
+            ca: std::fs::read(ca)?,
+            identity,
+        })
+    }
 }
 
 impl Default for ClientConfig {
@@ -60,6 +97,7 @@ impl Default for ClientConfig {
             speculative_read_delay: Duration::from_millis(50),
             window: 4096,
             same_bookie_retries: 5,
+            tls: None,
         }
     }
 }
@@ -109,7 +147,9 @@ impl LedgerClient {
         let registry = BookieRegistry::new(store.clone(), keys.clone());
         LedgerClient {
             ledgers: Arc::new(LedgerStore::new(store, keys)),
-            bookies: Arc::new(Bookies::new(registry, config.read_timeout)),
+            bookies: Arc::new(
+                Bookies::new(registry, config.read_timeout).with_tls(config.tls.clone()),
+            ),
             config,
         }
     }

@@ -8,6 +8,7 @@
 pub mod handlers;
 pub mod http;
 pub mod service;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -159,9 +160,11 @@ pub async fn start_with_store(
     let deregister = CancellationToken::new();
     let mut tasks = Vec::new();
 
-    tasks.push(tokio::spawn(serve_grpc(
+    let grpc_tls = tls::GrpcTls::from_config(&config)?;
+    tasks.push(tokio::spawn(serve_grpc_with(
         shared.clone(),
         grpc,
+        grpc_tls,
         serving.clone(),
     )));
     let app = http::router(shared.clone(), metrics);
@@ -237,8 +240,18 @@ pub async fn start_with_store(
     })
 }
 
-/// Serves the bookie gRPC service on `listener` until `stop` fires.
+/// Serves the bookie gRPC service on `listener` until `stop` fires (plain gRPC).
 pub async fn serve_grpc(shared: Arc<Shared>, listener: TcpListener, stop: CancellationToken) {
+    serve_grpc_with(shared, listener, None, stop).await
+}
+
+/// Serves the bookie gRPC service on `listener`, over TLS when `tls` is set, until `stop`.
+pub async fn serve_grpc_with(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    tls: Option<tls::GrpcTls>,
+    stop: CancellationToken,
+) {
     // tonic ignores the builder's tcp_nodelay with serve_with_incoming: set it per socket,
     // or small calls wait ~40 ms on Nagle + delayed ACK.
     let incoming = TcpListenerStream::new(listener).map(|s| {
@@ -247,11 +260,25 @@ pub async fn serve_grpc(shared: Arc<Shared>, listener: TcpListener, stop: Cancel
         }
         s
     });
+    let roles = tls
+        .as_ref()
+        .map(|t| t.authorized_roles.clone())
+        .unwrap_or_default();
     let svc = BookieServer::new(service::BookieService { shared })
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
-    let res = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+    let svc = tonic::service::interceptor::InterceptedService::new(svc, tls::authorize(roles));
+    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    if let Some(t) = tls {
+        builder = match builder.tls_config(t.config) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "bookie TLS configuration failed");
+                return;
+            }
+        };
+    }
+    let res = builder
         .add_service(svc)
         .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
         .await;

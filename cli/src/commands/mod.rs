@@ -9,6 +9,7 @@ pub mod ledgers;
 pub mod perf;
 pub mod perf_pulsar;
 mod perf_report;
+mod perf_security;
 pub mod probe;
 pub mod standalone;
 pub mod tokens;

@@ -20,9 +20,8 @@ use broker::protocol::pb::base_command::Type;
 use broker::protocol::pb::command_subscribe::{InitialPosition, SubType};
 use broker::protocol::pb::{self, BaseCommand};
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 
 use super::perf_report::{self, Stats};
 
@@ -63,6 +62,8 @@ pub struct ProduceArgs {
     /// Print the results as one JSON object (the periodic lines go to stderr).
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    security: super::perf_security::SecurityArgs,
 }
 
 /// Flags of `magnetar perf consume`.
@@ -96,6 +97,8 @@ pub struct ConsumeArgs {
     /// Print the results as one JSON object (the periodic lines go to stderr).
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    security: super::perf_security::SecurityArgs,
 }
 
 fn base(t: Type) -> BaseCommand {
@@ -105,21 +108,23 @@ fn base(t: Type) -> BaseCommand {
     }
 }
 
-async fn write(
-    w: &mut tokio::net::tcp::OwnedWriteHalf,
-    c: &BaseCommand,
-    payload: Option<&[u8]>,
-) -> anyhow::Result<()> {
+/// The read half of a connection: plain TCP or TLS.
+type Reader = Box<dyn AsyncRead + Unpin + Send>;
+/// The write half.
+type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+
+async fn write(w: &mut Writer, c: &BaseCommand, payload: Option<&[u8]>) -> anyhow::Result<()> {
     let mut out = BytesMut::new();
     match payload {
         Some(p) => frame::encode_with_payload(c, p, &mut out),
         None => frame::encode(c, &mut out),
     }
     w.write_all(&out).await?;
+    w.flush().await?;
     Ok(())
 }
 
-async fn read(r: &mut OwnedReadHalf, buf: &mut BytesMut) -> anyhow::Result<frame::Frame> {
+async fn read(r: &mut Reader, buf: &mut BytesMut) -> anyhow::Result<frame::Frame> {
     loop {
         match frame::decode(buf, 16 << 20) {
             Ok(f) => return Ok(f),
@@ -134,8 +139,8 @@ async fn read(r: &mut OwnedReadHalf, buf: &mut BytesMut) -> anyhow::Result<frame
 
 /// A connection to a broker: read half, write half, read buffer.
 struct Conn {
-    r: OwnedReadHalf,
-    w: tokio::net::tcp::OwnedWriteHalf,
+    r: Reader,
+    w: Writer,
     buf: BytesMut,
 }
 
@@ -158,18 +163,34 @@ impl Conn {
 }
 
 async fn connect(url: &str) -> anyhow::Result<Conn> {
-    let addr = url
-        .strip_prefix("pulsar://")
-        .context("service URL must be pulsar://HOST:PORT")?;
+    let security = super::perf_security::current();
+    let (addr, tls) = match (
+        url.strip_prefix("pulsar://"),
+        url.strip_prefix("pulsar+ssl://"),
+    ) {
+        (Some(a), _) => (a, false),
+        (_, Some(a)) => (a, true),
+        _ => bail!("service URL must be pulsar://HOST:PORT or pulsar+ssl://HOST:PORT"),
+    };
     let s = TcpStream::connect(addr)
         .await
         .with_context(|| format!("connecting to {addr}"))?;
     s.set_nodelay(true)?;
-    let (mut r, mut w) = s.into_split();
+    let (mut r, mut w): (Reader, Writer) = if tls {
+        let s = security.tls_connect(addr, s).await?;
+        let (r, w) = tokio::io::split(s);
+        (Box::new(r), Box::new(w))
+    } else {
+        let (r, w) = s.into_split();
+        (Box::new(r), Box::new(w))
+    };
+    let (method, data) = security.credentials();
     let connect = BaseCommand {
         connect: Some(pb::CommandConnect {
             client_version: "magnetar-perf".into(),
             protocol_version: Some(19),
+            auth_method_name: method,
+            auth_data: data.map(Into::into),
             ..Default::default()
         }),
         ..base(Type::Connect)
@@ -177,6 +198,9 @@ async fn connect(url: &str) -> anyhow::Result<Conn> {
     write(&mut w, &connect, None).await?;
     let mut buf = BytesMut::new();
     let f = read(&mut r, &mut buf).await?;
+    if let Some(e) = f.command.error {
+        bail!("the broker refused the connection: {}", e.message);
+    }
     f.command.connected.context("no CONNECTED")?;
     Ok(Conn { r, w, buf })
 }
@@ -185,14 +209,13 @@ async fn connect(url: &str) -> anyhow::Result<Conn> {
 /// names several; each lookup starts at the next one, so a dead broker is skipped.
 fn pick_broker(service_url: &str) -> String {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let hosts: Vec<&str> = service_url
-        .strip_prefix("pulsar://")
-        .unwrap_or(service_url)
-        .split(',')
-        .filter(|h| !h.is_empty())
-        .collect();
+    let (scheme, rest) = match service_url.split_once("://") {
+        Some((s, r)) => (s, r),
+        None => ("pulsar", service_url),
+    };
+    let hosts: Vec<&str> = rest.split(',').filter(|h| !h.is_empty()).collect();
     let i = NEXT.fetch_add(1, Ordering::Relaxed) % hosts.len().max(1);
-    format!("pulsar://{}", hosts.get(i).copied().unwrap_or_default())
+    format!("{scheme}://{}", hosts.get(i).copied().unwrap_or_default())
 }
 
 /// Looks `topic` up through `service_url` (following redirects, as the Pulsar clients do) and
@@ -219,7 +242,12 @@ async fn connect_to_owner(service_url: &str, topic: &str) -> anyhow::Result<Conn
             .command
             .lookup_topic_response
             .context("no LOOKUP_RESPONSE")?;
-        let target = answer.broker_service_url.clone().unwrap_or_default();
+        // Over TLS, the broker's TLS URL (as the Pulsar clients take it).
+        let target = if url.starts_with("pulsar+ssl://") {
+            answer.broker_service_url_tls.clone().unwrap_or_default()
+        } else {
+            answer.broker_service_url.clone().unwrap_or_default()
+        };
         match answer.response.and_then(|r| LookupType::try_from(r).ok()) {
             Some(LookupType::Connect) if target.is_empty() || target == url => return Ok(c),
             Some(LookupType::Connect) => return connect(&target).await,
@@ -322,6 +350,7 @@ impl ProducerRun {
             self.encode_send(&name, *seq, &mut out);
         }
         c.w.write_all(&out).await?;
+        c.w.flush().await?;
         let in_flight = self.args.in_flight.max(1);
         let give_up = self.end + Duration::from_secs(30);
         loop {
@@ -331,30 +360,32 @@ impl ProducerRun {
             let can_send = Instant::now() < self.end && self.unacked.len() < in_flight;
             let due = self.due();
             tokio::select! {
-                biased;
-                f = c.next() => self.on_frame(f?)?,
-                () = tokio::time::sleep_until(due.into()), if can_send => {
-                    // Everything due now, up to the window, in one write.
-                    let mut out = BytesMut::new();
-                    while self.unacked.len() < in_flight && Instant::now() < self.end {
-                        let due = self.due();
-                        if due > Instant::now() && !out.is_empty() {
-                            break;
+                    biased;
+                    f = c.next() => self.on_frame(f?)?,
+                    () = tokio::time::sleep_until(due.into()), if can_send => {
+                        // Everything due now, up to the window, in one write.
+                        let mut out = BytesMut::new();
+                        while self.unacked.len() < in_flight && Instant::now() < self.end {
+                            let due = self.due();
+                            if due > Instant::now() && !out.is_empty() {
+                                break;
+                            }
+                            if self.unacked.is_empty() {
+                                self.last_progress = Instant::now();
+                            }
+                            self.encode_send(&name, self.next_seq, &mut out);
+                            self.unacked.push_back((self.next_seq, due));
+                            self.next_seq += 1;
+                            if out.len() >= 256 << 10 {
+                                break;
+                            }
                         }
-                        if self.unacked.is_empty() {
-                            self.last_progress = Instant::now();
-                        }
-                        self.encode_send(&name, self.next_seq, &mut out);
-                        self.unacked.push_back((self.next_seq, due));
-                        self.next_seq += 1;
-                        if out.len() >= 256 << 10 {
-                            break;
-                        }
+                        c.w.write_all(&out).await?;
+                        c.w.flush().await?;
+            c.w.flush().await?;
                     }
-                    c.w.write_all(&out).await?;
+                    () = tokio::time::sleep_until(give_up.into()) => bail!("receipts stopped coming"),
                 }
-                () = tokio::time::sleep_until(give_up.into()) => bail!("receipts stopped coming"),
-            }
         }
     }
 
@@ -554,6 +585,7 @@ fn new_totals() -> Arc<Totals> {
 
 /// Runs `magnetar perf produce`.
 pub async fn run(mut a: ProduceArgs) -> anyhow::Result<()> {
+    super::perf_security::install(&a.security)?;
     let run_id = rand::random::<u32>();
     let topics: Vec<String> = if a.topic.is_empty() {
         (0..a.topics)
@@ -664,6 +696,7 @@ pub async fn run(mut a: ProduceArgs) -> anyhow::Result<()> {
 /// Runs `magnetar perf consume`: consumers of existing topics, reporting the received rate
 /// and the end-to-end latency (from each message's publish time).
 pub async fn run_consume(a: ConsumeArgs) -> anyhow::Result<()> {
+    super::perf_security::install(&a.security)?;
     let sub_type = match a
         .subscription_type
         .to_ascii_lowercase()

@@ -98,7 +98,11 @@ async fn serve_broker(
     let host = advertised(&addr, &flag)?;
     let service_url = format!("pulsar://{host}:{}", addr.port());
     let keys = KeyLayout::for_cluster(&config.meta.cluster);
-    let client = LedgerClient::new(store.clone(), keys.clone(), ClientConfig::default());
+    let client_config = ClientConfig {
+        tls: config.bookie_tls().map_err(|e| anyhow::anyhow!(e))?,
+        ..ClientConfig::default()
+    };
+    let client = LedgerClient::new(store.clone(), keys.clone(), client_config);
     let http_url = format!("http://{host}:{}", http.local_addr()?.port());
     // TLS listeners (Pulsar's brokerServicePortTls / webServicePortTls), when configured.
     let tls_config = config
