@@ -117,6 +117,11 @@ pub struct BrokerConfig {
     pub token_audience_claim: String,
     /// See `token_audience_claim`.
     pub token_audience: String,
+    /// How often each connection's credentials are checked for expiry; an expired token is
+    /// challenged (AUTH_CHALLENGE) and the connection closed if not renewed by the next check
+    /// (0s: never). Pulsar: authenticationRefreshCheckSeconds.
+    #[serde(with = "duration")]
+    pub authentication_refresh_check_interval: Duration,
     /// The htpasswd file of the `basic` provider (`$apr1$` or DES crypt hashes), in the same
     /// forms as `token_secret_key`. Pulsar: basicAuthConf.
     pub basic_auth_conf: crate::auth::Secret,
@@ -306,6 +311,7 @@ impl Default for BrokerConfig {
             token_audience_claim: String::new(),
             token_audience: String::new(),
             basic_auth_conf: Default::default(),
+            authentication_refresh_check_interval: Duration::from_secs(60),
             bookkeeper_tls_trust_certs_file: String::new(),
             bookkeeper_tls_certificate_file: String::new(),
             bookkeeper_tls_key_file: String::new(),

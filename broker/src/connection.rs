@@ -85,6 +85,14 @@ pub struct Connection {
     /// The client's certificate (DER), verified in the TLS handshake; none on the plain port
     /// or when the client presented none.
     pub peer_cert: Option<Arc<[u8]>>,
+    /// The method the client authenticated with (for refresh).
+    pub auth_method: String,
+    /// When its credentials expire (seconds since the epoch; none: never).
+    pub auth_expires: Option<f64>,
+    /// The client answers AUTH_CHALLENGE (CONNECT's `supports_auth_refresh`).
+    pub supports_auth_refresh: bool,
+    /// A challenge was sent and not answered yet.
+    pub auth_challenge_pending: bool,
     /// The client reads broker entry metadata in front of messages (its CONNECT's
     /// `supports_broker_entry_metadata`); other clients get messages without it.
     pub broker_entry_metadata: bool,
@@ -196,6 +204,9 @@ impl Connection {
         }
         match t {
             Type::Connect => commands::connect::handle(self, c.connect.ok_or_else(missing)?).await,
+            Type::AuthResponse => {
+                commands::connect::auth_response(self, c.auth_response.ok_or_else(missing)?).await
+            }
             Type::Ping => commands::ping::handle(self).await,
             Type::Pong => Ok(()),
             Type::PartitionedMetadata => {
@@ -407,6 +418,10 @@ async fn serve_halves<R, W>(
         role: None,
         peer,
         peer_cert,
+        auth_method: String::new(),
+        auth_expires: None,
+        supports_auth_refresh: false,
+        auth_challenge_pending: false,
         broker_entry_metadata: false,
         pending_publish: Arc::new(tokio::sync::Semaphore::new(service_pending_limit)),
     };
@@ -419,6 +434,14 @@ async fn serve_halves<R, W>(
     // ticks must not fire in a burst (the second would close a client that is talking).
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard = true;
+    // Credential refresh (PIP-55): expired credentials are challenged at the next check.
+    let refresh_every = conn.service.auth_refresh_check;
+    let mut refresh = tokio::time::interval(if refresh_every.is_zero() {
+        std::time::Duration::from_secs(3600)
+    } else {
+        refresh_every
+    });
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     'read: loop {
         loop {
             match frame::decode(&mut buf, conn.max_message_size + FRAME_PADDING) {
@@ -487,6 +510,12 @@ async fn serve_halves<R, W>(
                 let mut ping = BytesMut::new();
                 frame::encode(&crate::protocol::cmd::ping(), &mut ping);
                 let _ = conn.out.try_send(ping.freeze());
+            }
+            _ = refresh.tick(), if !refresh_every.is_zero() && conn.auth_expires.is_some() => {
+                if let Err(e) = commands::connect::check_expiry(&mut conn).await {
+                    tracing::warn!(conn = id, ?peer, error = %e, "closing connection");
+                    break;
+                }
             }
             () = conn.out.closed() => break,
         }

@@ -155,6 +155,11 @@ const MAPPED: &[Mapping] = &[
     m("tokenAudienceClaim", "token_audience_claim", Kind::Same),
     m("tokenAudience", "token_audience", Kind::Same),
     m("basicAuthConf", "basic_auth_conf", Kind::Same),
+    m(
+        "authenticationRefreshCheckSeconds",
+        "authentication_refresh_check_interval",
+        Kind::Seconds,
+    ),
     m("authorizationEnabled", "authorization_enabled", Kind::Bool),
     m("superUserRoles", "super_user_roles", Kind::Same),
     m("proxyRoles", "proxy_roles", Kind::Same),

@@ -70,6 +70,8 @@ pub struct BrokerService {
     pub max_topics_per_namespace: usize,
     /// Who may connect (authentication; disabled unless configured).
     pub authenticator: Arc<crate::auth::Authenticator>,
+    /// How often connections' credentials are checked for expiry (PIP-55; zero: never).
+    pub auth_refresh_check: std::time::Duration,
     /// What each role may do (authorization; disabled unless configured).
     pub authorizer: Arc<crate::auth::authorization::Authorizer>,
     /// `pulsar+ssl://host:port` when the broker has a TLS listener (empty otherwise).
@@ -219,6 +221,7 @@ impl BrokerService {
             delete_inactive_topics: None,
             authenticator: Arc::new(crate::auth::Authenticator::disabled()),
             authorizer: Default::default(),
+            auth_refresh_check: std::time::Duration::from_secs(60),
             service_url_tls: String::new(),
             tls: None,
             schemas: crate::schema::Registry::new(store.clone(), keys.clone()),

@@ -4,9 +4,9 @@
 //! connection closed) and over HTTP (401), while `/metrics` stays open. No credential reaches
 //! the log.
 
-use broker::protocol::pb::{self, BaseCommand, base_command::Type};
+use broker::protocol::pb::{self, BaseCommand};
 use integration_tests::process::KeptDir;
-use integration_tests::raw::{RawConn, base};
+use integration_tests::raw::RawConn;
 use integration_tests::standalone::{StandaloneProcess, python};
 
 /// Key bytes 0..31 and a token for `token-principal` signed with it (made by Pulsar's
@@ -20,20 +20,7 @@ const HTPASSWD: &str = "admin:$apr1$FG4AO6aX$KGYPuMoLUou3i6vUkPUUf.\n";
 
 async fn connect_with(addr: &str, method: &str, data: &[u8]) -> (RawConn, Option<BaseCommand>) {
     let s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut c = RawConn::from_stream(s);
-    c.send(&BaseCommand {
-        connect: Some(pb::CommandConnect {
-            client_version: "raw-test".into(),
-            protocol_version: Some(19),
-            auth_method_name: Some(method.into()),
-            auth_data: Some(data.to_vec().into()),
-            ..Default::default()
-        }),
-        ..base(Type::Connect)
-    })
-    .await;
-    let answer = c.next().await;
-    (c, answer)
+    integration_tests::raw::connect_as(s, method, data).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,17 +14,7 @@ use integration_tests::standalone::StandaloneProcess;
 use integration_tests::tls::{Pki, bundle, client_config, committed, connect, https};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const KEY: &str = "data:;base64,AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
-fn token(role: &str) -> String {
-    let key: Vec<u8> = (0..32).collect();
-    broker::auth::token::sign_with_secret(
-        &key,
-        &[("sub", role.into())],
-        broker::auth::token::Algorithm::HS256,
-    )
-    .unwrap()
-}
+use integration_tests::tls::{TOKEN_KEY as KEY, token};
 
 /// Connects over TLS and sends CONNECT; `None` when the handshake or the session fails.
 async fn tls_connect(

@@ -12,18 +12,8 @@ use integration_tests::raw::{RawConn, base, connect_as, producer, subscribe};
 use integration_tests::standalone::StandaloneProcess;
 use integration_tests::tls::http;
 
-const KEY: &str = "data:;base64,AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+use integration_tests::tls::{TOKEN_KEY as KEY, token};
 const NS: &str = "acme/ns";
-
-fn token(role: &str) -> String {
-    let key: Vec<u8> = (0..32).collect();
-    broker::auth::token::sign_with_secret(
-        &key,
-        &[("sub", role.into())],
-        broker::auth::token::Algorithm::HS256,
-    )
-    .unwrap()
-}
 
 fn bearer(role: &str) -> String {
     format!("Bearer {}", token(role))

@@ -9,7 +9,9 @@
 //! What a role may do is [`authorization`]'s business (with authentication on and
 //! authorization off, any authenticated role may do anything, as in Pulsar).
 //!
-//! Not here yet: credential refresh (PIP-55), public-key tokens.
+//! Credentials that expire (tokens with `exp`) are challenged on their connection when they
+//! do (PIP-55, [`crate::protocol::commands::connect::check_expiry`]). Not here yet: public-key
+//! tokens.
 
 pub mod authorization;
 pub mod basic;
@@ -156,6 +158,16 @@ impl Authenticator {
         };
         count(&result, method);
         result.map(Some)
+    }
+
+    /// When credentials that [`Authenticator::connect`] accepted stop being valid (seconds
+    /// since the epoch): a token's `exp`; never for certificates, passwords and tokens
+    /// without `exp`. The connection is challenged then (PIP-55).
+    pub fn expires_at(&self, method: &str, data: &[u8]) -> Option<f64> {
+        if !self.enabled || method != "token" || self.token.is_none() {
+            return None;
+        }
+        token::expiry(data)
     }
 
     /// An HTTP request: `method_header` (`X-Pulsar-Auth-Method-Name`) and `authorization`

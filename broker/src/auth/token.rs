@@ -119,6 +119,17 @@ impl TokenProvider {
     }
 }
 
+/// A token's `exp` claim (seconds since the epoch), read without verifying: for tokens
+/// already verified, to know when to challenge their connection.
+pub fn expiry(data: &[u8]) -> Option<f64> {
+    let token = std::str::from_utf8(data).ok()?;
+    let (_, payload) = show(token).ok()?;
+    serde_json::from_str::<Value>(&payload)
+        .ok()?
+        .get("exp")?
+        .as_f64()
+}
+
 /// Signs `claims` with a secret key as Pulsar's `bin/pulsar tokens create` does: a compact
 /// JWT whose header is exactly `{"alg":"HS256"}` (no `typ`), so tokens made by either tool
 /// are byte-for-byte alike.

@@ -171,6 +171,7 @@ async fn serve_broker(
             .map_err(|e| anyhow::anyhow!("authentication: {e}"))?,
     );
     service.authorizer = Arc::new(config.authorizer());
+    service.auth_refresh_check = config.authentication_refresh_check_interval;
     service.service_url_tls = urls.service_url_tls.clone();
     service.tls = tls_config;
     service.delete_inactive_topics = config.delete_inactive_topics.then_some((
